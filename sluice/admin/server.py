@@ -1,0 +1,152 @@
+"""The admin listener: an HCM (``http.admin.*`` stats) whose terminal filter answers admin
+requests from the handler table in :mod:`sluice.admin.handlers`.
+
+Every admin response is streamed (``transfer-encoding: chunked``) with the headers Envoy sends:
+``content-type``, ``cache-control: no-cache, max-age=0``, ``x-content-type-options: nosniff``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from sluice.admin import handlers
+from sluice.http.conn_manager import ActiveStream, DownstreamConnection, HcmConfig
+from sluice.http.filter import STOP_ITERATION, STOP_ITERATION_NO_BUFFER, FilterStatus
+from sluice.http.headers import RequestHeaders, ResponseHeaders
+from sluice.stats.blocks import ListenerStats
+
+if TYPE_CHECKING:
+    from sluice.server import Server
+
+log = logging.getLogger("sluice.admin")
+
+
+class AdminRequest:
+    """What a handler sees: method, path, query parameters (query string and form body)."""
+
+    __slots__ = ("method", "path", "params", "body", "raw_path")
+
+    def __init__(self, method: str, raw_path: str, body: bytes, content_type: str) -> None:
+        self.method = method
+        self.raw_path = raw_path
+        path, _, query = raw_path.partition("?")
+        self.path = path
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        if body and content_type.startswith("application/x-www-form-urlencoded"):
+            for k, v in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
+                params.setdefault(k, v)
+        self.params = params
+        self.body = body
+
+
+class AdminFilter:
+    __slots__ = ("admin", "stream", "body")
+
+    def __init__(self, admin: AdminServer, stream: ActiveStream) -> None:
+        self.admin = admin
+        self.stream = stream
+        self.body = bytearray()
+
+    def decode_headers(self, headers: RequestHeaders, end_stream: bool) -> FilterStatus:
+        if end_stream:
+            self._respond()
+        return STOP_ITERATION
+
+    def decode_data(self, data: bytes, end_stream: bool) -> FilterStatus:
+        self.body += data
+        if end_stream:
+            self._respond()
+        return STOP_ITERATION_NO_BUFFER
+
+    def _respond(self) -> None:
+        h = self.stream.request_headers
+        req = AdminRequest(h.method, h.path, bytes(self.body), h.get("content-type") or "")
+        try:
+            status, content_type, body = handlers.dispatch(self.admin.server, req)
+        except Exception:  # noqa: BLE001 - an admin bug must not take the proxy down
+            log.exception("admin handler failed for %s", h.path)
+            status, content_type, body = 500, handlers.TEXT, "internal error\n"
+        headers = ResponseHeaders(
+            status,
+            [
+                ["content-type", content_type],
+                ["cache-control", "no-cache, max-age=0"],
+                ["x-content-type-options", "nosniff"],
+            ],
+        )
+        payload = body.encode("utf-8") if isinstance(body, str) else body
+        self.stream.encode_headers(headers, False)
+        self.stream.encode_data(payload, True)
+        self.admin.log_access(self.stream)
+        if req.path == "/quitquitquit" and status == 200:
+            self.admin.server.request_stop()
+
+    def on_destroy(self) -> None:
+        pass
+
+
+class AdminServer:
+    def __init__(self, server: Server, admin_msg: Any) -> None:
+        self.server = server
+        sa = admin_msg.address.socket_address
+        self.ip = server._bind_ip(sa.address)
+        self.port = sa.port_value
+        self.access_log_path = admin_msg.access_log_path
+        self.listener_stats = ListenerStats(server.store, "listener.admin.")
+        self.hcm = HcmConfig(
+            stat_prefix="admin",
+            store=server.store,
+            route_table=None,
+            filter_factories=[lambda stream: AdminFilter(self, stream)],
+            listener_stats_prefix="listener.admin.",
+            rng=server.rng,
+            server=None,
+        )
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def make() -> DownstreamConnection:
+            self.listener_stats.downstream_cx_total.inc()
+            self.listener_stats.downstream_cx_active.inc()
+
+            def closed(_c: DownstreamConnection) -> None:
+                self.listener_stats.downstream_cx_active.dec()
+                self.listener_stats.downstream_cx_destroy.inc()
+
+            return DownstreamConnection(self.hcm, closed)
+
+        self._server = await loop.create_server(make, self.ip, self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    def log_access(self, stream: ActiveStream) -> None:
+        """``admin.access_log_path``: one line per admin request, Envoy's default format."""
+        if not self.access_log_path:
+            return
+        h = stream.request_headers
+        info = stream.stream_info
+        start = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(info.start_wall))
+        ms = int(info.start_wall * 1000) % 1000
+        line = (
+            f'[{start}.{ms:03d}Z] "{h.method} {h.path} HTTP/{h.version}" {info.response_code} - '
+            f'{info.bytes_received} {info.bytes_sent} {info.duration_ms()} - "-" '
+            f'"{h.get("user-agent") or "-"}" "-" "{h.authority or "-"}" "-"\n'
+        )
+        try:
+            with open(self.access_log_path, "a", encoding="utf-8") as f:
+                f.write(line)
+        except OSError as exc:
+            log.warning("admin access log %s: %s", self.access_log_path, exc)

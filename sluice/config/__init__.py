@@ -1,0 +1,1 @@
+"""Configuration: load an Envoy v3 bootstrap, check it, and name what Sluice does not implement."""

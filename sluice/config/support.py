@@ -1,0 +1,218 @@
+"""What Sluice implements, as tables, and the walk that names everything else in a bootstrap.
+
+A valid Envoy config may use fields and extensions Sluice does not implement yet. They are never
+dropped silently: ``unsupported_features`` returns one line per set field or extension outside
+these tables, with its path, and the caller decides (warn, or refuse with ``UnsupportedError``).
+
+When a feature lands, extend the tables here in the same change:
+
+* ``SUPPORTED_FIELDS``: protobuf full message name → the fields Sluice reads. A set field not
+  listed is reported; ``"*"`` means every field. A message reached through a supported field but
+  missing from the table has no supported fields.
+* ``SUPPORTED_VALUES``: an enum field → the values Sluice implements (the rest are reported).
+* ``SUPPORTED_EXTENSIONS``: the typed_config ``@type`` URLs Sluice implements; every other
+  extension (HTTP filter, access logger, tracer, stats sink...) is reported by kind and name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
+
+from envoy.config.bootstrap.v3 import bootstrap_pb2
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from sluice.config.compat import ANY, is_map, is_repeated, join_path, type_url_for_name, unpack_any
+from sluice.config.loader import validate
+
+__all__ = ["SUPPORTED_EXTENSIONS", "SUPPORTED_FIELDS", "SUPPORTED_VALUES", "unsupported_features", "validate"]
+
+ALL_FIELDS: Final = "*"
+
+_HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_HEADER_FIELDS = (
+    "request_headers_to_add",
+    "request_headers_to_remove",
+    "response_headers_to_add",
+    "response_headers_to_remove",
+)
+
+# fmt: off
+SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields) for name, fields in {
+    # bootstrap, admin, runtime
+    "envoy.config.bootstrap.v3.Bootstrap": {"node", "static_resources", "admin", "layered_runtime"},
+    "envoy.config.bootstrap.v3.Bootstrap.StaticResources": {"listeners", "clusters"},
+    "envoy.config.core.v3.Node": {"id", "cluster"},
+    "envoy.config.bootstrap.v3.Admin": {"address", "access_log_path", "profile_path"},
+    "envoy.config.bootstrap.v3.LayeredRuntime": {"layers"},
+    "envoy.config.bootstrap.v3.RuntimeLayer": {"name", "static_layer", "disk_layer", "admin_layer"},
+    "envoy.config.bootstrap.v3.RuntimeLayer.DiskLayer": {"symlink_root", "subdirectory", "append_service_cluster"},
+    "envoy.config.bootstrap.v3.RuntimeLayer.AdminLayer": set(),
+    # listeners
+    "envoy.config.listener.v3.Listener": {"name", "address", "filter_chains"},
+    "envoy.config.listener.v3.FilterChain": {"filters"},
+    "envoy.config.listener.v3.Filter": {"name", "typed_config"},
+    "envoy.config.core.v3.Address": {"socket_address"},
+    "envoy.config.core.v3.SocketAddress": {"address", "port_value", "protocol"},
+    # http connection manager
+    _HCM: {"stat_prefix", "codec_type", "route_config", "http_filters", "generate_request_id",
+           "preserve_external_request_id", "use_remote_address", "server_name",
+           "xff_num_trusted_hops", "skip_xff_append"},
+    _HCM.rsplit(".", 1)[0] + ".HttpFilter": {"name", "typed_config"},
+    "envoy.extensions.filters.http.router.v3.Router": set(),
+    # routes
+    "envoy.config.route.v3.RouteConfiguration": {"name", "virtual_hosts", *_HEADER_FIELDS},
+    "envoy.config.route.v3.VirtualHost": {"name", "domains", "routes", *_HEADER_FIELDS},
+    "envoy.config.route.v3.Route": {"name", "match", "route", "redirect", "direct_response", *_HEADER_FIELDS},
+    "envoy.config.route.v3.RouteMatch": {"prefix", "path", "safe_regex", "path_separated_prefix",
+                                         "case_sensitive", "headers", "query_parameters", "runtime_fraction"},
+    "envoy.config.route.v3.HeaderMatcher": {"name", "exact_match", "prefix_match", "suffix_match",
+                                            "contains_match", "safe_regex_match", "present_match",
+                                            "range_match", "invert_match", "string_match"},
+    "envoy.config.route.v3.QueryParameterMatcher": {"name", "string_match", "present_match"},
+    "envoy.type.matcher.v3.StringMatcher": {"exact", "prefix", "suffix", "contains", "safe_regex", "ignore_case"},
+    "envoy.type.matcher.v3.RegexMatcher": {"google_re2", "regex"},
+    "envoy.type.matcher.v3.RegexMatcher.GoogleRE2": set(),
+    "envoy.type.matcher.v3.RegexMatchAndSubstitute": {"pattern", "substitution"},
+    "envoy.type.v3.Int64Range": {"start", "end"},
+    "envoy.config.route.v3.RouteAction": {"cluster", "cluster_header", "weighted_clusters",
+                                          "request_mirror_policies", "prefix_rewrite", "regex_rewrite",
+                                          "host_rewrite_literal", "auto_host_rewrite", "timeout", "idle_timeout"},
+    "envoy.config.route.v3.WeightedCluster": {"clusters", "total_weight", "runtime_key_prefix"},
+    "envoy.config.route.v3.WeightedCluster.ClusterWeight": {"name", "weight", *_HEADER_FIELDS},
+    "envoy.config.route.v3.RouteAction.RequestMirrorPolicy": {"cluster", "runtime_fraction"},
+    "envoy.config.core.v3.RuntimeFractionalPercent": {"default_value", "runtime_key"},
+    "envoy.type.v3.FractionalPercent": {"numerator", "denominator"},
+    "envoy.config.route.v3.DirectResponseAction": {"status", "body"},
+    "envoy.config.core.v3.DataSource": {"inline_string", "inline_bytes", "filename"},
+    "envoy.config.route.v3.RedirectAction": {ALL_FIELDS},
+    "envoy.config.core.v3.HeaderValueOption": {"header", "append", "append_action", "keep_empty_value"},
+    "envoy.config.core.v3.HeaderValue": {"key", "value"},
+    # clusters
+    "envoy.config.cluster.v3.Cluster": {"name", "type", "connect_timeout", "lb_policy", "load_assignment",
+                                        "dns_refresh_rate", "dns_lookup_family"},
+    "envoy.config.endpoint.v3.ClusterLoadAssignment": {"cluster_name", "endpoints"},
+    "envoy.config.endpoint.v3.LocalityLbEndpoints": {"lb_endpoints", "load_balancing_weight"},
+    "envoy.config.endpoint.v3.LbEndpoint": {"endpoint", "load_balancing_weight"},
+    "envoy.config.endpoint.v3.Endpoint": {"address", "hostname"},
+}.items()}
+
+SUPPORTED_VALUES: Final[Mapping[str, frozenset[str]]] = {
+    "envoy.config.cluster.v3.Cluster.type": frozenset({"STATIC", "STRICT_DNS", "LOGICAL_DNS"}),
+    "envoy.config.cluster.v3.Cluster.lb_policy": frozenset({"ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"}),
+    "envoy.config.core.v3.SocketAddress.protocol": frozenset({"TCP"}),
+}
+
+SUPPORTED_EXTENSIONS: Final[frozenset[str]] = frozenset({
+    type_url_for_name("envoy.filters.network.http_connection_manager") or "",
+    type_url_for_name("envoy.filters.http.router") or "",
+})
+# fmt: on
+
+# Messages that wrap one extension (name + typed_config): reported as "<kind> '<name>'".
+EXTENSION_KINDS: Final[Mapping[str, str]] = {
+    "envoy.config.listener.v3.Filter": "network filter",
+    _HCM.rsplit(".", 1)[0] + ".HttpFilter": "HTTP filter",
+    "envoy.config.accesslog.v3.AccessLog": "access logger",
+    "envoy.config.metrics.v3.StatsSink": "stats sink",
+    "envoy.config.trace.v3.Tracing.Http": "tracer",
+}
+
+# Unsupported fields better summed up in one line than field by field: full field name → summary.
+_FIELD_SUMMARIES: Final[Mapping[str, Callable[[Any], str]]] = {
+    f"{_HCM}.tracing": lambda t: f"tracing ({t.provider.name or 'no provider'})",
+}
+
+
+def unsupported_features(bootstrap: bootstrap_pb2.Bootstrap) -> list[str]:
+    """One ``path: what`` line per set field, value or extension Sluice does not implement."""
+    found: list[str] = []
+    _visit(bootstrap, "", found)
+    return found
+
+
+def _visit(message: Message, path: str, found: list[str]) -> None:
+    name = message.DESCRIPTOR.full_name
+    kind = EXTENSION_KINDS.get(name)
+    if kind is not None and not _extension_supported(message):
+        found.append(f"{path}: {kind} '{_extension_name(message)}' is not implemented yet")
+        return
+    supported = SUPPORTED_FIELDS.get(name, frozenset())
+    for field, value in message.ListFields():
+        field_path = join_path(path, field.name)
+        if field.name in supported or ALL_FIELDS in supported:
+            _visit_field(field, value, field_path, found)
+        else:
+            found.extend(_describe_unsupported(field, value, field_path))
+
+
+def _extension_supported(extension: Message) -> bool:
+    type_url: str = getattr(extension, "typed_config").type_url  # noqa: B009 - not on Message's type
+    return type_url in SUPPORTED_EXTENSIONS
+
+
+def _extension_name(extension: Message) -> str:
+    name: str = getattr(extension, "name")  # noqa: B009 - not on Message's type
+    return name
+
+
+def _visit_field(field: FieldDescriptor, value: Any, path: str, found: list[str]) -> None:
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        _check_value(field, value, path, found)
+    elif field.type != FieldDescriptor.TYPE_MESSAGE:
+        return
+    elif is_map(field):
+        for key, item in value.items():
+            if isinstance(item, Message):
+                _visit_message(item, f'{path}["{key}"]', found)
+    elif is_repeated(field):
+        for index, item in enumerate(value):
+            _visit_message(item, f"{path}[{index}]", found)
+    else:
+        _visit_message(value, path, found)
+
+
+def _check_value(field: FieldDescriptor, value: Any, path: str, found: list[str]) -> None:
+    allowed = SUPPORTED_VALUES.get(field.full_name)
+    if allowed is None:
+        return
+    values = value if is_repeated(field) else [value]
+    for number in values:
+        enum_value = field.enum_type.values_by_number.get(number)
+        shown = enum_value.name if enum_value else str(number)
+        if shown not in allowed:
+            choices = ", ".join(sorted(allowed))
+            found.append(f"{path}: {field.name} {shown} is not implemented yet (supported: {choices})")
+
+
+def _visit_message(message: Message, path: str, found: list[str]) -> None:
+    name = message.DESCRIPTOR.full_name
+    if name == ANY:
+        _visit_any(message, path, found)
+    elif not name.startswith("google.protobuf."):  # Durations, wrappers, Structs are plain values.
+        _visit(message, path, found)
+
+
+def _visit_any(message: Any, path: str, found: list[str]) -> None:
+    # An extension wrapper has vouched for its own typed_config already; elsewhere, check the type.
+    if message.type_url and message.type_url not in SUPPORTED_EXTENSIONS:
+        found.append(f"{path}: extension type '{message.type_url}' is not implemented yet")
+        return
+    inner = unpack_any(message)
+    if inner is not None:
+        _visit(inner, path, found)
+
+
+def _describe_unsupported(field: FieldDescriptor, value: Any, path: str) -> Iterable[str]:
+    summary = _FIELD_SUMMARIES.get(field.full_name)
+    if summary is not None:
+        return [f"{path}: {summary(value)} is not implemented yet"]
+    element = field.message_type.full_name if field.message_type else None
+    kind = EXTENSION_KINDS.get(element or "")
+    if kind is None:
+        return [f"{path}: field '{field.name}' is not implemented yet"]
+    items = list(enumerate(value)) if is_repeated(field) else [(None, value)]
+    return [
+        f"{path if i is None else f'{path}[{i}]'}: {kind} '{item.name}' is not implemented yet" for i, item in items
+    ]

@@ -1,0 +1,1 @@
+"""The HTTP connection manager, its filter chain and the per-request stream record."""

@@ -1,0 +1,762 @@
+"""The HTTP connection manager (Envoy's HCM): one protocol object per downstream connection,
+one :class:`ActiveStream` per request, and the filter manager that drives each stream.
+
+Theory of operation:
+- ``DownstreamConnection`` feeds bytes to httptools. At headers-complete it builds
+  :class:`RequestHeaders`, checks what Envoy's codec checks (HTTP/1.0 → 426, no Host → 400),
+  and starts a stream. HTTP/1.1 requests are served one at a time; a pipelined request waits,
+  with its bytes queued, until the previous response is complete.
+- ``ActiveStream`` mutates the request headers as Envoy's ``ConnectionManagerUtility`` does
+  (x-forwarded-proto, x-request-id, x-forwarded-for with use_remote_address, internal-header
+  cleaning), snaps the route, and runs the decoder filters in order. Filters return
+  CONTINUE/STOP; a stopped filter resumes with ``continue_decoding()``. The router is last.
+- Responses run through the encoder filters in reverse and reach the codec, which adds
+  ``date``/``server`` (in place when present) and frames the body (content-length or chunked).
+- After a local reply, no further decoder filter runs. If the response ends before the request
+  was fully received, the connection is closed after the response (``connection: close``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+from sluice.http import http1
+from sluice.http.date import http_date
+from sluice.http.filter import FilterStatus
+from sluice.http.headers import RequestHeaders, ResponseHeaders
+from sluice.http.stream_info import ResponseFlag, StreamInfo
+from sluice.stats.blocks import HttpConnManagerStats
+
+if TYPE_CHECKING:
+    from sluice.route.table import RouteEntry, RouteTable
+    from sluice.stats.store import StatsBlock, Store
+
+log = logging.getLogger("sluice.http")
+
+# Request headers only an internal (trusted) hop may send; removed from external requests,
+# as Envoy's ConnectionManagerUtility::cleanInternalHeaders and the router do.
+INTERNAL_ONLY_HEADERS = (
+    "x-envoy-internal",
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-max-retries",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-hedge-on-per-try-timeout",
+)
+EDGE_ONLY_HEADERS = (
+    "x-envoy-decorator-operation",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+    "x-envoy-external-address",
+)
+REQUEST_HOP_BY_HOP = ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade")
+RESPONSE_HOP_BY_HOP = ("connection", "keep-alive", "proxy-connection", "transfer-encoding")
+
+FilterFactory = Callable[["ActiveStream"], Any]
+
+
+class ListenerHttpStats:
+    """``listener.<addr>.http.<prefix>.downstream_rq_<N>xx`` and ``_completed``."""
+
+    __slots__ = ("xx", "completed")
+
+    def __init__(self, store: Store, prefix: str) -> None:
+        self.xx = [store.counter(f"{prefix}downstream_rq_{n}xx") for n in range(1, 6)]
+        self.completed = store.counter(f"{prefix}downstream_rq_completed")
+
+
+class HcmConfig:
+    """Built once per HttpConnectionManager filter config; shared by all its connections."""
+
+    def __init__(
+        self,
+        *,
+        stat_prefix: str,
+        store: Store,
+        route_table: RouteTable | None,
+        filter_factories: list[FilterFactory],
+        server_name: str = "envoy",
+        generate_request_id: bool = True,
+        preserve_external_request_id: bool = False,
+        use_remote_address: bool = False,
+        xff_num_trusted_hops: int = 0,
+        skip_xff_append: bool = False,
+        listener_stats_prefix: str | None = None,
+        rng: random.Random | None = None,
+        server: Any = None,
+        local_address_ip: str = "127.0.0.1",
+    ) -> None:
+        self.stat_prefix = stat_prefix
+        self.store = store
+        self.stats = HttpConnManagerStats(store, f"http.{stat_prefix}.")
+        self.xx = [self.stats.downstream_rq_1xx, self.stats.downstream_rq_2xx, self.stats.downstream_rq_3xx,
+                   self.stats.downstream_rq_4xx, self.stats.downstream_rq_5xx]  # fmt: skip
+        self.listener_stats = (
+            ListenerHttpStats(store, f"{listener_stats_prefix}http.{stat_prefix}.")
+            if listener_stats_prefix is not None
+            else None
+        )
+        self.route_table = route_table
+        self.filter_factories = filter_factories
+        self.server_name = server_name
+        self.generate_request_id = generate_request_id
+        self.preserve_external_request_id = preserve_external_request_id
+        self.use_remote_address = use_remote_address
+        self.xff_num_trusted_hops = xff_num_trusted_hops
+        self.skip_xff_append = skip_xff_append
+        self.rng = rng or random.Random()
+        self.server = server
+        self.local_address_ip = local_address_ip
+
+    @property
+    def draining(self) -> bool:
+        return bool(self.server is not None and self.server.draining)
+
+
+class DownstreamConnection(asyncio.Protocol):
+    """One downstream HTTP/1.1 connection."""
+
+    __slots__ = (
+        "config",
+        "transport",
+        "parser",
+        "stream",
+        "pending",
+        "remote",
+        "local",
+        "_url",
+        "_headers",
+        "_closing",
+        "_paused_by_stream",
+        "_write_paused",
+        "_queued",
+        "_created",
+        "on_close",
+        "_in_message",
+    )
+
+    def __init__(self, config: HcmConfig, on_close: Callable[[DownstreamConnection], None] | None = None) -> None:
+        self.config = config
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.stream: ActiveStream | None = None
+        self.pending: list[ActiveStream] = []
+        self.remote: tuple[str, int] | None = None
+        self.local: tuple[str, int] | None = None
+        self._url = b""
+        self._headers: list[list[str]] = []
+        self._closing = False
+        self._write_paused = False
+        self._queued = bytearray()
+        self._created = time.monotonic()
+        self.on_close = on_close
+        self._in_message: ActiveStream | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        self.remote = (peer[0], peer[1]) if peer else None
+        self.local = (sock[0], sock[1]) if sock else None
+        s = transport.get_extra_info("socket")
+        if s is not None:
+            try:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        st = self.config.stats
+        st.downstream_cx_total.inc()
+        st.downstream_cx_active.inc()
+        st.downstream_cx_http1_total.inc()
+        st.downstream_cx_http1_active.inc()
+
+    def data_received(self, data: bytes) -> None:
+        self.config.stats.downstream_cx_rx_bytes_total.inc(len(data))
+        if self._closing:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._protocol_error("upgrade not supported")
+        except httptools.HttpParserError as exc:
+            self._protocol_error(str(exc))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        st = self.config.stats
+        st.downstream_cx_active.dec()
+        st.downstream_cx_http1_active.dec()
+        st.downstream_cx_destroy.inc()
+        streams = ([self.stream] if self.stream else []) + self.pending
+        if streams and not self._closing:
+            st.downstream_cx_destroy_remote_active_rq.inc()
+            st.downstream_cx_destroy_active_rq.inc()
+        if not self._closing:
+            st.downstream_cx_destroy_remote.inc()
+        else:
+            st.downstream_cx_destroy_local.inc()
+        st.downstream_cx_length_ms.record((time.monotonic() - self._created) * 1000)
+        self._closing = True
+        for s in streams:
+            s.on_downstream_reset()
+        self.stream = None
+        self.pending = []
+        if self.on_close is not None:
+            self.on_close(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        if self.stream is not None:
+            self.stream.on_downstream_writable(False)
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self.stream is not None:
+            self.stream.on_downstream_writable(True)
+
+    # -- httptools callbacks ------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append([name.decode("latin-1").lower(), value.decode("latin-1")])
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        version = parser.get_http_version()
+        method = parser.get_method().decode("latin-1")
+        entries = self._headers
+        authority = None
+        has_body = False
+        for i, (k, v) in enumerate(entries):
+            if k == "host":
+                authority = v
+                del entries[i]
+                break
+        for k, v in entries:
+            if k == "transfer-encoding" or (k == "content-length" and v.strip() != "0"):
+                has_body = True
+                break
+        headers = RequestHeaders(method, self._url.decode("latin-1"), authority, entries, "http", version)
+        stream = ActiveStream(self, headers, not has_body)
+        self._in_message = stream
+        if self.stream is None:
+            self.stream = stream
+            stream.start()
+        else:
+            self.pending.append(stream)
+
+    def on_body(self, body: bytes) -> None:
+        stream = self._in_message
+        if stream is not None:
+            stream.on_request_body(body, False)
+
+    def on_message_complete(self) -> None:
+        stream = self._in_message
+        self._in_message = None
+        if stream is not None and not stream.request_headers_end_stream:
+            stream.on_request_body(b"", True)
+
+    # -- used by streams ----------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.config.stats.downstream_cx_tx_bytes_total.inc(len(data))
+            self.transport.write(data)
+
+    def stream_done(self, stream: ActiveStream, close: bool) -> None:
+        if self.stream is stream:
+            self.stream = None
+        if close or self._closing:
+            self.close()
+            return
+        if self.pending:
+            nxt = self.pending.pop(0)
+            self.stream = nxt
+            nxt.start()
+
+    def close(self) -> None:
+        if self.transport is not None and not self._closing:
+            self._closing = True
+            self.transport.close()
+
+    def reset(self) -> None:
+        """Abort the connection (a reset after the response started)."""
+        if self.transport is not None:
+            self._closing = True
+            self.transport.abort()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self._closing:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self._closing:
+            self.transport.resume_reading()
+
+    def _protocol_error(self, reason: str) -> None:
+        """A request Envoy's codec would refuse: 400, ``connection: close``."""
+        self.config.stats.downstream_cx_protocol_error.inc()
+        stream = self._in_message or self.stream
+        if stream is not None and stream.response_started:
+            self.reset()
+            return
+        if stream is None:
+            stream = ActiveStream(self, RequestHeaders("GET", "/", None, [], "http", "1.1"), True)
+            self.stream = stream
+        stream.stream_info.set_flag(ResponseFlag.DOWNSTREAM_PROTOCOL_ERROR)
+        stream.close_connection = True
+        stream.send_local_reply(400, "", f"http1.codec_error{{{reason.replace(' ', '_')}}}")
+
+
+class ActiveStream:
+    """One request/response exchange: request mutation, filter iteration, response encoding."""
+
+    __slots__ = (
+        "conn",
+        "config",
+        "request_headers",
+        "request_headers_end_stream",
+        "request_complete",
+        "stream_info",
+        "filters",
+        "_decode_index",
+        "_headers_stopped",
+        "_data_resume",
+        "_decode_buffer",
+        "_decode_end",
+        "_encode_index",
+        "route",
+        "route_resolved",
+        "random_value",
+        "response_started",
+        "response_complete",
+        "local_reply_sent",
+        "close_connection",
+        "_chunked",
+        "_head",
+        "_destroyed",
+        "_pending_body",
+        "_started",
+        "_encode_stopped",
+        "_encode_headers",
+        "_encode_buffer",
+        "_encode_end",
+        "on_writable",
+        "is_internal",
+        "response_headers",
+    )
+
+    def __init__(self, conn: DownstreamConnection, headers: RequestHeaders, end_stream: bool) -> None:
+        self.conn = conn
+        self.config = conn.config
+        self.request_headers = headers
+        self.request_headers_end_stream = end_stream
+        self.request_complete = end_stream
+        self.stream_info = StreamInfo(conn.remote, conn.local)
+        self.filters: list[Any] = []
+        self._decode_index = 0
+        self._headers_stopped = False
+        self._data_resume = -1
+        self._decode_buffer = bytearray()
+        self._decode_end = False
+        self._encode_index = 0
+        self.route: RouteEntry | None = None
+        self.route_resolved = False
+        self.random_value = self.config.rng.getrandbits(64)
+        self.response_started = False
+        self.response_complete = False
+        self.local_reply_sent = False
+        self.close_connection = False
+        self._chunked = False
+        self._head = headers.method == "HEAD"
+        self._destroyed = False
+        self._pending_body: list[tuple[bytes, bool]] = []
+        self._started = False
+        self._encode_stopped = False
+        self._encode_headers: ResponseHeaders | None = None
+        self._encode_buffer = bytearray()
+        self._encode_end = False
+        self.on_writable: Callable[[bool], None] | None = None
+        self.is_internal = False
+        self.response_headers: ResponseHeaders | None = None
+
+    def __repr__(self) -> str:
+        h = self.request_headers
+        return f"<ActiveStream {h.method} {h.path} started={self.response_started} done={self.response_complete}>"
+
+    # -- request path -------------------------------------------------------------------
+    def start(self) -> None:
+        self._started = True
+        cfg = self.config
+        st = cfg.stats
+        st.downstream_rq_total.inc()
+        st.downstream_rq_http1_total.inc()
+        st.downstream_rq_active.inc()
+        headers = self.request_headers
+        if headers.version == "1.0" or headers.version == "0.9":
+            # Envoy refuses HTTP/1.0 unless accept_http_10 is set.
+            self.close_connection = True
+            self.send_local_reply(426, "Upgrade Required", "low_version")
+            return
+        if headers.authority is None or headers.authority == "":
+            self.close_connection = True
+            self.send_local_reply(400, "", "missing_host_header")
+            return
+        self._mutate_request_headers(headers)
+        if cfg.route_table is not None:
+            self.route = cfg.route_table.route(headers, self.random_value)
+            self.route_resolved = True
+            if self.route is not None:
+                self.stream_info.route_name = self.route.name
+        self.filters = [factory(self) for factory in cfg.filter_factories]
+        body_queue = self._pending_body
+        self._pending_body = []
+        self._decode_headers_from(0)
+        if self.local_reply_sent or self._destroyed:
+            # The request body that already arrived is not needed any more.
+            for data, end in body_queue:
+                self.stream_info.bytes_received += len(data)
+                if end:
+                    self.request_complete = True
+            return
+        for data, end in body_queue:
+            self.on_request_body(data, end)
+
+    def _mutate_request_headers(self, headers: RequestHeaders) -> None:
+        cfg = self.config
+        for name in REQUEST_HOP_BY_HOP:
+            if name in headers:
+                if name == "connection" and (headers.get(name) or "").lower() == "close":
+                    self.close_connection = True
+                headers.remove(name)
+        te = headers.get("te")
+        if te is not None:
+            # Only "trailers" may pass (Envoy keeps te: trailers for gRPC).
+            if te.lower() == "trailers":
+                headers.set("te", "trailers")
+            else:
+                headers.remove("te")
+        remote_ip = self.stream_info.downstream_remote_address[0] if self.stream_info.downstream_remote_address else ""
+        internal = False
+        if cfg.use_remote_address:
+            if not cfg.skip_xff_append and remote_ip:
+                headers.append_value("x-forwarded-for", remote_ip)
+            # Envoy ≥1.30 treats no address as internal unless internal_address_config says so.
+            internal = False
+            if not internal:
+                headers.set("x-forwarded-proto", headers.scheme)
+        else:
+            if "x-forwarded-proto" not in headers:
+                headers.set("x-forwarded-proto", headers.scheme)
+        self.is_internal = internal
+        edge = not internal and cfg.use_remote_address
+        if not internal:
+            for name in INTERNAL_ONLY_HEADERS:
+                if name in headers:
+                    headers.remove(name)
+            if edge:
+                for name in EDGE_ONLY_HEADERS:
+                    if name in headers:
+                        headers.remove(name)
+                if remote_ip:
+                    headers.set("x-envoy-external-address", remote_ip)
+        if cfg.generate_request_id:
+            rid = headers.get("x-request-id")
+            if rid is None or (edge and not cfg.preserve_external_request_id):
+                rid = str(uuid.UUID(int=cfg.rng.getrandbits(128), version=4))
+                headers.set("x-request-id", rid)
+            self.stream_info.request_id = rid
+
+    def on_request_body(self, data: bytes, end_stream: bool) -> None:
+        if not self._started:
+            self._pending_body.append((data, end_stream))
+            return
+        self.stream_info.bytes_received += len(data)
+        if end_stream:
+            self.request_complete = True
+            self.stream_info.request_complete = time.monotonic()
+        if self.local_reply_sent or self._destroyed:
+            if end_stream and self.response_complete:
+                self._maybe_done()
+            return
+        # Filters before a halt still see each chunk (Envoy); the rest is held back.
+        self._decode_data_from(0, data, end_stream)
+
+    def _decode_headers_from(self, start: int) -> None:
+        headers = self.request_headers
+        end = self.request_headers_end_stream
+        filters = self.filters
+        for i in range(start, len(filters)):
+            self._decode_index = i + 1
+            status = filters[i].decode_headers(headers, end)
+            if self.local_reply_sent or self._destroyed:
+                return
+            if status != FilterStatus.CONTINUE:
+                self._headers_stopped = True
+                return
+        self._headers_stopped = False
+
+    def _decode_data_from(self, start: int, data: bytes, end_stream: bool) -> None:
+        """Pass body data to filters ``start``.. that have seen the headers (Envoy: a filter
+        that stopped header iteration still receives data; the filters after it wait)."""
+        filters = self.filters
+        for i in range(start, len(filters)):
+            if i >= self._decode_index or 0 <= self._data_resume <= i:
+                self._halt_data(i, data, end_stream)
+                return
+            status = filters[i].decode_data(data, end_stream)
+            if self.local_reply_sent or self._destroyed:
+                return
+            if status == FilterStatus.STOP_ITERATION_NO_BUFFER:
+                return
+            if status != FilterStatus.CONTINUE:
+                self._halt_data(i + 1, data, end_stream)
+                return
+
+    def _halt_data(self, index: int, data: bytes, end_stream: bool) -> None:
+        if self._data_resume < 0 or index < self._data_resume:
+            self._data_resume = index
+        self._decode_buffer += data
+        self._decode_end = self._decode_end or end_stream
+
+    def continue_decoding(self) -> None:
+        """Resume iteration: headers for the filters that have not seen them, then any body
+        data held back, from where it was halted."""
+        if self.local_reply_sent or self._destroyed:
+            return
+        if self._headers_stopped:
+            self._headers_stopped = False
+            self._decode_headers_from(self._decode_index)
+            if self.local_reply_sent or self._destroyed:
+                return
+        if self._data_resume >= 0:
+            start = self._data_resume
+            data = bytes(self._decode_buffer)
+            end = self._decode_end
+            self._data_resume = -1
+            self._decode_buffer = bytearray()
+            self._decode_end = False
+            self._decode_data_from(start, data, end)
+
+    # -- response path ------------------------------------------------------------------
+    def encode_headers(self, headers: ResponseHeaders, end_stream: bool) -> None:
+        """Called by the terminal filter (router) or a local reply: run encoders in reverse."""
+        filters = self.filters
+        for i in range(len(filters) - 1, -1, -1):
+            f = filters[i]
+            enc = getattr(f, "encode_headers", None)
+            if enc is None:
+                continue
+            status = enc(headers, end_stream)
+            if status != FilterStatus.CONTINUE:
+                self._encode_stopped = True
+                self._encode_index = i
+                self._encode_headers = headers
+                self._encode_end = end_stream
+                return
+        self._write_headers(headers, end_stream)
+
+    def encode_data(self, data: bytes, end_stream: bool) -> None:
+        if self._encode_stopped:
+            self._encode_buffer += data
+            self._encode_end = self._encode_end or end_stream
+            return
+        filters = self.filters
+        for i in range(len(filters) - 1, -1, -1):
+            enc = getattr(filters[i], "encode_data", None)
+            if enc is None:
+                continue
+            status = enc(data, end_stream)
+            if status == FilterStatus.STOP_ITERATION_NO_BUFFER:
+                return
+            if status != FilterStatus.CONTINUE:
+                self._encode_stopped = True
+                self._encode_index = i
+                self._encode_buffer += data
+                self._encode_end = end_stream
+                return
+        self._write_data(data, end_stream)
+
+    def continue_encoding(self) -> None:
+        if not self._encode_stopped:
+            return
+        self._encode_stopped = False
+        if self._encode_headers is not None:
+            headers = self._encode_headers
+            self._encode_headers = None
+            end = self._encode_end and not self._encode_buffer
+            self._write_headers(headers, end)
+            if end:
+                return
+        if self._encode_buffer or self._encode_end:
+            data = bytes(self._encode_buffer)
+            self._encode_buffer = bytearray()
+            self._write_data(data, self._encode_end)
+
+    def send_local_reply(
+        self,
+        status: int,
+        body: str,
+        details: str,
+        flags: int = 0,
+        modify_headers: Callable[[ResponseHeaders], None] | None = None,
+    ) -> None:
+        """Answer from the proxy itself, with Envoy's header order and framing."""
+        if self.response_started:
+            # Too late for a reply: reset the stream as Envoy does.
+            self.stream_info.response_flags |= flags or ResponseFlag.LOCAL_RESET
+            self.reset_stream()
+            return
+        self.local_reply_sent = True
+        if flags:
+            self.stream_info.response_flags |= flags
+        self.stream_info.response_code_details = details
+        headers = ResponseHeaders(status)
+        if modify_headers is not None:
+            modify_headers(headers)
+        payload = body.encode("utf-8")
+        if payload:
+            headers.set("content-length", str(len(payload)))
+            headers.set("content-type", "text/plain")
+        if self._head:
+            payload = b""
+        self.encode_headers(headers, not payload)
+        if payload:
+            self.encode_data(payload, True)
+
+    def _write_headers(self, headers: ResponseHeaders, end_stream: bool) -> None:
+        if self._destroyed:
+            return
+        cfg = self.config
+        self.response_started = True
+        self.response_headers = headers
+        info = self.stream_info
+        info.response_code = headers.status
+        now = time.monotonic()
+        info.first_downstream_tx = now
+        for name in RESPONSE_HOP_BY_HOP:
+            if name in headers:
+                headers.remove(name)
+        headers.set("date", http_date())
+        headers.set("server", cfg.server_name)
+        if not self.request_complete or cfg.draining:
+            self.close_connection = True
+        if self.close_connection:
+            headers.set("connection", "close")
+        data, self._chunked = http1.encode_response_head(headers, end_stream, self._head)
+        self.conn.write(data)
+        if end_stream:
+            self._on_response_complete()
+
+    def _write_data(self, data: bytes, end_stream: bool) -> None:
+        if self._destroyed or self.response_complete:
+            return
+        self.stream_info.bytes_sent += len(data)
+        if self._head:
+            data = b""
+        if self._chunked:
+            out = http1.encode_chunk(data) if data else b""
+            if end_stream:
+                out += http1.LAST_CHUNK
+            if out:
+                self.conn.write(out)
+        elif data:
+            self.conn.write(data)
+        if end_stream:
+            self._on_response_complete()
+
+    def _on_response_complete(self) -> None:
+        self.response_complete = True
+        self.stream_info.last_downstream_tx = time.monotonic()
+        self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        if self._destroyed:
+            return
+        if not self.request_complete:
+            # Envoy closes the connection when the response ends before the request did.
+            self.close_connection = True
+            self.config.stats.downstream_rq_response_before_rq_complete.inc()
+        self._destroy()
+        self.conn.stream_done(self, self.close_connection)
+
+    def _destroy(self) -> None:
+        if self._destroyed:
+            return
+        self._destroyed = True
+        cfg = self.config
+        st = cfg.stats
+        st.downstream_rq_active.dec()
+        code = self.stream_info.response_code
+        if code is not None and self.response_complete:
+            st.downstream_rq_completed.inc()
+            idx = code // 100 - 1
+            if 0 <= idx < 5:
+                cfg.xx[idx].inc()
+                if cfg.listener_stats is not None:
+                    cfg.listener_stats.xx[idx].inc()
+            if cfg.listener_stats is not None:
+                cfg.listener_stats.completed.inc()
+        st.downstream_rq_time.record((time.monotonic() - self.stream_info.start_time) * 1000)
+        for f in self.filters:
+            try:
+                f.on_destroy()
+            except Exception:  # noqa: BLE001 - one filter's bug must not leak the stream
+                log.exception("filter on_destroy failed")
+        server = cfg.server
+        if server is not None:
+            server.on_stream_complete(self)
+
+    # -- resets -------------------------------------------------------------------------
+    def reset_stream(self) -> None:
+        """Abort this stream (and, on HTTP/1.1, its connection)."""
+        if self._destroyed:
+            return
+        self.config.stats.downstream_rq_tx_reset.inc()
+        self._destroy()
+        self.conn.reset()
+
+    def on_downstream_reset(self) -> None:
+        if self._destroyed:
+            return
+        if not self.response_complete:
+            self.stream_info.set_flag(ResponseFlag.DOWNSTREAM_CONNECTION_TERMINATION)
+            self.config.stats.downstream_rq_rx_reset.inc()
+        self._destroy()
+
+    def on_downstream_writable(self, writable: bool) -> None:
+        if self.on_writable is not None:
+            self.on_writable(writable)
+
+    # -- callbacks exposed to filters ---------------------------------------------------
+    def call_later(self, delay: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
+        return asyncio.get_event_loop().call_later(delay, fn)
+
+    def clear_route_cache(self) -> None:
+        if self.config.route_table is not None:
+            self.route = self.config.route_table.route(self.request_headers, self.random_value)
+            self.stream_info.route_name = self.route.name if self.route else ""
+
+    @property
+    def destroyed(self) -> bool:
+        return self._destroyed
+

@@ -1,0 +1,96 @@
+"""HTTP/1.1 serialisation, sans I/O: request and response heads, chunk framing.
+
+The framing decisions copy Envoy's HTTP/1 codec (``StreamEncoderImpl::encodeHeadersBase``):
+- a message with ``content-length`` is sent as is;
+- 1xx and 204 responses get neither ``content-length`` nor ``transfer-encoding``;
+- a headers-only message gets ``content-length: 0`` (not a response to HEAD, not a request
+  whose method has no body);
+- anything else is chunked — including a response to HEAD without a length, which gets the
+  ``transfer-encoding: chunked`` header but no body, as Envoy does.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from sluice.http.headers import RequestHeaders, ResponseHeaders
+
+_REASONS: dict[int, str] = {s.value: s.phrase for s in HTTPStatus}
+_REASONS[425] = "Too Early"
+_STATUS_LINES: dict[int, bytes] = {}
+
+BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "CONNECT", "OPTIONS", "TRACE"})
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+    }
+)
+"""Headers that describe one hop and are removed before forwarding (Envoy strips these)."""
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        # Envoy writes the reason phrase it knows, or "Unknown" for codes it does not.
+        reason = _REASONS.get(status, "Unknown")
+        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1")
+    return line
+
+
+def encode_response_head(
+    headers: ResponseHeaders, end_stream: bool, head_request: bool
+) -> tuple[bytes, bool]:
+    """Serialise a response head; returns the bytes and whether the body is chunk-framed."""
+    parts = [status_line(headers.status)]
+    saw_length = False
+    for k, v in headers.entries:
+        if k == "content-length":
+            saw_length = True
+        parts.append(f"{k}: {v}\r\n".encode("latin-1"))
+    status = headers.status
+    chunked = False
+    if saw_length:
+        pass
+    elif status < 200 or status == 204:
+        pass
+    elif end_stream and not head_request:
+        parts.append(b"content-length: 0\r\n")
+    else:
+        parts.append(b"transfer-encoding: chunked\r\n")
+        chunked = not head_request
+    parts.append(b"\r\n")
+    return b"".join(parts), chunked
+
+
+def encode_request_head(headers: RequestHeaders, end_stream: bool) -> tuple[bytes, bool]:
+    """Serialise a request head (``host`` first, from ``:authority``); returns (bytes, chunked)."""
+    parts = [f"{headers.method} {headers.path} HTTP/1.1\r\n"]
+    if headers.authority is not None:
+        parts.append(f"host: {headers.authority}\r\n")
+    saw_length = False
+    for k, v in headers.entries:
+        if k == "content-length":
+            saw_length = True
+        parts.append(f"{k}: {v}\r\n")
+    chunked = False
+    if not saw_length:
+        if end_stream:
+            if headers.method not in BODILESS_METHODS:
+                parts.append("content-length: 0\r\n")
+        else:
+            parts.append("transfer-encoding: chunked\r\n")
+            chunked = True
+    parts.append("\r\n")
+    return "".join(parts).encode("latin-1"), chunked
+
+
+def encode_chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)

@@ -1,0 +1,1 @@
+"""The route table: virtual hosts, route entries and their matchers, compiled once."""

@@ -1,0 +1,1 @@
+"""The router: the terminal HTTP filter, its upstream requests and request mirroring."""

@@ -1,0 +1,270 @@
+"""The server: builds the runtime graph from a Bootstrap, starts listeners and admin, drains.
+
+Order at start (as Envoy): runtime and stats → cluster manager (DNS clusters resolved once)
+→ listeners → admin. Stop: listeners stop accepting, in-flight requests get up to the drain
+time to finish, then everything closes and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from typing import Any
+
+from sluice import __version__
+from sluice.errors import ConfigError, UnsupportedError
+from sluice.http.conn_manager import DownstreamConnection, HcmConfig
+from sluice.network_util import listener_stat_name, local_address
+from sluice.route.table import RouteTable
+from sluice.router.router_filter import RouterConfig, router_factory
+from sluice.runtime import Runtime
+from sluice.stats.blocks import ListenerManagerStats, ListenerStats, RuntimeStats, ServerStats
+from sluice.stats.store import Store
+from sluice.tasks import spawn
+from sluice.upstream.cluster_manager import ClusterManager
+
+log = logging.getLogger("sluice")
+
+HCM_TYPE = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+ROUTER_TYPE = "envoy.extensions.filters.http.router.v3.Router"
+HCM_NAMES = ("envoy.filters.network.http_connection_manager", "envoy.http_connection_manager")
+ROUTER_NAMES = ("envoy.filters.http.router", "envoy.router")
+
+
+def _type_name(any_msg: Any) -> str:
+    return any_msg.type_url.rsplit("/", 1)[-1]
+
+
+class Options:
+    """Command-line options that reach the server (Envoy's ``Server::Options``)."""
+
+    def __init__(
+        self,
+        service_cluster: str = "",
+        service_node: str = "",
+        drain_time_s: float = 600.0,
+        concurrency: int = 1,
+        admin_address_path: str | None = None,
+    ) -> None:
+        self.service_cluster = service_cluster
+        self.service_node = service_node
+        self.drain_time_s = drain_time_s
+        self.concurrency = concurrency
+        self.admin_address_path = admin_address_path
+
+
+class Listener:
+    def __init__(self, name: str, ip: str, port: int, hcm: HcmConfig, stats: ListenerStats) -> None:
+        self.name = name
+        self.ip = ip
+        self.port = port
+        self.hcm = hcm
+        self.stats = stats
+        self.server: asyncio.AbstractServer | None = None
+        self.connections: set[DownstreamConnection] = set()
+
+    @property
+    def address(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+
+class Server:
+    def __init__(self, bootstrap: Any, options: Options | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.options = options or Options()
+        self.store = Store()
+        self.rng = random.Random()
+        self.start_time = time.time()
+        self.draining = False
+        self.state = "PRE_INITIALIZING"
+        self.local_ip = local_address()
+        self.server_stats = ServerStats(self.store, "server.")
+        self.server_stats.concurrency.set(self.options.concurrency)
+        self.server_stats.live.set(1)
+        self.server_stats.hot_restart_generation.set(1)
+        service_cluster = self.options.service_cluster or bootstrap.node.cluster
+        self.runtime = Runtime.from_config(
+            bootstrap.layered_runtime if bootstrap.HasField("layered_runtime") else None,
+            service_cluster,
+        )
+        self.runtime_stats = RuntimeStats(self.store, "runtime.")
+        self.runtime_stats.num_layers.set(len(self.runtime.layers))
+        self.runtime_stats.load_success.inc()
+        self.cluster_manager = ClusterManager(bootstrap.static_resources.clusters, self.store, self.rng)
+        self.listener_manager_stats = ListenerManagerStats(self.store, "listener_manager.")
+        self.listeners: list[Listener] = []
+        self._build_listeners()
+        self.admin: Any = None
+        self._stopped: asyncio.Event | None = None  # created in start(), inside the loop
+        self._stream_observers: list[Any] = []
+
+    # -- construction -------------------------------------------------------------------
+    def _build_listeners(self) -> None:
+        seen_names: set[str] = set()
+        seen_addrs: set[tuple[str, int]] = set()
+        for i, lc in enumerate(self.bootstrap.static_resources.listeners):
+            path = f"static_resources.listeners[{i}]"
+            name = lc.name or f"listener_{i}"
+            if name in seen_names:
+                raise ConfigError(f"{path}.name: duplicate listener name '{name}'")
+            seen_names.add(name)
+            sa = lc.address.socket_address
+            if not lc.address.HasField("socket_address"):
+                raise ConfigError(f"{path}.address: a socket_address is required")
+            ip = self._bind_ip(sa.address)
+            port = sa.port_value
+            if port and (ip, port) in seen_addrs:
+                raise ConfigError(f"{path}.address: duplicate listener address {ip}:{port}")
+            seen_addrs.add((ip, port))
+            if len(lc.filter_chains) != 1:
+                raise UnsupportedError(
+                    f"{path}.filter_chains: exactly one filter chain is implemented, got {len(lc.filter_chains)}"
+                )
+            fc = lc.filter_chains[0]
+            if len(fc.filters) != 1:
+                raise UnsupportedError(f"{path}.filter_chains[0].filters: only a single http_connection_manager is implemented")
+            f = fc.filters[0]
+            fpath = f"{path}.filter_chains[0].filters[0]"
+            if f.HasField("typed_config") and _type_name(f.typed_config) != HCM_TYPE:
+                raise UnsupportedError(f"{fpath}: network filter '{f.name}' is not implemented")
+            if not f.HasField("typed_config"):
+                raise ConfigError(f"{fpath}.typed_config: http_connection_manager needs a typed_config")
+            from envoy.extensions.filters.network.http_connection_manager.v3 import (
+                http_connection_manager_pb2 as hcm_pb2,
+            )
+
+            hcm_msg = hcm_pb2.HttpConnectionManager()
+            f.typed_config.Unpack(hcm_msg)
+            lstats = ListenerStats(self.store, listener_stat_name(ip, port))
+            hcm = self._build_hcm(hcm_msg, f"{fpath}.typed_config", listener_stat_name(ip, port))
+            self.listeners.append(Listener(name, ip, port, hcm, lstats))
+            self.listener_manager_stats.listener_added.inc()
+
+    @staticmethod
+    def _bind_ip(address: str) -> str:
+        # The lab runner gives each service its own loopback address; a config that listens on
+        # all interfaces then listens on that one address only, as a container would.
+        override = os.environ.get("SLUICE_BIND_ADDRESS")
+        if override and address in ("0.0.0.0", "::", ""):
+            return override
+        return address or "0.0.0.0"
+
+    def _build_hcm(self, msg: Any, path: str, listener_prefix: str) -> HcmConfig:
+        if msg.WhichOneof("route_specifier") != "route_config":
+            raise UnsupportedError(f"{path}: only a static route_config is implemented (not rds/scoped_routes)")
+        route_table = RouteTable(msg.route_config, f"{path}.route_config", self.runtime)
+        for rpath, cluster in route_table.clusters_referenced():
+            if self.cluster_manager.get(cluster) is None:
+                raise ConfigError(f"{path}.route_config.{rpath}: route: unknown cluster '{cluster}'")
+        hcm = HcmConfig(
+            stat_prefix=msg.stat_prefix,
+            store=self.store,
+            route_table=route_table,
+            filter_factories=[],
+            server_name=msg.server_name or "envoy",
+            generate_request_id=msg.generate_request_id.value if msg.HasField("generate_request_id") else True,
+            preserve_external_request_id=msg.preserve_external_request_id,
+            use_remote_address=msg.use_remote_address.value if msg.HasField("use_remote_address") else False,
+            xff_num_trusted_hops=msg.xff_num_trusted_hops,
+            skip_xff_append=msg.skip_xff_append,
+            listener_stats_prefix=listener_prefix,
+            rng=self.rng,
+            server=self,
+            local_address_ip=self.local_ip,
+        )
+        factories = []
+        for j, hf in enumerate(msg.http_filters):
+            fpath = f"{path}.http_filters[{j}]"
+            tname = _type_name(hf.typed_config) if hf.HasField("typed_config") else ""
+            if tname == ROUTER_TYPE or (not tname and hf.name in ROUTER_NAMES):
+                if j != len(msg.http_filters) - 1:
+                    raise ConfigError(f"{fpath}: the router must be the last HTTP filter")
+                rc = RouterConfig(self.cluster_manager, self.runtime, hcm.stats, route_table, self.local_ip, self.rng)
+                factories.append(router_factory(rc))
+            else:
+                raise UnsupportedError(f"{fpath}: HTTP filter '{hf.name or tname}' is not implemented yet")
+        if not factories:
+            raise ConfigError(f"{path}.http_filters: the router filter is required")
+        hcm.filter_factories = factories
+        return hcm
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        self.state = "INITIALIZING"
+        await self.cluster_manager.initialize()
+        for lst in self.listeners:
+            lst.server = await loop.create_server(
+                lambda lst=lst: self._connection(lst), lst.ip, lst.port, reuse_address=True, backlog=1024
+            )
+            sock = lst.server.sockets[0]
+            lst.port = sock.getsockname()[1]
+            self.listener_manager_stats.listener_create_success.inc()
+        self.listener_manager_stats.total_listeners_active.set(len(self.listeners))
+        self.listener_manager_stats.workers_started.set(1)
+        if self.bootstrap.HasField("admin") and self.bootstrap.admin.HasField("address"):
+            from sluice.admin.server import AdminServer
+
+            self.admin = AdminServer(self, self.bootstrap.admin)
+            await self.admin.start()
+            if self.options.admin_address_path:
+                with open(self.options.admin_address_path, "w", encoding="utf-8") as f:
+                    f.write(self.admin.address)
+        self.state = "LIVE"
+        log.info("sluice %s started: %s", __version__, ", ".join(lst.address for lst in self.listeners))
+
+    def _connection(self, lst: Listener) -> DownstreamConnection:
+        lst.stats.downstream_cx_total.inc()
+        lst.stats.downstream_cx_active.inc()
+
+        def closed(conn: DownstreamConnection) -> None:
+            lst.connections.discard(conn)
+            lst.stats.downstream_cx_active.dec()
+            lst.stats.downstream_cx_destroy.inc()
+
+        conn = DownstreamConnection(lst.hcm, closed)
+        lst.connections.add(conn)
+        return conn
+
+    def on_stream_complete(self, stream: Any) -> None:
+        for obs in self._stream_observers:
+            obs(stream)
+
+    async def wait_stopped(self) -> None:
+        assert self._stopped is not None
+        await self._stopped.wait()
+
+    def request_stop(self) -> None:
+        """``/quitquitquit``, SIGTERM, SIGINT: drain and stop (idempotent)."""
+        if self._stopped is None or self._stopped.is_set():
+            return
+        spawn(self.stop(), name="server:stop")
+
+    async def stop(self) -> None:
+        if self._stopped is None or self._stopped.is_set():
+            return
+        self.state = "DRAINING"
+        self.draining = True
+        for lst in self.listeners:
+            if lst.server is not None:
+                lst.server.close()
+        deadline = time.monotonic() + self.options.drain_time_s
+        while time.monotonic() < deadline:
+            busy = [c for lst in self.listeners for c in lst.connections if c.stream is not None]
+            if not busy:
+                break
+            await asyncio.sleep(0.05)
+        for lst in self.listeners:
+            for c in list(lst.connections):
+                c.close()
+        self.cluster_manager.stop()
+        if self.admin is not None:
+            await self.admin.stop()
+        self._stopped.set()
+
+    def uptime(self) -> int:
+        return int(time.time() - self.start_time)

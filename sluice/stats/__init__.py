@@ -1,0 +1,1 @@
+"""Envoy-compatible stats: counters, gauges and histograms with Envoy's names."""

@@ -1,0 +1,1 @@
+"""Clusters, hosts, load balancers and connection pools."""

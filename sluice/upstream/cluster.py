@@ -1,0 +1,161 @@
+"""Clusters: STATIC, STRICT_DNS and LOGICAL_DNS discovery, hosts, pools and stats."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+from typing import Any
+
+from sluice.errors import ConfigError, UnsupportedError
+from sluice.stats.blocks import ClusterStats
+from sluice.stats.store import Store
+from sluice.tasks import spawn
+from sluice.upstream.conn_pool import HostPool
+from sluice.upstream.host import Host
+from sluice.upstream.load_balancer import POLICIES, LoadBalancer
+from sluice.upstream.resolver import is_ip, resolve
+
+log = logging.getLogger("sluice.upstream")
+
+STATIC, STRICT_DNS, LOGICAL_DNS = 0, 1, 2
+TYPE_NAMES = {0: "STATIC", 1: "STRICT_DNS", 2: "LOGICAL_DNS", 3: "EDS", 4: "ORIGINAL_DST"}
+LB_NAMES = {0: "ROUND_ROBIN", 1: "LEAST_REQUEST", 2: "RING_HASH", 3: "RANDOM", 5: "MAGLEV", 6: "CLUSTER_PROVIDED", 7: "LOAD_BALANCING_POLICY_CONFIG"}
+
+
+def _duration(d: Any) -> float:
+    return float(d.seconds + d.nanos / 1e9)
+
+
+class EndpointSpec:
+    """One configured ``lb_endpoint``: a name or IP, a port and a weight."""
+
+    __slots__ = ("address", "port", "weight", "hostname")
+
+    def __init__(self, address: str, port: int, weight: int, hostname: str) -> None:
+        self.address = address
+        self.port = port
+        self.weight = weight
+        self.hostname = hostname
+
+
+class Cluster:
+    def __init__(self, c: Any, path: str, store: Store, rng: random.Random) -> None:
+        self.name: str = c.name
+        self.path = path
+        self.type: int = c.type
+        if self.type not in (STATIC, STRICT_DNS, LOGICAL_DNS):
+            raise UnsupportedError(
+                f"{path}.type: cluster type {TYPE_NAMES.get(self.type, self.type)} is not implemented"
+            )
+        if c.lb_policy not in POLICIES:
+            raise UnsupportedError(
+                f"{path}.lb_policy: {LB_NAMES.get(c.lb_policy, c.lb_policy)} is not implemented "
+                "(ROUND_ROBIN, LEAST_REQUEST and RANDOM are)"
+            )
+        self.lb_policy_name = LB_NAMES[c.lb_policy]
+        self.lb: LoadBalancer = POLICIES[c.lb_policy](rng)
+        self.connect_timeout = _duration(c.connect_timeout) if c.HasField("connect_timeout") else 5.0
+        self.dns_refresh_rate = _duration(c.dns_refresh_rate) if c.HasField("dns_refresh_rate") else 5.0
+        self.family = socket.AF_INET6 if c.dns_lookup_family == 2 else socket.AF_INET
+        self.stats = ClusterStats(store, f"cluster.{self.name}.")
+        self.stats_prefix = f"cluster.{self.name}."
+        self.store = store
+        self.endpoints: list[EndpointSpec] = []
+        for i, group in enumerate(c.load_assignment.endpoints):
+            for j, e in enumerate(group.lb_endpoints):
+                p = f"{path}.load_assignment.endpoints[{i}].lb_endpoints[{j}]"
+                sa = e.endpoint.address.socket_address
+                if not e.endpoint.address.HasField("socket_address"):
+                    raise UnsupportedError(f"{p}.endpoint.address: only socket_address is implemented")
+                if sa.WhichOneof("port_specifier") == "named_port":
+                    raise UnsupportedError(f"{p}.endpoint.address.socket_address.named_port: not implemented")
+                if self.type == STATIC and not is_ip(sa.address):
+                    raise ConfigError(
+                        f"{p}.endpoint.address.socket_address.address: STATIC cluster needs an IP "
+                        f"address, got '{sa.address}'"
+                    )
+                weight = e.load_balancing_weight.value if e.HasField("load_balancing_weight") else 1
+                self.endpoints.append(EndpointSpec(sa.address, sa.port_value, weight, e.endpoint.hostname))
+        if self.type == LOGICAL_DNS and len(self.endpoints) != 1:
+            raise ConfigError(f"{path}.load_assignment: LOGICAL_DNS clusters must have a single host")
+        self.hosts: list[Host] = []
+        self.pools: dict[str, HostPool] = {}
+        self._refresh: asyncio.TimerHandle | None = None
+        self.stats.max_host_weight.set(max((e.weight for e in self.endpoints), default=0))
+        if self.type == STATIC:
+            self._set_hosts([Host(e.address, e.port, e.hostname, e.weight) for e in self.endpoints])
+
+    def __repr__(self) -> str:
+        return f"<Cluster {self.name} hosts={len(self.hosts)}>"
+
+    # -- discovery ----------------------------------------------------------------------
+    async def initialize(self) -> None:
+        """Resolve DNS clusters once; later refreshes run every ``dns_refresh_rate``."""
+        if self.type != STATIC:
+            await self._resolve_all()
+            self._schedule_refresh()
+        self.stats.update_success.inc()
+
+    async def _resolve_all(self) -> None:
+        self.stats.update_attempt.inc()
+        hosts: list[Host] = []
+        for e in self.endpoints:
+            try:
+                addrs = await resolve(e.address, self.family)
+            except (OSError, UnicodeError) as exc:
+                log.warning("cluster %s: cannot resolve %s: %s", self.name, e.address, exc)
+                self.stats.update_failure.inc()
+                continue
+            if self.type == LOGICAL_DNS:
+                addrs = addrs[:1]
+            for a in addrs:
+                hosts.append(Host(a, e.port, e.hostname or e.address, e.weight))
+        self._set_hosts(hosts)
+
+    def _schedule_refresh(self) -> None:
+        loop = asyncio.get_event_loop()
+        self._refresh = loop.call_later(
+            self.dns_refresh_rate,
+            lambda: spawn(self._refresh_once(), name=f"dns:{self.name}"),
+        )
+
+    async def _refresh_once(self) -> None:
+        try:
+            await self._resolve_all()
+            self.stats.update_success.inc()
+        finally:
+            self._schedule_refresh()
+
+    def _set_hosts(self, hosts: list[Host]) -> None:
+        # Keep existing Host objects (and their pools and stats) for addresses that stay.
+        old = {h.address: h for h in self.hosts}
+        new_hosts = [old.get(h.address, h) for h in hosts]
+        new_addrs = {h.address for h in new_hosts}
+        changed = new_addrs != set(old)
+        for addr, pool in list(self.pools.items()):
+            if addr not in new_addrs:
+                pool.close_all()
+                del self.pools[addr]
+        self.hosts = new_hosts
+        if changed:
+            self.stats.membership_change.inc()
+        self.stats.membership_total.set(len(new_hosts))
+        self.stats.membership_healthy.set(sum(1 for h in new_hosts if h.healthy))
+
+    def stop(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
+        for pool in self.pools.values():
+            pool.close_all()
+
+    # -- request path -------------------------------------------------------------------
+    def choose_host(self) -> Host | None:
+        return self.lb.choose(self.hosts)
+
+    def pool_for(self, host: Host) -> HostPool:
+        pool = self.pools.get(host.address)
+        if pool is None:
+            pool = self.pools[host.address] = HostPool(host, self.stats, self.connect_timeout, self.name)
+        return pool

@@ -1,0 +1,333 @@
+"""Per-host HTTP/1.1 connection pool and the upstream connection protocol.
+
+Theory of operation:
+- A pool holds idle connections (LIFO: the most recently used is the warmest), the connections
+  being opened, and FIFO waiters (pending requests). ``acquire`` hands an idle connection over at
+  once, synchronously; otherwise the waiter queues and, when fewer connections are being opened
+  than requests wait, a new connection is started (Envoy opens one connection per pending
+  request on HTTP/1.1).
+- A connection carries one request at a time. When its response is complete, and the request
+  was fully sent, and both sides allow keep-alive, it returns to the pool: to the oldest waiter
+  first, else to the idle list.
+- A failed connect fails one waiter with ``remote connection failure`` (or ``connection
+  timeout``); a connection that closes while a request is bound reports
+  ``connection termination`` to it.
+- All decisions are synchronous; the only await is the connect itself, run as a named task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import socket
+import time
+from typing import TYPE_CHECKING, Protocol
+
+import httptools
+
+from sluice.tasks import spawn
+
+if TYPE_CHECKING:
+    from sluice.stats.blocks import ClusterStats
+    from sluice.upstream.host import Host
+
+
+class ResponseHandler(Protocol):
+    """What an upstream connection reports to the request bound to it."""
+
+    def on_pool_ready(self, conn: UpstreamConnection) -> None: ...
+    def on_pool_failure(self, reason: str) -> None: ...
+    def on_response_headers(self, status: int, headers: list[list[str]], end_stream: bool) -> None: ...
+    def on_response_data(self, data: bytes, end_stream: bool) -> None: ...
+    def on_upstream_reset(self, reason: str) -> None: ...
+    def on_upstream_writable(self, writable: bool) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One HTTP/1.1 connection to an upstream host."""
+
+    __slots__ = (
+        "pool",
+        "transport",
+        "parser",
+        "handler",
+        "_headers",
+        "_status",
+        "_keep_alive",
+        "_request_done",
+        "_response_done",
+        "_head_request",
+        "_closed",
+        "_headers_sent_up",
+        "created",
+        "requests",
+    )
+
+    def __init__(self, pool: HostPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.handler: ResponseHandler | None = None
+        self._headers: list[list[str]] = []
+        self._status = 0
+        self._keep_alive = True
+        self._request_done = False
+        self._response_done = False
+        self._head_request = False
+        self._closed = False
+        self._headers_sent_up = False
+        self.created = time.monotonic()
+        self.requests = 0
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("busy" if self.handler else "idle")
+        return f"<UpstreamConnection {self.pool.host.address} {state}>"
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def data_received(self, data: bytes) -> None:
+        self.pool.stats.upstream_cx_rx_bytes_total.inc(len(data))
+        if self.handler is None:
+            # Bytes with no request outstanding: the upstream is broken; drop the connection.
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.pool.stats.upstream_cx_protocol_error.inc()
+            self._fail("protocol error")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.pool.on_connection_closed(self)
+        if self.handler is not None and not self._response_done:
+            self._fail("connection termination")
+
+    def pause_writing(self) -> None:
+        if self.handler is not None:
+            self.handler.on_upstream_writable(False)
+
+    def resume_writing(self) -> None:
+        if self.handler is not None:
+            self.handler.on_upstream_writable(True)
+
+    # -- httptools callbacks ------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._headers = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append([name.decode("latin-1").lower(), value.decode("latin-1")])
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200:
+            # 1xx interim responses (100 Continue) are not forwarded.
+            self._headers = []
+            return
+        self._status = status
+        self._keep_alive = self.parser.should_keep_alive()
+        no_body = self._head_request or status in (204, 304)
+        handler = self.handler
+        self._headers_sent_up = True
+        if no_body:
+            self._response_done = True
+            # httptools cannot be told the request was HEAD; start a fresh parser for the next
+            # response so that it does not wait for a body that will never come.
+            self.parser = httptools.HttpResponseParser(self)
+        if handler is not None:
+            handler.on_response_headers(status, self._headers, no_body)
+        if no_body:
+            self._finish()
+
+    def on_body(self, body: bytes) -> None:
+        if self.handler is not None and not self._response_done:
+            self.handler.on_response_data(body, False)
+
+    def on_message_complete(self) -> None:
+        if self._response_done or not self._headers_sent_up:
+            return
+        self._response_done = True
+        handler = self.handler
+        if handler is not None:
+            handler.on_response_data(b"", True)
+        self._finish()
+
+    # -- used by the router -------------------------------------------------------------
+    def bind(self, handler: ResponseHandler, head_request: bool) -> None:
+        self.handler = handler
+        self._head_request = head_request
+        self._request_done = False
+        self._response_done = False
+        self._headers_sent_up = False
+        self._keep_alive = True
+        self.requests += 1
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self._closed:
+            self.pool.stats.upstream_cx_tx_bytes_total.inc(len(data))
+            self.transport.write(data)
+
+    def request_complete(self) -> None:
+        self._request_done = True
+        if self._response_done:
+            self._finish()
+
+    def unbind_and_close(self) -> None:
+        """The request gave up on this connection (timeout, downstream reset)."""
+        self.handler = None
+        self.close()
+
+    def close(self) -> None:
+        if self.transport is not None and not self._closed:
+            self._closed = True
+            self.transport.close()
+            self.pool.on_connection_closed(self)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self._closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self._closed:
+            self.transport.resume_reading()
+
+    @property
+    def is_open(self) -> bool:
+        return not self._closed and self.transport is not None and not self.transport.is_closing()
+
+    def _finish(self) -> None:
+        if not (self._response_done and self._request_done):
+            return
+        self.handler = None
+        if self._keep_alive and self.is_open:
+            self.pool.release(self)
+        else:
+            self.close()
+
+    def _fail(self, reason: str) -> None:
+        handler = self.handler
+        self.handler = None
+        self.close()
+        if handler is not None:
+            handler.on_upstream_reset(reason)
+
+
+class HostPool:
+    """Connections to one host of one cluster."""
+
+    __slots__ = ("host", "stats", "connect_timeout", "idle", "busy", "waiters", "connecting", "_loop", "cluster_name")
+
+    def __init__(self, host: Host, stats: ClusterStats, connect_timeout: float, cluster_name: str) -> None:
+        self.host = host
+        self.stats = stats
+        self.connect_timeout = connect_timeout
+        self.cluster_name = cluster_name
+        self.idle: list[UpstreamConnection] = []
+        self.busy: set[UpstreamConnection] = set()
+        self.waiters: collections.deque[ResponseHandler] = collections.deque()
+        self.connecting = 0
+        self._loop = asyncio.get_event_loop()
+
+    def __repr__(self) -> str:
+        return (
+            f"<HostPool {self.host.address} active={len(self.busy)} idle={len(self.idle)} "
+            f"pending={len(self.waiters)} connecting={self.connecting}>"
+        )
+
+    def acquire(self, handler: ResponseHandler) -> None:
+        while self.idle:
+            conn = self.idle.pop()
+            if conn.is_open:
+                self.busy.add(conn)
+                handler.on_pool_ready(conn)
+                return
+        self.waiters.append(handler)
+        self.stats.upstream_rq_pending_total.inc()
+        self.stats.upstream_rq_pending_active.inc()
+        if self.connecting < len(self.waiters):
+            self._connect()
+
+    def cancel(self, handler: ResponseHandler) -> None:
+        try:
+            self.waiters.remove(handler)
+        except ValueError:
+            return
+        self.stats.upstream_rq_pending_active.dec()
+        self.stats.upstream_rq_cancelled.inc()
+
+    def release(self, conn: UpstreamConnection) -> None:
+        self.busy.discard(conn)
+        if self.waiters:
+            handler = self.waiters.popleft()
+            self.stats.upstream_rq_pending_active.dec()
+            self.busy.add(conn)
+            handler.on_pool_ready(conn)
+        else:
+            self.idle.append(conn)
+
+    def on_connection_closed(self, conn: UpstreamConnection) -> None:
+        if conn in self.busy:
+            self.busy.discard(conn)
+        elif conn in self.idle:
+            self.idle.remove(conn)
+        else:
+            return
+        self.stats.upstream_cx_active.dec()
+        self.host.stats.cx_active -= 1
+        self.stats.upstream_cx_destroy.inc()
+        self.stats.upstream_cx_length_ms.record((time.monotonic() - conn.created) * 1000)
+
+    def _connect(self) -> None:
+        self.connecting += 1
+        self.stats.upstream_cx_total.inc()
+        self.stats.upstream_cx_http1_total.inc()
+        self.host.stats.cx_total += 1
+        spawn(self._do_connect(), name=f"connect:{self.cluster_name}:{self.host.address}")
+
+    async def _do_connect(self) -> None:
+        started = time.monotonic()
+        reason = ""
+        conn: UpstreamConnection | None = None
+        try:
+            _transport, conn = await asyncio.wait_for(
+                self._loop.create_connection(
+                    lambda: UpstreamConnection(self), self.host.ip, self.host.port
+                ),
+                self.connect_timeout,
+            )
+        except asyncio.TimeoutError:
+            reason = "connection timeout"
+            self.stats.upstream_cx_connect_timeout.inc()
+        except OSError:
+            reason = "remote connection failure"
+        finally:
+            self.connecting -= 1
+        if conn is None:
+            self.stats.upstream_cx_connect_fail.inc()
+            self.host.stats.cx_connect_fail += 1
+            # Envoy fails the pending requests that no other connecting client can serve.
+            while self.waiters and len(self.waiters) > self.connecting:
+                handler = self.waiters.popleft()
+                self.stats.upstream_rq_pending_active.dec()
+                self.stats.upstream_rq_pending_failure_eject.inc()
+                handler.on_pool_failure(reason)
+            return
+        self.stats.upstream_cx_connect_ms.record((time.monotonic() - started) * 1000)
+        self.stats.upstream_cx_active.inc()
+        self.host.stats.cx_active += 1
+        conn.created = time.monotonic()
+        self.busy.add(conn)
+        self.release(conn)
+
+    def close_all(self) -> None:
+        for conn in list(self.idle) + list(self.busy):
+            conn.close()

@@ -1,0 +1,138 @@
+"""sluice.config.support: the "what Sluice implements" tables and the lines they produce."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
+from sluice.config import support
+from sluice.config.compat import descriptor_for_type_url
+from sluice.config.loader import load_bootstrap
+from sluice.config.support import (
+    ALL_FIELDS,
+    SUPPORTED_EXTENSIONS,
+    SUPPORTED_FIELDS,
+    SUPPORTED_VALUES,
+    unsupported_features,
+    validate,
+)
+
+from .test_loader import HCM_PATH, SHARED, cluster, config, hcm, route0
+
+LABS = SHARED / "seed" / "labs"
+
+
+def lines_for(path: Path) -> list[str]:
+    return unsupported_features(load_bootstrap(str(path)))
+
+
+@pytest.mark.parametrize("lab", ["http-traffic-shifting", "http-traffic-splitting", "http-request-mirror"])
+def test_part_one_labs_need_nothing_more(lab: str) -> None:
+    assert lines_for(LABS / lab / "front-envoy.yaml") == []
+
+
+def test_fault_injection_names_the_fault_filter() -> None:
+    lines = lines_for(LABS / "fault-injection" / "service-envoy-fault-injection-abort.yaml")
+    assert lines == [f"{HCM_PATH}.http_filters[0]: HTTP filter 'envoy.filters.http.fault' is not implemented yet"]
+
+
+def test_zipkin_names_the_tracer() -> None:
+    lines = lines_for(LABS / "zipkin-tracing" / "front_envoy" / "envoy-config.yaml")
+    assert f"{HCM_PATH}.tracing: tracing (envoy.tracers.zipkin) is not implemented yet" in lines
+
+
+def test_statsd_names_the_sink() -> None:
+    lines = lines_for(LABS / "statsd-sink-and-prometheus" / "front-envoy.yaml")
+    assert "stats_sinks[0]: stats sink 'envoy.statsd' is not implemented yet" in lines
+
+
+@pytest.mark.parametrize("name", ["front-envoy.yaml", "front-envoy.yaml.2"])
+def test_access_log_names_the_logger(name: str) -> None:
+    lines = lines_for(LABS / "access-log" / name)
+    assert lines == [f"{HCM_PATH}.access_log[0]: access logger 'envoy.access_loggers.file' is not implemented yet"]
+
+
+def test_unsupported_enum_value_is_reported() -> None:
+    bootstrap = load_bootstrap(config_yaml=config(lambda d: cluster(d).update(lb_policy="MAGLEV")))
+    assert unsupported_features(bootstrap) == [
+        "static_resources.clusters[0].lb_policy: lb_policy MAGLEV is not implemented yet "
+        "(supported: LEAST_REQUEST, RANDOM, ROUND_ROBIN)"
+    ]
+    bootstrap = load_bootstrap(config_yaml=config(lambda d: cluster(d).update(lb_policy="LEAST_REQUEST")))
+    assert unsupported_features(bootstrap) == []
+
+
+def test_unsupported_field_is_reported_once_not_descended() -> None:
+    retry = {"retry_on": "5xx", "num_retries": 3, "retry_host_predicate": [{"name": "x"}]}
+    bootstrap = load_bootstrap(config_yaml=config(lambda d: route0(d)["route"].update(retry_policy=retry)))
+    prefix = f"{HCM_PATH}.route_config.virtual_hosts[0].routes[0].route.retry_policy"
+    assert unsupported_features(bootstrap) == [f"{prefix}: field 'retry_policy' is not implemented yet"]
+
+
+def test_unsupported_hcm_field() -> None:
+    bootstrap = load_bootstrap(config_yaml=config(lambda d: hcm(d).update(add_user_agent=True)))
+    assert unsupported_features(bootstrap) == [
+        f"{HCM_PATH}.add_user_agent: field 'add_user_agent' is not implemented yet"
+    ]
+
+
+def test_redirect_action_supports_all_fields() -> None:
+    redirect = {"https_redirect": True, "host_redirect": "a.example", "response_code": "FOUND", "strip_query": True}
+
+    def to_redirect(d: dict[str, Any]) -> None:
+        del route0(d)["route"]
+        route0(d)["redirect"] = redirect
+
+    bootstrap = load_bootstrap(config_yaml=config(to_redirect))
+    assert unsupported_features(bootstrap) == []
+
+
+def test_validate_returns_bootstrap_and_lines() -> None:
+    bootstrap, lines = validate(config_yaml=config(lambda d: cluster(d).update(lb_policy="MAGLEV")))
+    assert bootstrap.static_resources.clusters[0].name == "c0"
+    assert len(lines) == 1 and support.validate is validate
+
+
+# --- the tables themselves ----------------------------------------------------------------------------
+
+
+def _descriptor(name: str) -> Descriptor:
+    return descriptor_pool.Default().FindMessageTypeByName(name)
+
+
+@pytest.mark.parametrize("message", sorted(SUPPORTED_FIELDS))
+def test_supported_fields_exist(message: str) -> None:
+    fields = set(_descriptor(message).fields_by_name)
+    assert SUPPORTED_FIELDS[message] - {ALL_FIELDS} <= fields
+
+
+@pytest.mark.parametrize("message", sorted(SUPPORTED_FIELDS))
+def test_every_message_a_supported_field_leads_to_has_a_table_entry(message: str) -> None:
+    """Else everything set in it would be reported: a missing line, not a missing feature."""
+    descriptor = _descriptor(message)
+    names = SUPPORTED_FIELDS[message]
+    fields = descriptor.fields if ALL_FIELDS in names else [descriptor.fields_by_name[n] for n in names]
+    for field in fields:
+        if field.type != FieldDescriptor.TYPE_MESSAGE:
+            continue
+        target = field.message_type.full_name
+        if target.startswith("google.protobuf."):
+            continue
+        assert target in SUPPORTED_FIELDS, f"{message}.{field.name} leads to {target}, not in SUPPORTED_FIELDS"
+
+
+def test_supported_values_name_enum_values() -> None:
+    for full_name, values in SUPPORTED_VALUES.items():
+        message, field_name = full_name.rsplit(".", 1)
+        enum = _descriptor(message).fields_by_name[field_name].enum_type
+        assert values <= set(enum.values_by_name), full_name
+
+
+def test_supported_extensions_resolve() -> None:
+    for type_url in SUPPORTED_EXTENSIONS:
+        descriptor = descriptor_for_type_url(type_url)
+        assert descriptor is not None and descriptor.full_name in SUPPORTED_FIELDS
