@@ -39,14 +39,18 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from validate import validate_pb2
 
-from sluice.config.compat import ANY, is_map, is_repeated, join_path, type_url_for_name, unpack_any
+from sluice.config.compat import (
+    ANY,
+    WRAPPER_TYPES,
+    is_map,
+    is_repeated,
+    join_path,
+    type_url_for_name,
+    unpack_any,
+)
 from sluice.errors import ConfigError
 
 _DNS_CLUSTER_TYPES = frozenset({cluster_pb2.Cluster.STRICT_DNS, cluster_pb2.Cluster.LOGICAL_DNS})
-_WRAPPERS = frozenset(
-    f"google.protobuf.{n}Value"
-    for n in ("Bool", "Int32", "Int64", "UInt32", "UInt64", "Float", "Double", "String", "Bytes")
-)
 
 
 def check_bootstrap(bootstrap: Bootstrap) -> None:
@@ -155,7 +159,7 @@ def _check_message_rules(message: Message, field: FieldDescriptor, rules: Any, k
     value = getattr(message, field.name)
     if kind == "duration":
         _check_duration(value, rules.duration, path)
-    elif kind in _SCALAR_KINDS and field.message_type.full_name in _WRAPPERS:
+    elif kind in _SCALAR_KINDS and field.message_type.full_name in WRAPPER_TYPES:
         inner = field.message_type.fields_by_name["value"]
         _check_scalar(kind, getattr(rules, kind), value.value, inner, path)
 
@@ -269,9 +273,9 @@ def _length_problem(length: int, rules: Any, low: str, high: str, unit: str) -> 
 
 
 # PGV's well-known header regexes; strict=false only refuses NUL, CR and LF.
-_HEADER_NAME = re.compile(r"^:?[0-9a-zA-Z!#$%&'*+\-.^_|~`]+$")
-_HEADER_VALUE = re.compile(r"^[^\x00-\x08\x0a-\x1f\x7f]*$")
-_HEADER_LOOSE = re.compile(r"^[^\x00\x0a\x0d]*$")
+_HEADER_NAME = re.compile(r":?[0-9a-zA-Z!#$%&'*+\-.^_|~`]+")
+_HEADER_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
+_HEADER_LOOSE = re.compile(r"[^\x00\x0a\x0d]*")
 
 
 def _string_problem(value: str, rules: Any) -> str | None:
@@ -309,7 +313,7 @@ def _well_known_problem(value: str, rules: Any) -> str | None:
             regex, what = _HEADER_NAME, "header name"
         else:
             regex, what = _HEADER_VALUE, "header value"
-        return None if regex.match(value) else f"value is not a valid HTTP {what}"
+        return None if regex.fullmatch(value) else f"value is not a valid HTTP {what}"
     if kind in ("ip", "ipv4", "ipv6") and getattr(rules, kind):
         return None if _is_ip(value, kind) else f"value must be a valid {kind.upper()} address"
     return None
@@ -463,7 +467,9 @@ def _perl_only_construct(pattern: str) -> str | None:
             in_class = char != "]"
         elif char == "[":
             in_class = True
-            index += 2 if pattern[index + 1 : index + 2] == "]" else 1
+            index += 1
+            index += pattern.startswith("^", index)
+            index += pattern.startswith("]", index)  # A leading "]" is a literal, not the end.
             continue
         elif pattern.startswith(("(?=", "(?!", "(?<=", "(?<!", "(?>"), index):
             return f"invalid perl operator: {pattern[index : index + 3]}"
@@ -526,8 +532,8 @@ def _check_has_typed_config(extension: Any, path: str, context: _Context) -> Non
 
 def _check_route_configuration(config: Any, path: str, context: _Context) -> None:
     _check_domains(config, path)
-    validate = not config.HasField("validate_clusters") or config.validate_clusters.value
-    if not validate:
+    # validate_clusters defaults to true for a route table given inline, as here.
+    if config.HasField("validate_clusters") and not config.validate_clusters.value:
         return
     for vh_index, virtual_host in enumerate(config.virtual_hosts):
         for route_index, route in enumerate(virtual_host.routes):
@@ -543,9 +549,9 @@ def _check_domains(config: Any, path: str) -> None:
             key = domain.lower()
             if key in seen:
                 where = f"{path}.virtual_hosts[{vh_index}].domains[{d_index}]"
-                what = (
-                    "only a single wildcard domain '*' is permitted" if key == "*" else (f"duplicate domain '{domain}'")
-                )
+                what = f"duplicate domain '{domain}'"
+                if key == "*":
+                    what = "only a single wildcard domain '*' is permitted"
                 raise ConfigError(f"{where}: {what} (also in virtual_hosts[{seen[key]}])")
             seen[key] = vh_index
 

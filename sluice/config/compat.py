@@ -75,11 +75,11 @@ _LAZY_IMPORT_ROOTS = ("envoy.", "xds.", "udpa.", "contrib.")
 SINGLE_MAPPING_AS_LIST = frozenset({"filter_chains"})
 
 # Well-known types whose JSON form is not a plain field-by-field mapping; the walk stops there.
-_WRAPPERS = frozenset(
+WRAPPER_TYPES = frozenset(
     f"google.protobuf.{n}Value"
     for n in ("Bool", "Int32", "Int64", "UInt32", "UInt64", "Float", "Double", "String", "Bytes")
 )
-OPAQUE_TYPES = _WRAPPERS | {
+OPAQUE_TYPES = WRAPPER_TYPES | {
     "google.protobuf.Duration",
     "google.protobuf.Timestamp",
     "google.protobuf.FieldMask",
@@ -146,7 +146,7 @@ def is_repeated(field: FieldDescriptor) -> bool:
 
 def scalar_field(field: FieldDescriptor) -> FieldDescriptor:
     """The field whose JSON value is written: a wrapper message's ``value``, else the field."""
-    if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name in _WRAPPERS:
+    if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name in WRAPPER_TYPES:
         return field.message_type.fields_by_name["value"]
     return field
 

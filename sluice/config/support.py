@@ -12,6 +12,8 @@ When a feature lands, extend the tables here in the same change:
 * ``SUPPORTED_VALUES``: an enum field → the values Sluice implements (the rest are reported).
 * ``SUPPORTED_EXTENSIONS``: the typed_config ``@type`` URLs Sluice implements; every other
   extension (HTTP filter, access logger, tracer, stats sink...) is reported by kind and name.
+
+``validate(path, config_yaml)`` (the loader's, re-exported) loads and returns both.
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ from google.protobuf.message import Message
 from sluice.config.compat import ANY, is_map, is_repeated, join_path, type_url_for_name, unpack_any
 from sluice.config.loader import validate
 
-__all__ = ["SUPPORTED_EXTENSIONS", "SUPPORTED_FIELDS", "SUPPORTED_VALUES", "unsupported_features", "validate"]
+__all__ = [
+    "ALL_FIELDS",
+    "EXTENSION_KINDS",
+    "SUPPORTED_EXTENSIONS",
+    "SUPPORTED_FIELDS",
+    "SUPPORTED_VALUES",
+    "unsupported_features",
+    "validate",
+]
 
 ALL_FIELDS: Final = "*"
 

@@ -25,7 +25,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
@@ -38,7 +38,7 @@ from sluice.stats.blocks import HttpConnManagerStats
 
 if TYPE_CHECKING:
     from sluice.route.table import RouteEntry, RouteTable
-    from sluice.stats.store import StatsBlock, Store
+    from sluice.stats.store import Store
 
 log = logging.getLogger("sluice.http")
 
@@ -168,8 +168,8 @@ class DownstreamConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses (no isinstance check).
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         self.remote = (peer[0], peer[1]) if peer else None

@@ -34,7 +34,15 @@ class RouterConfig:
 
     __slots__ = ("cluster_manager", "runtime", "stats", "route_table", "local_ip", "rng")
 
-    def __init__(self, cluster_manager: ClusterManager, runtime: Runtime, hcm_stats: Any, route_table: RouteTable | None, local_ip: str, rng: Any) -> None:
+    def __init__(
+        self,
+        cluster_manager: ClusterManager,
+        runtime: Runtime,
+        hcm_stats: Any,
+        route_table: RouteTable | None,
+        local_ip: str,
+        rng: Any,
+    ) -> None:
         self.cluster_manager = cluster_manager
         self.runtime = runtime
         self.stats = hcm_stats
@@ -114,7 +122,9 @@ class Router:
         host = cluster.choose_host()
         if host is None:
             cluster.stats.upstream_cx_none_healthy.inc()
-            cb.send_local_reply(503, "no healthy upstream", "no_healthy_upstream", ResponseFlag.NO_HEALTHY_UPSTREAM, self._finalize_response)
+            cb.send_local_reply(
+                503, "no healthy upstream", "no_healthy_upstream", ResponseFlag.NO_HEALTHY_UPSTREAM, self._finalize_response
+            )
             return STOP_ITERATION
         info.upstream_host = host.address
         for policy in route.mirror_policies:

@@ -45,7 +45,15 @@ class UpstreamRequest:
         "_counted",
     )
 
-    def __init__(self, owner: UpstreamOwner, cluster: Cluster, host: Host, headers: RequestHeaders, end_stream: bool, internal: bool = False) -> None:
+    def __init__(
+        self,
+        owner: UpstreamOwner,
+        cluster: Cluster,
+        host: Host,
+        headers: RequestHeaders,
+        end_stream: bool,
+        internal: bool = False,
+    ) -> None:
         self.owner = owner
         self.cluster = cluster
         self.host = host

@@ -21,7 +21,15 @@ log = logging.getLogger("sluice.upstream")
 
 STATIC, STRICT_DNS, LOGICAL_DNS = 0, 1, 2
 TYPE_NAMES = {0: "STATIC", 1: "STRICT_DNS", 2: "LOGICAL_DNS", 3: "EDS", 4: "ORIGINAL_DST"}
-LB_NAMES = {0: "ROUND_ROBIN", 1: "LEAST_REQUEST", 2: "RING_HASH", 3: "RANDOM", 5: "MAGLEV", 6: "CLUSTER_PROVIDED", 7: "LOAD_BALANCING_POLICY_CONFIG"}
+LB_NAMES = {
+    0: "ROUND_ROBIN",
+    1: "LEAST_REQUEST",
+    2: "RING_HASH",
+    3: "RANDOM",
+    5: "MAGLEV",
+    6: "CLUSTER_PROVIDED",
+    7: "LOAD_BALANCING_POLICY_CONFIG",
+}
 
 
 def _duration(d: Any) -> float:

@@ -21,7 +21,7 @@ import asyncio
 import collections
 import socket
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 
@@ -85,8 +85,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses (no isinstance check).
+        self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -304,7 +304,7 @@ class HostPool:
                 ),
                 self.connect_timeout,
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             reason = "connection timeout"
             self.stats.upstream_cx_connect_timeout.inc()
         except OSError:

@@ -70,7 +70,9 @@ class App:
         elif path in ("/livez", "/readyz"):
             body = "OK"
         elif path == "/headers" or path == "/echo":
-            body = json.dumps({"app": self.name, "method": rec.method, "path": rec.path, "headers": rec.headers, "body": rec.body.decode("latin-1")}) + "\n"
+            record = {"app": self.name, "method": rec.method, "path": rec.path, "headers": rec.headers}
+            record["body"] = rec.body.decode("latin-1")
+            body = json.dumps(record) + "\n"
             ctype = "application/json"
         elif path.startswith("/status/"):
             status = int(path.rsplit("/", 1)[1])

@@ -285,6 +285,15 @@ def test_an_extension_envoy_knows_but_sluice_does_not_import_still_parses() -> N
     assert bootstrap.static_resources.listeners
 
 
+def test_parse_dict_errors_are_translated_too() -> None:
+    # An Any holding a well-known type is left to ParseDict; its error still gets a path.
+    any_duration = {"@type": "type.googleapis.com/google.protobuf.Duration", "value": 5}
+    message = error_of(
+        config(lambda d: listener(d)["filter_chains"][0]["filters"][0].update(typed_config=any_duration))
+    )
+    assert message.startswith("static_resources.listeners[0].filter_chains[0].filters[0].typed_config.value: ")
+
+
 # --- YAML ------------------------------------------------------------------------------------------
 
 

