@@ -120,6 +120,15 @@ def wait_ready(port: int, proc: subprocess.Popen | None, name: str, timeout: flo
     raise RuntimeError(f"{name} did not answer 200 on 127.0.0.1:{port} within {timeout:.0f}s")
 
 
+def set_affinity(pid: int, cpus: set[int]) -> None:
+    """Move every thread of ``pid`` (Envoy has several) onto ``cpus``."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def pinned(cmd: list[str], cpu: int | None) -> list[str]:
     """taskset execs the command, so the Popen pid is the pinned process itself."""
     if cpu is None:
@@ -282,7 +291,7 @@ def stop_process(proc: subprocess.Popen | None) -> None:
 # ------------------------------------------------------------------------------------------
 # measurement
 # ------------------------------------------------------------------------------------------
-def measure_proxy(proxy: Proxy, args: argparse.Namespace, load_cpu: int | None) -> dict:
+def measure_proxy(proxy: Proxy, args: argparse.Namespace, proxy_cpu: int | None, load_cpu: int | None) -> dict:
     url = f"http://127.0.0.1:{proxy.port}/hostname"
     if not proxy.alive():
         raise RuntimeError(f"{proxy.name} is not running")
@@ -297,7 +306,24 @@ def measure_proxy(proxy: Proxy, args: argparse.Namespace, load_cpu: int | None) 
     c0 = cpu_ticks(proxy.pid)
     w1 = run_wrk(url, connections=1, duration=args.duration, cpu=load_cpu)
     c1 = cpu_ticks(proxy.pid)
+    same = {}
+    if args.same_core and load_cpu is not None and proxy_cpu is not None:
+        # Reference: the same one-connection test with the proxy moved onto the load core, so
+        # no request crosses CPUs (on VMs, cross-CPU wakeups can dominate the split numbers).
+        set_affinity(proxy.pid, {load_cpu})
+        try:
+            s0 = cpu_ticks(proxy.pid)
+            ws = run_wrk(url, connections=1, duration=args.duration, cpu=load_cpu)
+            s1 = cpu_ticks(proxy.pid)
+        finally:
+            set_affinity(proxy.pid, {proxy_cpu})
+        same = {
+            "c1same_rps": ws.rps, "c1same_p50_ms": ws.p50_ms, "c1same_p99_ms": ws.p99_ms,
+            "c1same_cpu_us_per_req": (s1 - s0) / CLK_TCK * 1e6 / ws.requests if ws.requests else float("nan"),
+            "c1same_errors": ws.errors,
+        }
     return {
+        **same,
         "rps": w.rps,
         "requests": w.requests,
         "p50_ms": w.p50_ms,
@@ -354,6 +380,9 @@ def report(summary: dict) -> str:
         ("p99 latency ms (c=1)", "c1_p99_ms", ".3f"),
         ("added p50 latency us (c=1)", "added_p50_us", ".1f"),
         ("CPU us / request (c=1)", "c1_cpu_us_per_req", ".1f"),
+        ("same core: p50 latency ms (c=1)", "c1same_p50_ms", ".3f"),
+        ("same core: added p50 us (c=1)", "added_same_p50_us", ".1f"),
+        ("same core: CPU us / request (c=1)", "c1same_cpu_us_per_req", ".1f"),
         ("peak RSS MiB (VmHWM)", "vmhwm_mib", ".1f"),
         ("errors (sum over rounds)", "errors_total", "d"),
     ]
@@ -384,17 +413,23 @@ def summarize(rounds: list[dict], args: argparse.Namespace) -> dict:
     out["direct"] = {k: median([rd["direct"].get(k) for rd in rounds]) if any(k in rd["direct"] for rd in rounds)
                      else None for k in direct_keys}
     keys = ["rps", "p50_ms", "p99_ms", "cpu_us_per_req", "cpu_util", "c1_rps", "c1_p50_ms", "c1_p99_ms",
-            "c1_cpu_us_per_req"]
+            "c1_cpu_us_per_req", "c1same_p50_ms", "c1same_cpu_us_per_req"]
     for name in ("sluice", "envoy"):
-        m = {k: median([rd[name][k] for rd in rounds]) for k in keys}
+        m = {k: median([rd[name].get(k) for rd in rounds]) for k in keys}
         # added latency is computed per round (same round's direct baseline), then the median
         m["added_p50_us"] = median([(rd[name]["c1_p50_ms"] - rd["direct"]["c1_p50_ms"]) * 1000 for rd in rounds])
+        if all("c1same_p50_ms" in rd[name] for rd in rounds):
+            m["added_same_p50_us"] = median(
+                [(rd[name]["c1same_p50_ms"] - rd["direct"]["c1_p50_ms"]) * 1000 for rd in rounds]
+            )
         hwm = [rd[name]["vmhwm_kb"] for rd in rounds if rd[name]["vmhwm_kb"] is not None]
         m["vmhwm_mib"] = max(hwm) / 1024 if hwm else None
-        m["errors_total"] = sum(rd[name]["errors"] + rd[name]["c1_errors"] for rd in rounds)
+        m["errors_total"] = sum(
+            rd[name]["errors"] + rd[name]["c1_errors"] + rd[name].get("c1same_errors", 0) for rd in rounds
+        )
         out[name] = m
     ratios = {}
-    for k in list(keys) + ["added_p50_us", "vmhwm_mib"]:
+    for k in list(keys) + ["added_p50_us", "added_same_p50_us", "vmhwm_mib"]:
         a, b = out["sluice"].get(k), out["envoy"].get(k)
         ratios[k] = a / b if a is not None and b and b == b and a == a else None
     out["ratios"] = ratios
@@ -461,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
                    "http-traffic-shifting/front-envoy.yaml)")
     p.add_argument("--proxy-cpu", type=int, default=None, help="core for the proxies (default: 2nd allowed core)")
     p.add_argument("--load-cpu", type=int, default=None, help="core for wrk and nginx (default: 1st allowed core)")
+    p.add_argument("--no-same-core", dest="same_core", action="store_false",
+                   help="skip the reference c=1 run with the proxy moved onto the load core")
     p.add_argument("--no-pin", action="store_true", help="do not use taskset")
     p.add_argument("--output", default=None, help="JSON output path (default: bench/results/bench-<time>.json)")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir with configs and logs")
@@ -493,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     envoy_version = subprocess.run([envoy, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
     nginx_version = subprocess.run([nginx, "-v"], capture_output=True, text=True, timeout=30).stderr.strip()
     proxy_cpu, load_cpu = choose_cpus(args)
-    per_round = args.duration + 2 * (args.warmup + 2 * args.duration)  # direct c1 + 2 x (warmup, cN, c1)
+    per_round = args.duration + 2 * (args.warmup + (3 if args.same_core else 2) * args.duration)
     print(f"Sluice vs Envoy: {args.rounds} rounds x {args.duration:g}s, c={args.connections}, "
           f"warmup {args.warmup:g}s; estimated runtime ~{args.rounds * per_round + args.duration + 5:.0f}s")
     print(f"  envoy: {envoy} ({envoy_version.split('version:')[-1].strip()})")
@@ -541,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
             order = [sluice, envoy_p] if i % 2 == 0 else [envoy_p, sluice]
             rd["order"] = [x.name for x in order]
             for px in order:
-                rd[px.name.lower()] = measure_proxy(px, args, load_cpu)
+                rd[px.name.lower()] = measure_proxy(px, args, proxy_cpu, load_cpu)
             rounds.append(rd)
             s, e = rd["sluice"], rd["envoy"]
             print(
@@ -554,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-    except (RuntimeError, subprocess.SubprocessError) as exc:
+    except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
     finally:
         for px in proxies:

@@ -174,6 +174,11 @@ class Server:
             rng=self.rng,
             server=self,
             local_address_ip=self.local_ip,
+            stream_idle_timeout=(
+                msg.stream_idle_timeout.seconds + msg.stream_idle_timeout.nanos / 1e9
+                if msg.HasField("stream_idle_timeout")
+                else 300.0
+            ),
         )
         factories = []
         for j, hf in enumerate(msg.http_filters):

@@ -68,7 +68,7 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
     # http connection manager
     _HCM: {"stat_prefix", "codec_type", "route_config", "http_filters", "generate_request_id",
            "preserve_external_request_id", "use_remote_address", "server_name",
-           "xff_num_trusted_hops", "skip_xff_append"},
+           "xff_num_trusted_hops", "skip_xff_append", "stream_idle_timeout"},
     _HCM.rsplit(".", 1)[0] + ".HttpFilter": {"name", "typed_config"},
     "envoy.extensions.filters.http.router.v3.Router": set(),
     # routes

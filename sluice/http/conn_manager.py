@@ -99,6 +99,7 @@ class HcmConfig:
         rng: random.Random | None = None,
         server: Any = None,
         local_address_ip: str = "127.0.0.1",
+        stream_idle_timeout: float = 300.0,
     ) -> None:
         self.stat_prefix = stat_prefix
         self.store = store
@@ -121,6 +122,9 @@ class HcmConfig:
         self.rng = rng or random.Random()
         self.server = server
         self.local_address_ip = local_address_ip
+        self.stream_idle_timeout = stream_idle_timeout
+        """HCM ``stream_idle_timeout`` (Envoy's default 5 min; 0 disables); a route's
+        ``idle_timeout`` overrides it."""
 
     @property
     def draining(self) -> bool:
@@ -195,7 +199,17 @@ class DownstreamConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._protocol_error("upgrade not supported")
         except httptools.HttpParserError as exc:
-            self._protocol_error(str(exc))
+            cause = exc.__cause__ or exc.__context__
+            if cause is not None and not isinstance(cause, httptools.HttpParserError):
+                # A bug of ours raised inside a parser callback: never let it take the
+                # process down; drop this connection and keep serving the others.
+                log.error("internal error on a downstream connection: %r", cause, exc_info=cause)
+                self.reset()
+            else:
+                self._protocol_error(str(exc))
+        except Exception:  # noqa: BLE001 - same: one connection's failure stays local
+            log.exception("internal error on a downstream connection")
+            self.reset()
 
     def connection_lost(self, exc: Exception | None) -> None:
         st = self.config.stats
@@ -363,6 +377,9 @@ class ActiveStream:
         "on_writable",
         "is_internal",
         "response_headers",
+        "_idle_timeout",
+        "_idle_timer",
+        "last_activity",
     )
 
     def __init__(self, conn: DownstreamConnection, headers: RequestHeaders, end_stream: bool) -> None:
@@ -398,6 +415,9 @@ class ActiveStream:
         self.on_writable: Callable[[bool], None] | None = None
         self.is_internal = False
         self.response_headers: ResponseHeaders | None = None
+        self._idle_timeout = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self.last_activity = 0.0
 
     def __repr__(self) -> str:
         h = self.request_headers
@@ -427,6 +447,7 @@ class ActiveStream:
             self.route_resolved = True
             if self.route is not None:
                 self.stream_info.route_name = self.route.name
+        self._arm_idle_timer()
         self.filters = [factory(self) for factory in cfg.filter_factories]
         body_queue = self._pending_body
         self._pending_body = []
@@ -486,10 +507,38 @@ class ActiveStream:
                 headers.set("x-request-id", rid)
             self.stream_info.request_id = rid
 
+    def _arm_idle_timer(self) -> None:
+        route = self.route
+        timeout = route.idle_timeout if route is not None and route.idle_timeout is not None else self.config.stream_idle_timeout
+        self._idle_timeout = timeout
+        if timeout > 0:
+            self.last_activity = time.monotonic()
+            self._idle_timer = asyncio.get_event_loop().call_later(timeout, self._on_idle_check)
+
+    def _on_idle_check(self) -> None:
+        # One timer per stream, re-armed for the remaining time: activity only stamps
+        # `last_activity`, so the hot path never reschedules timers.
+        self._idle_timer = None
+        if self._destroyed:
+            return
+        remaining = self.last_activity + self._idle_timeout - time.monotonic()
+        if remaining > 0.001:
+            self._idle_timer = asyncio.get_event_loop().call_later(remaining, self._on_idle_check)
+            return
+        self.config.stats.downstream_rq_idle_timeout.inc()
+        self.stream_info.set_flag(ResponseFlag.STREAM_IDLE_TIMEOUT)
+        if self.response_started:
+            self.reset_stream()
+            return
+        # Envoy's maybeRequestTimeoutCode: 504 once the request was fully received (we were
+        # waiting on the upstream), 408 while the client was still sending.
+        self.send_local_reply(504 if self.request_complete else 408, "stream timeout", "stream_idle_timeout")
+
     def on_request_body(self, data: bytes, end_stream: bool) -> None:
         if not self._started:
             self._pending_body.append((data, end_stream))
             return
+        self.last_activity = time.monotonic()
         self.stream_info.bytes_received += len(data)
         if end_stream:
             self.request_complete = True
@@ -670,6 +719,7 @@ class ActiveStream:
     def _write_data(self, data: bytes, end_stream: bool) -> None:
         if self._destroyed or self.response_complete:
             return
+        self.last_activity = time.monotonic()
         self.stream_info.bytes_sent += len(data)
         if self._head:
             data = b""
@@ -703,6 +753,9 @@ class ActiveStream:
         if self._destroyed:
             return
         self._destroyed = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         cfg = self.config
         st = cfg.stats
         st.downstream_rq_active.dec()

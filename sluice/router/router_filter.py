@@ -127,6 +127,10 @@ class Router:
             )
             return STOP_ITERATION
         info.upstream_host = host.address
+        if route.auto_host_rewrite and cluster.type != 0 and host.hostname:
+            # Envoy rewrites Host to the DNS name of a STRICT_DNS/LOGICAL_DNS host.
+            headers.set("x-envoy-original-host", headers.authority or "")
+            headers.authority = host.hostname
         for policy in route.mirror_policies:
             if policy.fraction is None or policy.fraction.enabled(cfg.runtime, cfg.rng.getrandbits(64)):
                 shadow_cluster = cfg.cluster_manager.get(policy.cluster)
@@ -185,8 +189,6 @@ class Router:
         if route.host_rewrite_literal:
             headers.set("x-envoy-original-host", headers.authority or "")
             headers.authority = route.host_rewrite_literal
-        elif route.auto_host_rewrite and info.upstream_host:
-            pass  # applied once the host is known (below, in decode_headers) for DNS clusters
 
     def _finalize_response(self, headers: ResponseHeaders) -> None:
         route = self.route

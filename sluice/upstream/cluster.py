@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import socket
 from typing import Any
 
 from sluice.errors import ConfigError, UnsupportedError
@@ -66,7 +65,7 @@ class Cluster:
         self.lb: LoadBalancer = POLICIES[c.lb_policy](rng)
         self.connect_timeout = _duration(c.connect_timeout) if c.HasField("connect_timeout") else 5.0
         self.dns_refresh_rate = _duration(c.dns_refresh_rate) if c.HasField("dns_refresh_rate") else 5.0
-        self.family = socket.AF_INET6 if c.dns_lookup_family == 2 else socket.AF_INET
+        self.lookup_family: int = c.dns_lookup_family
         self.stats = ClusterStats(store, f"cluster.{self.name}.")
         self.stats_prefix = f"cluster.{self.name}."
         self.store = store
@@ -111,7 +110,7 @@ class Cluster:
         hosts: list[Host] = []
         for e in self.endpoints:
             try:
-                addrs = await resolve(e.address, self.family)
+                addrs = await resolve(e.address, self.lookup_family)
             except (OSError, UnicodeError) as exc:
                 log.warning("cluster %s: cannot resolve %s: %s", self.name, e.address, exc)
                 self.stats.update_failure.inc()

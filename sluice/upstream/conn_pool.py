@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import socket
 import time
 from typing import TYPE_CHECKING, Protocol, cast
@@ -26,6 +27,8 @@ from typing import TYPE_CHECKING, Protocol, cast
 import httptools
 
 from sluice.tasks import spawn
+
+log = logging.getLogger("sluice.upstream")
 
 if TYPE_CHECKING:
     from sluice.stats.blocks import ClusterStats
@@ -105,6 +108,9 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError:
             self.pool.stats.upstream_cx_protocol_error.inc()
             self._fail("protocol error")
+        except Exception:  # noqa: BLE001 - a bug must not take the process down
+            log.exception("internal error on an upstream connection")
+            self._fail("internal error")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True

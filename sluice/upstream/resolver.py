@@ -40,17 +40,46 @@ def is_ip(value: str) -> bool:
     return True
 
 
-async def resolve(name: str, family: int = socket.AF_INET) -> list[str]:
-    """Every address ``name`` resolves to (in order, without duplicates)."""
+AUTO, V4_ONLY, V6_ONLY, V4_PREFERRED, ALL = 0, 1, 2, 3, 4
+"""Cluster.DnsLookupFamily values."""
+
+
+async def resolve(name: str, lookup_family: int = AUTO) -> list[str]:
+    """Every address ``name`` resolves to (in order, without duplicates), with Envoy's
+    ``dns_lookup_family`` semantics: AUTO tries IPv6 first and falls back to IPv4,
+    V4_PREFERRED the other way round, ALL returns both."""
     if is_ip(name):
         return [name]
+    found: list[str] = []
     hosts_file = os.environ.get("SLUICE_HOSTS_FILE")
     if hosts_file:
-        found = parse_hosts_file(hosts_file).get(name.lower())
-        if found:
-            return found
+        found = parse_hosts_file(hosts_file).get(name.lower(), [])
+    v4 = [a for a in found if ":" not in a]
+    v6 = [a for a in found if ":" in a]
+    if not found:
+        v4 = await _lookup(name, socket.AF_INET) if lookup_family != V6_ONLY else []
+        v6 = await _lookup(name, socket.AF_INET6) if lookup_family != V4_ONLY else []
+    if lookup_family == V4_ONLY:
+        out = v4
+    elif lookup_family == V6_ONLY:
+        out = v6
+    elif lookup_family == V4_PREFERRED:
+        out = v4 or v6
+    elif lookup_family == ALL:
+        out = v4 + v6
+    else:
+        out = v6 or v4
+    if not out:
+        raise OSError(f"no address for {name!r}")
+    return out
+
+
+async def _lookup(name: str, family: int) -> list[str]:
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(name, None, family=family, type=socket.SOCK_STREAM)
+    try:
+        infos = await loop.getaddrinfo(name, None, family=family, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
     out: list[str] = []
     for info in infos:
         addr = str(info[4][0])

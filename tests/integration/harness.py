@@ -142,6 +142,22 @@ class LoopThread:
 # ------------------------------------------------------------------------------------------
 # upstream apps
 # ------------------------------------------------------------------------------------------
+def _http_date() -> str:
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())
+
+
+class GoldenDemoApp(App):
+    """``demoapp`` answering with the response headers of the golden captures' apps
+    (``scripts/apps.py``, Werkzeug): ``Server: Werkzeug/1.0.1 Python/3.8.3``, ``Date``, then
+    ``Content-Type`` and ``Content-Length``. Envoy keeps the upstream's header order, so the
+    client-side order in the captures depends on it."""
+
+    def respond(self, rec: Recorded, local_ip: str) -> tuple[int, list[tuple[str, str]], bytes, float]:
+        status, headers, body, delay = super().respond(rec, local_ip)
+        rest = [(k, v) for k, v in headers if k.lower() not in ("server", "date")]
+        return status, [("Server", "Werkzeug/1.0.1 Python/3.8.3"), ("Date", _http_date()), *rest], body, delay
+
+
 class ProbeApp(App):
     """The golden captures' ``probe`` app (``scripts/apps.py``): ``.../status/N`` answers N with
     ``status N``; anything else is echoed back as JSON (app, method, path, headers in order).
@@ -156,7 +172,7 @@ class ProbeApp(App):
         path = rec.path.split("?", 1)[0]
         headers = [
             ("Server", "Werkzeug/1.0.1 Python/3.8.3"),
-            ("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())),
+            ("Date", _http_date()),
         ]
         m = re.search(r"/status/(\d+)$", path)
         if m:
@@ -201,7 +217,7 @@ class Fleet:
         for k, (alias, hostnames) in enumerate(replicas.items(), start=1):
             apps = []
             for i, hostname in enumerate(hostnames, start=1):
-                app = App(hostname)
+                app = GoldenDemoApp(hostname)
                 loop.run(app.start(f"127.0.0.{10 * k + i}", 0))
                 apps.append(app)
             self.apps[alias] = apps
@@ -532,7 +548,10 @@ class ProxyProcess:
 
     def command(self) -> list[str]:
         base_id = 20000 + (os.getpid() % 2000) * 16 + next(_base_ids) % 16
-        common = ["-c", str(self.config_path), "--concurrency", "1", "--base-id", str(base_id), "-l", "error"]
+        common = [
+            "-c", str(self.config_path), "--concurrency", "1", "--base-id", str(base_id), "-l", "error",
+            "--drain-time-s", "1",
+        ]  # fmt: skip
         if self.kind == "envoy":
             binary = envoy_binary()
             assert binary, "envoy binary not found"
@@ -632,3 +651,74 @@ def normalise_text(text: str) -> str:
 
 def normalise_raw(data: bytes) -> str:
     return DATE_RE.sub(r"\1<volatile>", data.decode("latin-1"))
+
+
+# ------------------------------------------------------------------------------------------
+# what the upstreams received
+# ------------------------------------------------------------------------------------------
+def settle(proxy: ProxyProcess, fleet: Fleet, cluster: str, before: dict[str, int], timeout: float = 10.0) -> int:
+    """Wait until every request the proxy started to ``cluster`` (its ``upstream_rq_total`` since
+    ``before``) has reached the apps and none is active; returns that count. Shadow requests
+    finish after the client's response, so counts are read only once they have settled."""
+    total, active = f"cluster.{cluster}.upstream_rq_total", f"cluster.{cluster}.upstream_rq_active"
+
+    def done() -> bool:
+        s = proxy.stats()
+        return s.get(active, 0) == 0 and s.get(total, 0) - before.get(total, 0) == fleet.count(cluster)
+
+    assert wait_until(done, timeout), f"{cluster}: stats {proxy.stats().get(total)} vs apps {fleet.count(cluster)}"
+    return fleet.count(cluster)
+
+
+def _is_local_ip(value: str) -> bool:
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return ip.version == 4 and not ip.is_loopback
+
+
+def request_view(
+    method: str,
+    path: str,
+    headers: Iterable[tuple[str, str]] | Iterable[list[str]],
+    body: str,
+    listener_port: int,
+    local_ip: bool = True,
+) -> dict[str, Any]:
+    """A received request with run-specific values replaced: the proxy's listener port in
+    Host-like values → ``<listener>``, x-request-id → ``<volatile>`` and (``local_ip``) an
+    x-forwarded-for holding a non-loopback IPv4 address (the proxy's own) → ``<local-ip>``."""
+    out = []
+    for k, v in headers:
+        k = k.lower()
+        if k == "x-request-id":
+            v = "<volatile>"
+        elif k == "x-forwarded-for" and local_ip and _is_local_ip(v):
+            v = "<local-ip>"
+        elif v.endswith(f":{listener_port}"):
+            v = v[: -len(str(listener_port))] + "<listener>"
+        out.append((k, v))
+    return {"method": method, "path": path, "headers": out, "body": body}
+
+
+def mirror_view(fleet: Fleet, listener_port: int, local_ip: bool = True) -> dict[str, Any]:
+    """The single primary (demoappv10) and shadow (demoappv11) request, normalised; they must
+    carry the same x-request-id."""
+    (primary,) = fleet.received("demoappv10")
+    (shadow,) = fleet.received("demoappv11")
+    assert primary.header("x-request-id") == shadow.header("x-request-id")
+    return {
+        role: request_view(r.method, r.path, r.headers, r.body.decode("latin-1"), listener_port, local_ip)
+        for role, r in (("primary", primary), ("shadow", shadow))
+    }
+
+
+def golden_mirror_view(primary: dict[str, Any], shadow: dict[str, Any], listener_port: int = 18082) -> dict[str, Any]:
+    """``mirror_view`` of a golden capture's recorded primary/shadow pair."""
+    return {
+        role: request_view(r["method"], r["path"], r["headers"], r["body"], listener_port)
+        for role, r in (("primary", primary), ("shadow", shadow))
+    }

