@@ -100,6 +100,7 @@ class HcmConfig:
         server: Any = None,
         local_address_ip: str = "127.0.0.1",
         stream_idle_timeout: float = 300.0,
+        call_later: Callable[[float, Callable[[], None]], Any] | None = None,
     ) -> None:
         self.stat_prefix = stat_prefix
         self.store = store
@@ -123,12 +124,18 @@ class HcmConfig:
         self.server = server
         self.local_address_ip = local_address_ip
         self.stream_idle_timeout = stream_idle_timeout
+        self.call_later = call_later or _loop_call_later
+        """Timer scheduling (the loop's ``call_later``); injected so tests drive time."""
         """HCM ``stream_idle_timeout`` (Envoy's default 5 min; 0 disables); a route's
         ``idle_timeout`` overrides it."""
 
     @property
     def draining(self) -> bool:
         return bool(self.server is not None and self.server.draining)
+
+
+def _loop_call_later(delay: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
+    return asyncio.get_event_loop().call_later(delay, fn)
 
 
 class DownstreamConnection(asyncio.Protocol):
@@ -416,7 +423,7 @@ class ActiveStream:
         self.is_internal = False
         self.response_headers: ResponseHeaders | None = None
         self._idle_timeout = 0.0
-        self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_timer: Any = None
         self.last_activity = 0.0
 
     def __repr__(self) -> str:
@@ -513,7 +520,7 @@ class ActiveStream:
         self._idle_timeout = timeout
         if timeout > 0:
             self.last_activity = time.monotonic()
-            self._idle_timer = asyncio.get_event_loop().call_later(timeout, self._on_idle_check)
+            self._idle_timer = self.config.call_later(timeout, self._on_idle_check)
 
     def _on_idle_check(self) -> None:
         # One timer per stream, re-armed for the remaining time: activity only stamps
@@ -523,7 +530,7 @@ class ActiveStream:
             return
         remaining = self.last_activity + self._idle_timeout - time.monotonic()
         if remaining > 0.001:
-            self._idle_timer = asyncio.get_event_loop().call_later(remaining, self._on_idle_check)
+            self._idle_timer = self.config.call_later(remaining, self._on_idle_check)
             return
         self.config.stats.downstream_rq_idle_timeout.inc()
         self.stream_info.set_flag(ResponseFlag.STREAM_IDLE_TIMEOUT)
@@ -802,7 +809,7 @@ class ActiveStream:
 
     # -- callbacks exposed to filters ---------------------------------------------------
     def call_later(self, delay: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
-        return asyncio.get_event_loop().call_later(delay, fn)
+        return self.config.call_later(delay, fn)  # type: ignore[no-any-return]
 
     def clear_route_cache(self) -> None:
         if self.config.route_table is not None:

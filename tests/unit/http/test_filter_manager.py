@@ -11,6 +11,23 @@ from sluice.http.headers import RequestHeaders, ResponseHeaders
 from sluice.stats.store import Store
 
 
+class FakeTimers:
+    """Records scheduled timers; a test fires them by hand (no event loop, no sleeping)."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[float, object]] = []
+
+    def __call__(self, delay: float, fn):  # type: ignore[no-untyped-def]
+        timers = self
+
+        class Handle:
+            def cancel(self) -> None:
+                timers.pending = [p for p in timers.pending if p[1] is not fn]
+
+        self.pending.append((delay, fn))
+        return Handle()
+
+
 class FakeConn:
     def __init__(self, config: HcmConfig) -> None:
         self.config = config
@@ -84,7 +101,9 @@ def make(factories_spec: list[str], log: list[str], holder: dict[str, object]) -
                 return r
 
             factories.append(f)
-    cfg = HcmConfig(stat_prefix="t", store=Store(), route_table=None, filter_factories=factories, rng=random.Random(1))
+    cfg = HcmConfig(
+        stat_prefix="t", store=Store(), route_table=None, filter_factories=factories, rng=random.Random(1), call_later=FakeTimers()
+    )
     return cfg, FakeConn(cfg)
 
 
@@ -177,3 +196,18 @@ def test_use_remote_address_appends_xff_and_regenerates_request_id() -> None:
     assert h.get("x-envoy-external-address") == "10.1.2.3"
     rid = h.get("x-request-id")
     assert rid is not None and rid != "abc" and len(rid) == 36
+
+
+def test_stream_idle_timer_answers_504_once_request_was_received() -> None:
+    cfg, conn = make(["a:stop"], [], {})
+    timers: FakeTimers = cfg.call_later  # type: ignore[assignment]
+    s = ActiveStream(conn, RequestHeaders("GET", "/", "h", []), True)  # type: ignore[arg-type]
+    s.start()
+    assert [d for d, _ in timers.pending] == [300.0]  # Envoy's default stream_idle_timeout
+    s.last_activity -= 301  # pretend five minutes passed without activity
+    _, fire = timers.pending.pop(0)
+    fire()  # type: ignore[operator]
+    assert conn.out.startswith(b"HTTP/1.1 504 Gateway Timeout")
+    assert conn.out.endswith(b"stream timeout")
+    assert cfg.store.value("http.t.downstream_rq_idle_timeout") == 1
+    assert timers.pending == []  # destroyed stream leaves no timer behind
