@@ -100,6 +100,7 @@ class Server:
         self.admin: Any = None
         self._stopped: asyncio.Event | None = None  # created in start(), inside the loop
         self._stream_observers: list[Any] = []
+        self._tick_handle: asyncio.TimerHandle | None = None
 
     # -- construction -------------------------------------------------------------------
     def _build_listeners(self) -> None:
@@ -220,7 +221,25 @@ class Server:
                 with open(self.options.admin_address_path, "w", encoding="utf-8") as f:
                     f.write(self.admin.address)
         self.state = "LIVE"
+        self._tick()
         log.info("sluice %s started: %s", __version__, ", ".join(lst.address for lst in self.listeners))
+
+    _STATES = {"LIVE": 0, "DRAINING": 1, "PRE_INITIALIZING": 2, "INITIALIZING": 3}
+
+    def _tick(self) -> None:
+        """Refresh the server gauges once a second (Envoy updates them on its stats flush)."""
+        st = self.server_stats
+        st.uptime.set(self.uptime())
+        st.state.set(self._STATES.get("DRAINING" if self.draining else self.state, 0))
+        st.total_connections.set(sum(len(lst.connections) for lst in self.listeners))
+        try:
+            with open("/proc/self/statm", encoding="ascii") as f:
+                rss_pages = int(f.read().split()[1])
+            st.memory_physical_size.set(rss_pages * os.sysconf("SC_PAGE_SIZE"))
+        except (OSError, ValueError, IndexError):
+            pass
+        if self._stopped is not None and not self._stopped.is_set():
+            self._tick_handle = asyncio.get_event_loop().call_later(1.0, self._tick)
 
     def _connection(self, lst: Listener) -> DownstreamConnection:
         lst.stats.downstream_cx_total.inc()
@@ -267,6 +286,8 @@ class Server:
             for c in list(lst.connections):
                 c.close()
         self.cluster_manager.stop()
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
         if self.admin is not None:
             await self.admin.stop()
         self._stopped.set()

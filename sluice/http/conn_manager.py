@@ -19,6 +19,7 @@ Theory of operation:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
 import socket
@@ -348,6 +349,23 @@ class DownstreamConnection(asyncio.Protocol):
         stream.send_local_reply(400, "", f"http1.codec_error{{{reason.replace(' ', '_')}}}")
 
 
+def _xff_address(headers: RequestHeaders, skip: int) -> str | None:
+    """Envoy's ``getLastAddressFromXFF``: the address ``skip`` entries from the right of
+    ``x-forwarded-for``, if it is a valid IP."""
+    xff = headers.get("x-forwarded-for")
+    if not xff:
+        return None
+    parts = [p.strip() for p in xff.split(",")]
+    if skip >= len(parts):
+        return None
+    candidate = parts[len(parts) - 1 - skip]
+    try:
+        ipaddress.ip_address(candidate)
+    except ValueError:
+        return None
+    return candidate
+
+
 class ActiveStream:
     """One request/response exchange: request mutation, filter iteration, response encoding."""
 
@@ -483,18 +501,30 @@ class ActiveStream:
                 headers.set("te", "trailers")
             else:
                 headers.remove("te")
-        remote_ip = self.stream_info.downstream_remote_address[0] if self.stream_info.downstream_remote_address else ""
-        internal = False
+        info = self.stream_info
+        conn_ip = info.downstream_remote_address[0] if info.downstream_remote_address else ""
+        hops = cfg.xff_num_trusted_hops
         if cfg.use_remote_address:
-            if not cfg.skip_xff_append and remote_ip:
-                headers.append_value("x-forwarded-for", remote_ip)
-            # Envoy ≥1.30 treats no address as internal unless internal_address_config says so.
-            internal = False
-            if not internal:
-                headers.set("x-forwarded-proto", headers.scheme)
+            # The trusted client address: from XFF when there are trusted proxies in front
+            # (read before appending), else the connection's peer.
+            final_ip = _xff_address(headers, hops - 1) if hops > 0 else None
+            final_ip = final_ip or conn_ip
+            if not cfg.skip_xff_append and conn_ip:
+                # Envoy appends its own local address for a loopback peer.
+                appended = cfg.local_address_ip if conn_ip.startswith("127.") or conn_ip == "::1" else conn_ip
+                headers.append_value("x-forwarded-for", appended)
+            headers.set("x-forwarded-proto", headers.scheme)
         else:
+            # Without use_remote_address the downstream address (for logs) comes from XFF.
+            final_ip = _xff_address(headers, hops)
             if "x-forwarded-proto" not in headers:
                 headers.set("x-forwarded-proto", headers.scheme)
+        if final_ip and final_ip != conn_ip:
+            info.downstream_remote_address = (final_ip, 0)
+        # Envoy 1.40: no address is internal unless internal_address_config lists it (which
+        # Sluice does not implement yet), so every request is external.
+        internal = False
+        remote_ip = final_ip or conn_ip
         self.is_internal = internal
         edge = not internal and cfg.use_remote_address
         if not internal:

@@ -11,7 +11,6 @@ Rules (after Envoy's ``source/docs/stats.md``):
 
 from __future__ import annotations
 
-import bisect
 import math
 from typing import ClassVar
 
@@ -66,7 +65,8 @@ class Gauge:
         return f"<Gauge {self.name}={self.value}>"
 
 
-# Envoy's default histogram bucket bounds (source/common/stats/histogram_impl.h).
+# Envoy's default histogram bucket bounds (source/common/stats/histogram_impl.h); ``/stats``
+# shows them with ``histogram_buckets=cumulative|disjoint``.
 DEFAULT_BUCKETS: tuple[float, ...] = (
     0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000,
     600000, 1800000, 3600000,
@@ -74,63 +74,129 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
 
 QUANTILES: tuple[float, ...] = (0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 1)
 
+# A log-linear bucket, as circllhist keys it: ``(exp, val)`` is the range
+# ``[val/10 * 10**exp, (val+1)/10 * 10**exp)`` with ``10 <= val <= 99`` (two significant digits).
+# Zero has its own bucket, which sorts first.
+BucketKey = tuple[int, int]
+ZERO_BUCKET: BucketKey = (-1, 0)
+
+
+def bucket_key(value: int) -> BucketKey:
+    """The circllhist bucket of a non-negative integer sample (Envoy records ``uint64``)."""
+    if value <= 0:
+        return ZERO_BUCKET
+    if value < 10:
+        return (0, value * 10)
+    exp = len(str(value)) - 1
+    return (exp, value // 10 ** (exp - 1))
+
+
+def bucket_bounds(key: BucketKey) -> tuple[float, float]:
+    """``(lower_bound, width)`` of a bucket, computed the way circllhist does (same doubles)."""
+    if key == ZERO_BUCKET:
+        return 0.0, 0.0
+    exp, val = key
+    scale = 10.0**exp
+    return (val / 10.0) * scale, scale / 10.0
+
+
+def _quantiles(buckets: dict[BucketKey, int]) -> list[float]:
+    """Envoy's quantiles of a bucketed histogram; NaN for each when it is empty.
+
+    Observed on Envoy 1.40 (libcircllhist): the q-quantile is the sample of rank
+    ``k = max(1, ceil(q * n))``; the ``c`` samples of a bucket ``[lo, lo + w)`` are taken to sit
+    evenly inside it, the j-th at ``lo + w * j / (c + 1)``; samples of the zero bucket are 0.
+    """
+    total = sum(buckets.values())
+    if total == 0:
+        return [math.nan] * len(QUANTILES)
+    ordered = sorted(buckets.items())
+    out: list[float] = []
+    i = 0
+    below = 0  # samples in the buckets before ordered[i]
+    for q in QUANTILES:
+        rank = max(1, math.ceil(q * total))
+        while i < len(ordered) - 1 and below + ordered[i][1] < rank:
+            below += ordered[i][1]
+            i += 1
+        key, count = ordered[i]
+        lower, width = bucket_bounds(key)
+        out.append(0.0 if key == ZERO_BUCKET else lower + width * (rank - below) / (count + 1))
+    return out
+
+
+def _count_below(buckets: dict[BucketKey, int], bound: float) -> int:
+    """Samples whose bucket starts at or below ``bound`` (circllhist's approximate count)."""
+    return sum(c for k, c in buckets.items() if bucket_bounds(k)[0] <= bound)
+
 
 class Histogram:
-    """A distribution of recorded values (milliseconds or bytes).
+    """A distribution of recorded integer values (milliseconds, bytes or counts), as Envoy keeps it.
 
-    Envoy keeps an interval histogram (since the last flush) and a cumulative one. We keep the
-    raw samples of the current interval and a bounded, sorted reservoir of the cumulative
-    samples, which is exact for the volumes a lab sees and cheap to record.
+    Samples go into log-linear buckets with two significant digits (circllhist). Recording
+    fills the pending set; :meth:`merge` - Envoy's stats flush, every ``stats_flush_interval`` -
+    turns the pending set into the *interval* histogram and adds it to the *cumulative* one.
+    ``/stats`` shows both as of the last merge; a histogram is ``used`` once a merge saw samples.
     """
 
-    __slots__ = ("name", "unit", "interval", "cumulative", "count", "sum", "buckets", "used")
-
-    MAX_SAMPLES: ClassVar[int] = 100_000
+    __slots__ = ("name", "unit", "count", "sum", "_pending", "interval", "cumulative")
 
     def __init__(self, name: str, unit: str = "ms") -> None:
         self.name = name
         self.unit = unit
-        self.interval: list[float] = []
-        self.cumulative: list[float] = []
         self.count = 0
         self.sum = 0.0
-        self.buckets = [0] * len(DEFAULT_BUCKETS)
-        self.used = False
+        self._pending: dict[BucketKey, int] = {}
+        self.interval: dict[BucketKey, int] = {}
+        self.cumulative: dict[BucketKey, int] = {}
 
     def record(self, value: float) -> None:
-        self.used = True
+        # Envoy records an integer: durations are truncated to whole milliseconds.
+        v = int(value) if value > 0 else 0
         self.count += 1
-        self.sum += value
-        if len(self.interval) < self.MAX_SAMPLES:
-            self.interval.append(value)
-        i = bisect.bisect_left(DEFAULT_BUCKETS, value)
-        if i < len(self.buckets):
-            self.buckets[i] += 1
+        self.sum += v
+        k = bucket_key(v)
+        self._pending[k] = self._pending.get(k, 0) + 1
 
-    def merge_interval(self) -> list[float]:
-        """Move the interval's samples into the cumulative set; return the interval samples."""
-        samples = self.interval
-        self.interval = []
-        if samples:
-            self.cumulative.extend(samples)
-            if len(self.cumulative) > self.MAX_SAMPLES:
-                del self.cumulative[: len(self.cumulative) - self.MAX_SAMPLES]
-        return samples
+    def merge(self) -> None:
+        """One stats flush: the pending samples become the interval and join the cumulative set."""
+        self.interval = self._pending
+        self._pending = {}
+        for k, c in self.interval.items():
+            self.cumulative[k] = self.cumulative.get(k, 0) + c
 
-    @staticmethod
-    def quantiles(samples: list[float]) -> list[float]:
-        """Quantiles at :data:`QUANTILES`, NaN for an empty set (as Envoy prints ``nan``)."""
-        if not samples:
-            return [math.nan] * len(QUANTILES)
-        ordered = sorted(samples)
-        n = len(ordered)
-        out = []
-        for q in QUANTILES:
-            pos = q * (n - 1)
-            lo = math.floor(pos)
-            hi = min(lo + 1, n - 1)
-            out.append(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo))
-        return out
+    @property
+    def used(self) -> bool:
+        return bool(self.cumulative)
+
+    def interval_quantiles(self) -> list[float]:
+        return _quantiles(self.interval)
+
+    def cumulative_quantiles(self) -> list[float]:
+        return _quantiles(self.cumulative)
+
+    def interval_buckets(self) -> list[int]:
+        """Per :data:`DEFAULT_BUCKETS` bound, the interval samples at or below it."""
+        return [_count_below(self.interval, b) for b in DEFAULT_BUCKETS]
+
+    def cumulative_buckets(self) -> list[int]:
+        return [_count_below(self.cumulative, b) for b in DEFAULT_BUCKETS]
+
+    def detailed(self, cumulative: bool) -> list[tuple[float, float, int]]:
+        """``(lower_bound, width, count)`` of each non-empty bucket, in order."""
+        src = self.cumulative if cumulative else self.interval
+        return [(*bucket_bounds(k), c) for k, c in sorted(src.items()) if c]
+
+    def cumulative_sample_count(self) -> int:
+        return sum(self.cumulative.values())
+
+    def cumulative_sample_sum(self) -> float:
+        """circllhist's approximate sum: each sample counted at its bucket's midpoint."""
+        total = 0.0
+        for k, c in self.cumulative.items():
+            lower, width = bucket_bounds(k)
+            total += (lower + width / 2.0) * c
+        return total
 
     def __repr__(self) -> str:
         return f"<Histogram {self.name} n={self.count}>"

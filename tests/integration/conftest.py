@@ -12,14 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import (  # noqa: E402  (the harness lives next to this file)
     Fleet,
     LoopThread,
+    Pair,
     ProxyProcess,
     envoy_binary,
+    free_port,
+    load_seed,
+    localize,
 )
 
 
@@ -63,3 +68,22 @@ def start_fleet(loop: LoopThread) -> Iterator[Callable[[str], Fleet]]:
     yield start
     for fleet in fleets:
         fleet.stop()
+
+
+@pytest.fixture(scope="module")
+def start_pair(
+    start_fleet: Callable[[str], Fleet], start_proxy: Callable[[str, dict[str, Any]], ProxyProcess]
+) -> Callable[[str], Pair]:
+    """``start_pair(lab)``: the seed config of ``lab``, localized, run by Envoy (with the router
+    ``typed_config`` added, as v3 requires) and by Sluice (unchanged)."""
+
+    def start(lab: str) -> Pair:
+        fleet = start_fleet(lab)
+        seed = load_seed(lab)
+        envoy = start_proxy("envoy", localize(seed, fleet.endpoints, free_port(), [free_port()], for_envoy=True))
+        sluice_config = localize(seed, fleet.endpoints, free_port(), [free_port()])
+        assert "typed_config" not in yaml.safe_dump(sluice_config).split("http_filters:", 1)[1].split("clusters:")[0]
+        sluice = start_proxy("sluice", sluice_config)
+        return Pair(fleet, envoy, sluice)
+
+    return start

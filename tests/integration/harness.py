@@ -722,3 +722,163 @@ def golden_mirror_view(primary: dict[str, Any], shadow: dict[str, Any], listener
         role: request_view(r["method"], r["path"], r["headers"], r["body"], listener_port)
         for role, r in (("primary", primary), ("shadow", shadow))
     }
+
+
+# ------------------------------------------------------------------------------------------
+# differential runs: the same exchange through Envoy and Sluice, normalised for comparison
+# ------------------------------------------------------------------------------------------
+REPLICA_RE = re.compile(r"(demoapp-v1\.[01])-\d+")
+
+
+class Req:
+    """One request of a differential sequence."""
+
+    __slots__ = ("method", "path", "headers", "body")
+
+    def __init__(
+        self, method: str, path: str, headers: list[tuple[str, str]] | None = None, body: bytes | None = None
+    ) -> None:
+        self.method, self.path, self.headers, self.body = method, path, headers, body
+
+    def __repr__(self) -> str:
+        return f"{self.method} {self.path} {self.headers or ''}"
+
+
+# Requests every lab config answers the same way whatever the split: they exercise the proxied
+# path (request and response headers, bodies, HEAD, passthrough status, Connection: close).
+PROBE_REQUESTS = [
+    Req("GET", "/hostname"),
+    Req("GET", "/echo?a=1&b=2", [("User-Agent", "curl/7.88.1"), ("Accept", "*/*"), ("X-Custom", "a"), ("x-custom", "b")]),
+    Req("POST", "/echo", [("Content-Type", "application/json")], b'{"k": "v"}'),
+    Req("HEAD", "/hostname"),
+    Req("GET", "/status/503"),
+    Req("GET", "/status/404"),
+    Req("GET", "/echo", [("X-Forwarded-For", "203.0.113.9"), ("X-Request-Id", "abc-123"), ("X-Forwarded-Proto", "https")]),
+    Req("GET", "/echo", [("Host", "demoapp.example.com:8080")]),
+    Req("GET", "/hostname", [("Connection", "close")]),
+    Req("GET", "/hostname"),
+]
+
+
+def quiesce(proxy: ProxyProcess, timeout: float = 10.0) -> dict[str, int]:
+    """Wait until the proxy has no active downstream or upstream request (shadows included)."""
+    last: dict[str, int] = {}
+
+    def idle() -> bool:
+        nonlocal last
+        last = proxy.stats()
+        return all(
+            v == 0
+            for k, v in last.items()
+            if k.endswith((".upstream_rq_active", ".upstream_rq_pending_active")) or k.endswith(".downstream_rq_active")
+        )
+
+    assert wait_until(idle, timeout), f"{proxy.kind} did not go idle"
+    return last
+
+
+def normalise_body(body: bytes, listener_port: int) -> str:
+    text = body.decode("latin-1").replace(f":{listener_port}", ":<listener>")
+    return REPLICA_RE.sub(r"\1-*", UUID_RE.sub("<uuid>", text))
+
+
+def response_view(resp: Response, listener_port: int) -> dict[str, Any]:
+    """Status, header names in order with their values (volatile ones masked; content-length
+    checked against the body, then masked since it depends on the port's digits) and body."""
+    headers = []
+    for k, v in normalise_headers(resp.headers):
+        if k == "content-length" and resp.body:
+            assert int(v) == len(resp.body), f"content-length {v} but {len(resp.body)} body bytes"
+            v = "<len>"
+        headers.append((k, REPLICA_RE.sub(r"\1-*", v)))
+    return {"status": resp.status, "reason": resp.reason, "headers": headers, "body": normalise_body(resp.body, listener_port)}
+
+
+def exchange(proxy: ProxyProcess, fleet: Fleet, client: Client, req: Req) -> dict[str, Any]:
+    """Send ``req`` on ``client``; the normalised response plus what each upstream cluster got."""
+    fleet.clear()
+    resp = client.request(req.method, req.path, headers=req.headers, body=req.body)
+    quiesce(proxy)
+    upstream = {
+        alias: [
+            request_view(r.method, r.path, r.headers, r.body.decode("latin-1"), proxy.port, local_ip=False)
+            for r in fleet.received(alias)
+        ]
+        for alias in fleet.apps
+    }
+    return {"request": repr(req), "response": response_view(resp, proxy.port), "upstream": upstream}
+
+
+def run_sequence(proxy: ProxyProcess, fleet: Fleet, requests: Iterable[Req]) -> list[dict[str, Any]]:
+    with Client(proxy.port) as c:
+        return [exchange(proxy, fleet, c, req) for req in requests]
+
+
+INGRESS_STATS = [
+    "http.ingress_http.downstream_rq_total",
+    "http.ingress_http.downstream_rq_2xx",
+    "http.ingress_http.downstream_rq_4xx",
+    "http.ingress_http.downstream_rq_5xx",
+    "http.ingress_http.no_route",
+]
+
+
+def cluster_stats(*clusters: str) -> list[str]:
+    return [f"cluster.{c}.{s}" for c in clusters for s in ("upstream_rq_total", "upstream_rq_200")]
+
+
+def measured_load(
+    proxy: ProxyProcess, fleet: Fleet, n: int, stat_names: list[str], path: str = "/hostname"
+) -> tuple[Counter[str], dict[str, int | None]]:
+    """``n`` requests; the version counts the clients saw and the stats deltas (after the
+    proxy went idle, so shadows are counted). A stat the proxy does not have (Envoy creates
+    ``upstream_rq_<code>`` on first use) shows as ``None``."""
+    fleet.clear()
+    before = quiesce(proxy)
+    counts = version_counts(run_load(proxy.port, n, path))
+    after = quiesce(proxy)
+    delta: dict[str, int | None] = {
+        name: (after[name] - before.get(name, 0)) if name in after else None for name in stat_names
+    }
+    return counts, delta
+
+
+class Pair:
+    """A lab's fleet with Envoy and Sluice both in front of it, each on its own ports."""
+
+    def __init__(self, fleet: Fleet, envoy: ProxyProcess, sluice: ProxyProcess) -> None:
+        self.fleet = fleet
+        self.envoy = envoy
+        self.sluice = sluice
+
+    def both(self) -> tuple[ProxyProcess, ProxyProcess]:
+        return self.envoy, self.sluice
+
+    def runtime_modify(self, **values: str) -> None:
+        for proxy in self.both():
+            proxy.runtime_modify(**values)
+
+
+def check_rates(
+    n: int, expected: dict[str, float], envoy: dict[str, int | None], sluice: dict[str, int | None]
+) -> None:
+    """Per name (a version or a stat), each proxy's count is ``n·p`` exactly (p of 0 or 1) or
+    within 5 sigma, and Envoy's and Sluice's counts agree within 5 sigma of their difference.
+    Both proxies must also agree on which stats exist."""
+    assert {k for k, v in envoy.items() if v is None} == {k for k, v in sluice.items() if v is None}, (
+        f"stats present in one proxy only: envoy={envoy} sluice={sluice}"
+    )
+    for name, p in expected.items():
+        e, s = envoy.get(name) or 0, sluice.get(name) or 0
+        if p in (0.0, 1.0):
+            assert e == s == n * p, f"{name}: envoy={e} sluice={s}, expected {n * p:.0f}"
+        else:
+            assert_binomial(e, n, p, f"envoy {name}")
+            assert_binomial(s, n, p, f"sluice {name}")
+            assert_same_rate(e, s, n, p, name)
+
+
+def assert_same_exchanges(envoy: list[dict[str, Any]], sluice: list[dict[str, Any]]) -> None:
+    assert len(envoy) == len(sluice)
+    for e, s in zip(envoy, sluice, strict=True):
+        assert s == e, f"{e['request']}: Sluice differs from Envoy"
