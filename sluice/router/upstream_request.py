@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from sluice.upstream.host import Host
 
 
+BUFFER_HIGH_WATERMARK = 1 << 20
+"""Request bytes held while waiting for a connection before the downstream is paused
+(Envoy's default per-connection buffer limit is 1 MiB)."""
+
+
 class UpstreamOwner(Protocol):
     def on_upstream_headers(self, req: UpstreamRequest, headers: ResponseHeaders, end_stream: bool) -> None: ...
     def on_upstream_data(self, req: UpstreamRequest, data: bytes, end_stream: bool) -> None: ...
@@ -43,6 +48,8 @@ class UpstreamRequest:
         "done",
         "internal",
         "_counted",
+        "_buffered",
+        "_paused_downstream",
     )
 
     def __init__(
@@ -69,6 +76,8 @@ class UpstreamRequest:
         self.done = False
         self.internal = internal
         self._counted = False
+        self._buffered = 0
+        self._paused_downstream = False
 
     def __repr__(self) -> str:
         return f"<UpstreamRequest {self.cluster.name} {self.host.address} started={self.response_started}>"
@@ -99,6 +108,10 @@ class UpstreamRequest:
                 conn.write(http1.LAST_CHUNK)
         else:
             conn.write(head)
+        self._buffered = 0
+        if self._paused_downstream:
+            self._paused_downstream = False
+            self.owner.on_upstream_writable(True)
         if end:
             self._end_sent = True
             conn.request_complete()
@@ -117,6 +130,11 @@ class UpstreamRequest:
         if conn is None:
             if data:
                 self._buffer.append(data)
+                self._buffered += len(data)
+                if self._buffered > BUFFER_HIGH_WATERMARK and not self._paused_downstream:
+                    # No connection yet: stop reading the request body until there is one.
+                    self._paused_downstream = True
+                    self.owner.on_upstream_writable(False)
             self._request_end = self._request_end or end_stream
             return
         if self._chunked:

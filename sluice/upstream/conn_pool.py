@@ -64,6 +64,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_headers_sent_up",
         "created",
         "requests",
+        "_close_delimited",
     )
 
     def __init__(self, pool: HostPool) -> None:
@@ -81,6 +82,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers_sent_up = False
         self.created = time.monotonic()
         self.requests = 0
+        self._close_delimited = False
+        """The response has neither content-length nor chunked framing: its body ends when
+        the upstream closes the connection (HTTP/1.1 allows it; httptools cannot see EOF)."""
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("busy" if self.handler else "idle")
@@ -116,6 +120,12 @@ class UpstreamConnection(asyncio.Protocol):
         self._closed = True
         self.pool.on_connection_closed(self)
         if self.handler is not None and not self._response_done:
+            if self._close_delimited:
+                self._response_done = True
+                handler = self.handler
+                self.handler = None
+                handler.on_response_data(b"", True)
+                return
             self._fail("connection termination")
 
     def pause_writing(self) -> None:
@@ -142,6 +152,11 @@ class UpstreamConnection(asyncio.Protocol):
         self._status = status
         self._keep_alive = self.parser.should_keep_alive()
         no_body = self._head_request or status in (204, 304)
+        self._close_delimited = not no_body and not any(
+            k == "content-length" or (k == "transfer-encoding" and "chunked" in v.lower()) for k, v in self._headers
+        )
+        if self._close_delimited:
+            self._keep_alive = False
         handler = self.handler
         self._headers_sent_up = True
         if no_body:
@@ -175,6 +190,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._response_done = False
         self._headers_sent_up = False
         self._keep_alive = True
+        self._close_delimited = False
         self.requests += 1
 
     def write(self, data: bytes) -> None:

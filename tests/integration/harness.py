@@ -612,7 +612,9 @@ class ProxyProcess:
         return dict(json.loads(resp.body))
 
     def stats(self) -> dict[str, int]:
-        return parse_stats(self.admin("GET", "/stats").text)
+        resp = self.admin("GET", "/stats")
+        assert resp.status == 200, f"{self.kind} /stats: {resp}"
+        return parse_stats(resp.text)
 
 
 def _connectable(port: int) -> bool:
@@ -694,7 +696,7 @@ def request_view(
     out = []
     for k, v in headers:
         k = k.lower()
-        if k == "x-request-id":
+        if k == "x-request-id" and UUID_RE.fullmatch(v):
             v = "<volatile>"
         elif k == "x-forwarded-for" and local_ip and _is_local_ip(v):
             v = "<local-ip>"
@@ -767,11 +769,14 @@ def quiesce(proxy: ProxyProcess, timeout: float = 10.0) -> dict[str, int]:
     def idle() -> bool:
         nonlocal last
         last = proxy.stats()
-        return all(
-            v == 0
+        gauges = [
+            v
             for k, v in last.items()
-            if k.endswith((".upstream_rq_active", ".upstream_rq_pending_active")) or k.endswith(".downstream_rq_active")
-        )
+            if (k.startswith("cluster.") and k.endswith((".upstream_rq_active", ".upstream_rq_pending_active")))
+            or (k.startswith("http.") and not k.startswith("http.admin.") and k.endswith(".downstream_rq_active"))
+        ]
+        assert gauges, f"{proxy.kind}: no rq_active gauges in /stats"
+        return all(v == 0 for v in gauges)
 
     assert wait_until(idle, timeout), f"{proxy.kind} did not go idle"
     return last
@@ -806,7 +811,13 @@ def exchange(proxy: ProxyProcess, fleet: Fleet, client: Client, req: Req) -> dic
         ]
         for alias in fleet.apps
     }
-    return {"request": repr(req), "response": response_view(resp, proxy.port), "upstream": upstream}
+    request_ids = {r.header("x-request-id") for alias in fleet.apps for r in fleet.received(alias)}
+    return {
+        "request": repr(req),
+        "response": response_view(resp, proxy.port),
+        "upstream": upstream,
+        "one_request_id": len(request_ids) <= 1,  # a shadow carries the primary's x-request-id
+    }
 
 
 def run_sequence(proxy: ProxyProcess, fleet: Fleet, requests: Iterable[Req]) -> list[dict[str, Any]]:

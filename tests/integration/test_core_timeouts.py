@@ -121,3 +121,15 @@ def test_a_bug_in_one_request_does_not_stop_the_proxy(monkeypatch) -> None:  # t
         assert ok.startswith(b"HTTP/1.1 200 OK")  # ...and the proxy keeps serving
 
     run("300s", body)
+
+
+def test_close_delimited_upstream_body_is_delivered_whole() -> None:
+    async def body(server: Server, app: App) -> None:
+        resp = await request(server.listeners[0].port, "/unframed")
+        assert resp.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"transfer-encoding: chunked\r\n" in resp
+        assert resp.endswith(b"c\r\nuntil close\n\r\n0\r\n\r\n")
+        again = await request(server.listeners[0].port, "/hostname")  # the pool dropped that connection
+        assert again.startswith(b"HTTP/1.1 200 OK")
+
+    run("300s", body)

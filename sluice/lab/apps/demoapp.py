@@ -1,6 +1,7 @@
 """A stand-in for ``ikubernetes/demoapp``: ``/`` (client IP, server name and IP), ``/hostname``,
 ``/headers``, ``/livez``, ``/readyz``, plus test helpers ``/status/N``, ``/delay/MS`` and
-``/echo`` (the request line and headers, in order, as JSON). Every request is recorded in
+``/echo`` (the request line and headers, in order, as JSON), ``/close`` (closes without
+answering) and ``/unframed`` (a body delimited by the connection closing). Every request is recorded in
 ``App.requests`` and logged as a line like the course shows.
 """
 
@@ -137,6 +138,12 @@ class _Conn(asyncio.Protocol):
             print(f'{rec.client} - - [{ts}] "{rec.method} {rec.path} HTTP/1.1" {status} -', flush=True)
         if path_close(rec.path):
             assert self.transport is not None
+            self.transport.close()
+            return
+        if rec.path.split("?", 1)[0] == "/unframed":
+            # A body delimited by closing the connection (no content-length, not chunked).
+            assert self.transport is not None
+            self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil close\n")
             self.transport.close()
             return
         head = f"HTTP/1.1 {status} {_reason(status)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
