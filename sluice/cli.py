@@ -86,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
                 drain_time_s=args.drain_time_s,
                 concurrency=args.concurrency,
                 admin_address_path=args.admin_address_path,
+                config_path=args.config_path or "",
+                config_yaml=args.config_yaml or "",
+                log_level=args.log_level,
+                base_id=args.base_id,
+                parent_shutdown_time_s=args.parent_shutdown_time_s,
+                mode=args.mode,
             ),
         )
     except ConfigError as exc:

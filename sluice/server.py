@@ -48,7 +48,19 @@ class Options:
         drain_time_s: float = 600.0,
         concurrency: int = 1,
         admin_address_path: str | None = None,
+        config_path: str = "",
+        config_yaml: str = "",
+        log_level: str = "info",
+        base_id: int = 0,
+        parent_shutdown_time_s: float = 900.0,
+        mode: str = "serve",
     ) -> None:
+        self.config_path = config_path
+        self.config_yaml = config_yaml
+        self.log_level = log_level
+        self.base_id = base_id
+        self.parent_shutdown_time_s = parent_shutdown_time_s
+        self.mode = mode
         self.service_cluster = service_cluster
         self.service_node = service_node
         self.drain_time_s = drain_time_s

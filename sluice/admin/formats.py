@@ -13,8 +13,13 @@ TEXT = "text/plain; charset=UTF-8"
 JSON = "application/json"
 HTML = "text/html; charset=UTF-8"
 
-# What a handler returns: status, content-type, body.
-Response = tuple[int, str, "str | bytes"]
+# Envoy's config_dump error replies: plain text, with an x-content-type-options header placed
+# before the usual ones.
+PLAIN = "text/plain"
+EARLY_NOSNIFF: tuple[tuple[str, str], ...] = (("x-content-type-options", "nosniff"),)
+
+# What a handler returns: status, content-type, body, and optionally headers that go first.
+Response = tuple[int, str, "str | bytes"] | tuple[int, str, "str | bytes", tuple[tuple[str, str], ...]]
 
 
 def parse_query(query: str) -> list[tuple[str, str]]:
@@ -29,6 +34,35 @@ def parse_query(query: str) -> list[tuple[str, str]]:
         k, _, v = part.partition("=")
         out.append((unquote(k), unquote(v)))
     return out
+
+
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
+
+
+def normalize_path(path: str) -> str:
+    """The admin's path normalization, as Envoy's admin listener applies it: percent-encoded
+    unreserved characters decoded, repeated slashes merged, dot segments removed (RFC 3986):
+    ``//x/../%72eady`` → ``/ready``, ``/ready/.`` → ``/ready/``."""
+
+    def decode(m: re.Match[str]) -> str:
+        ch = chr(int(m[1], 16))
+        return ch if ch in _UNRESERVED else "%" + m[1].upper()
+
+    if not path.startswith("/"):
+        return path
+    segments = re.sub("/{2,}", "/", _PERCENT.sub(decode, path)).split("/")[1:]
+    out: list[str] = []
+    for i, seg in enumerate(segments):
+        last = i == len(segments) - 1
+        if seg in (".", ".."):
+            if seg == ".." and out:
+                out.pop()
+            if last:
+                out.append("")
+        else:
+            out.append(seg)
+    return "/" + "/".join(out)
 
 
 def fmt_double(x: float) -> str:
@@ -70,9 +104,7 @@ def json_number(x: float) -> str:
 
 
 def html_escape(s: str) -> str:
-    return (
-        s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;").replace("'", "&#39;")
-    )
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;").replace("'", "&#39;")
 
 
 _RE2_MESSAGES = (

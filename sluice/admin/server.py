@@ -11,13 +11,14 @@ import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
 
 from sluice.admin import handlers
+from sluice.admin.formats import normalize_path, parse_query
 from sluice.http.conn_manager import ActiveStream, DownstreamConnection, HcmConfig
 from sluice.http.filter import STOP_ITERATION, STOP_ITERATION_NO_BUFFER, FilterStatus
 from sluice.http.headers import RequestHeaders, ResponseHeaders
 from sluice.stats.blocks import ListenerStats
+from sluice.tasks import spawn
 
 if TYPE_CHECKING:
     from sluice.server import Server
@@ -26,19 +27,24 @@ log = logging.getLogger("sluice.admin")
 
 
 class AdminRequest:
-    """What a handler sees: method, path, query parameters (query string and form body)."""
+    """What a handler sees: method, path, and the parameters - those of the query string, or,
+    when it has none, those of a form body (``application/x-www-form-urlencoded``), as Envoy
+    takes them. ``pairs`` keeps them in order; ``params`` maps each name to its first value."""
 
-    __slots__ = ("method", "path", "params", "body", "raw_path")
+    __slots__ = ("method", "path", "pairs", "params", "body", "raw_path")
 
     def __init__(self, method: str, raw_path: str, body: bytes, content_type: str) -> None:
         self.method = method
         self.raw_path = raw_path
         path, _, query = raw_path.partition("?")
-        self.path = path
-        params = dict(parse_qsl(query, keep_blank_values=True))
-        if body and content_type.startswith("application/x-www-form-urlencoded"):
-            for k, v in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
-                params.setdefault(k, v)
+        self.path = normalize_path(path)
+        pairs = parse_query(query)
+        if not pairs and body and content_type.startswith("application/x-www-form-urlencoded"):
+            pairs = parse_query(body.decode("latin-1"))
+        self.pairs = pairs
+        params: dict[str, str] = {}
+        for k, v in pairs:
+            params.setdefault(k, v)
         self.params = params
         self.body = body
 
@@ -65,14 +71,18 @@ class AdminFilter:
     def _respond(self) -> None:
         h = self.stream.request_headers
         req = AdminRequest(h.method, h.path, bytes(self.body), h.get("content-type") or "")
+        leading: tuple[tuple[str, str], ...] = ()
         try:
-            status, content_type, body = handlers.dispatch(self.admin.server, req)
+            status, content_type, body, *rest = handlers.dispatch(self.admin.server, req)
+            if rest:
+                leading = rest[0]
         except Exception:  # noqa: BLE001 - an admin bug must not take the proxy down
             log.exception("admin handler failed for %s", h.path)
             status, content_type, body = 500, handlers.TEXT, "internal error\n"
         headers = ResponseHeaders(
             status,
             [
+                *([k, v] for k, v in leading),
                 ["content-type", content_type],
                 ["cache-control", "no-cache, max-age=0"],
                 ["x-content-type-options", "nosniff"],
@@ -107,6 +117,10 @@ class AdminServer:
             server=None,
         )
         self._server: asyncio.AbstractServer | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        boot = server.bootstrap
+        interval = boot.stats_flush_interval
+        self.flush_interval_s = interval.seconds + interval.nanos / 1e9 if boot.HasField("stats_flush_interval") else 5.0
 
     @property
     def address(self) -> str:
@@ -127,8 +141,22 @@ class AdminServer:
 
         self._server = await loop.create_server(make, self.ip, self.port, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
+        if not self.server.bootstrap.stats_flush_on_admin:
+            self._flusher = spawn(self._flush_loop(), name="admin:stats-flush")
+
+    async def _flush_loop(self) -> None:
+        """Envoy's stats flush: every ``stats_flush_interval`` (5 s by default) each histogram's
+        new samples become its interval and join its cumulative set, which ``/stats`` shows.
+        Histograms are only observable through the admin, so the admin drives the flush."""
+        while True:
+            await asyncio.sleep(self.flush_interval_s)
+            for h in self.server.store.histograms.values():
+                h.merge()
 
     async def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
         if self._server is not None:
             self._server.close()
 

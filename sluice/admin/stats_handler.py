@@ -115,7 +115,10 @@ def handle(server: Server, req: AdminRequest) -> Response:
     text = render_text(scalars, hists, parsed.buckets)
     if parsed.format in ("html", "active-html"):
         # Divergence from Envoy: a plain page with the text format, not Envoy's interactive one.
-        page = f"<!DOCTYPE html>\n<html lang='en'>\n<head>\n  <title>Envoy Admin</title>\n</head>\n<body>\n<pre>\n{html_escape(text)}</pre>\n</body>\n</html>\n"
+        page = (
+            "<!DOCTYPE html>\n<html lang='en'>\n<head>\n  <title>Envoy Admin</title>\n</head>\n<body>\n"
+            f"<pre>\n{html_escape(text)}</pre>\n</body>\n</html>\n"
+        )
         return 200, HTML, page
     return 200, TEXT, text
 
@@ -125,9 +128,7 @@ def handle(server: Server, req: AdminRequest) -> Response:
 
 def quantile_summary(h: Histogram) -> str:
     pairs = zip(h.interval_quantiles(), h.cumulative_quantiles(), strict=True)
-    return " ".join(
-        f"P{fmt_double(100 * q)}({fmt_double(i)},{fmt_double(c)})" for q, (i, c) in zip(QUANTILES, pairs, strict=True)
-    )
+    return " ".join(f"P{fmt_double(100 * q)}({fmt_double(i)},{fmt_double(c)})" for q, (i, c) in zip(QUANTILES, pairs, strict=True))
 
 
 def _disjoint(cumulative_counts: list[int]) -> list[int]:
@@ -157,9 +158,7 @@ def render_text(scalars: list[tuple[str, int]], hists: list[Histogram], mode: st
             )
         elif mode in ("cumulative", "disjoint"):
             interval, cumulative = _bucket_counts(h, mode)
-            cells = " ".join(
-                f"B{fmt_g(b)}({i},{c})" for b, i, c in zip(DEFAULT_BUCKETS, interval, cumulative, strict=True)
-            )
+            cells = " ".join(f"B{fmt_g(b)}({i},{c})" for b, i, c in zip(DEFAULT_BUCKETS, interval, cumulative, strict=True))
             out.append(f"{h.name}: {cells}\n")
         else:
             out.append(f"{h.name}: {quantile_summary(h)}\n")

@@ -260,7 +260,8 @@ class DownstreamConnection(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append([name.decode("latin-1").lower(), value.decode("latin-1")])
+        # httptools keeps trailing whitespace of a value; Envoy's codec strips it (RFC 9110 OWS).
+        self._headers.append([name.decode("latin-1").lower(), value.decode("latin-1").rstrip(" \t")])
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -346,7 +347,12 @@ class DownstreamConnection(asyncio.Protocol):
             self.stream = stream
         stream.stream_info.set_flag(ResponseFlag.DOWNSTREAM_PROTOCOL_ERROR)
         stream.close_connection = True
-        stream.send_local_reply(400, "", f"http1.codec_error{{{reason.replace(' ', '_')}}}")
+        if reason == "Invalid HTTP version":
+            # A well-formed version other than 1.x (HTTP/9.9, HTTP/1.2): Envoy answers 426.
+            stream.send_local_reply(426, "Upgrade Required", "low_version")
+            return
+        # Envoy's codec errors carry the status text as body ("Bad Request", 11 bytes).
+        stream.send_local_reply(400, "Bad Request", f"http1.codec_error{{{reason.replace(' ', '_')}}}")
 
 
 def _xff_address(headers: RequestHeaders, skip: int) -> str | None:
@@ -457,8 +463,9 @@ class ActiveStream:
         st.downstream_rq_http1_total.inc()
         st.downstream_rq_active.inc()
         headers = self.request_headers
-        if headers.version == "1.0" or headers.version == "0.9":
-            # Envoy refuses HTTP/1.0 unless accept_http_10 is set.
+        if headers.version != "1.1":
+            # Envoy refuses HTTP/1.0 unless accept_http_10 is set, and any other version
+            # the parser accepts (HTTP/0.9, HTTP/2.0 on an HTTP/1 connection).
             self.close_connection = True
             self.send_local_reply(426, "Upgrade Required", "low_version")
             return

@@ -19,7 +19,8 @@ _REASONS: dict[int, str] = {s.value: s.phrase for s in HTTPStatus}
 _REASONS[425] = "Too Early"
 _STATUS_LINES: dict[int, bytes] = {}
 
-BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "CONNECT", "OPTIONS", "TRACE"})
+# Envoy's HeaderUtility::requestShouldHaveNoBody (OPTIONS is not one: it gets content-length: 0).
+BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "CONNECT", "TRACE"})
 
 HOP_BY_HOP = frozenset(
     {

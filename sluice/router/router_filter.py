@@ -210,21 +210,23 @@ class Router:
     def _redirect_location(headers: RequestHeaders, route: RouteEntry) -> str:
         rd = route.redirect
         assert rd is not None
+        # Envoy's Http::Utility::newUri: host_redirect replaces the whole Host (its port too);
+        # otherwise the request's Host is kept, minus its port when port_redirect is set or
+        # when the scheme changes and the port was the old scheme's default (":80" for http).
         scheme = rd.scheme or headers.scheme
-        authority = headers.authority or ""
-        host, port = authority, ""
-        if authority.startswith("["):
-            end = authority.find("]")
-            host, port = authority[: end + 1], authority[end + 1 :].lstrip(":")
-        elif ":" in authority:
-            host, port = authority.rsplit(":", 1)
+        new_port = f":{rd.port}" if rd.port else ""
+        hostport = headers.authority or ""
         if rd.host:
-            host = rd.host
-        if rd.port:
-            port = str(rd.port)
-        if rd.scheme and port in ("80", "443") and not rd.port:
-            # Envoy drops a default port when the scheme changes.
-            port = ""
+            hostport = rd.host
+        elif hostport:
+            end = hostport.rfind("]:") + 1 if hostport.startswith("[") else hostport.rfind(":")
+            if end > 0:
+                request_port = hostport[end:]
+                remove = bool(new_port)
+                if scheme != headers.scheme:
+                    remove |= (headers.scheme, request_port) in (("https", ":443"), ("http", ":80"))
+                if remove:
+                    hostport = hostport[:end]
         path = headers.path
         query = ""
         i = path.find("?")
@@ -243,8 +245,7 @@ class Router:
             path = rd.regex.sub(rd.regex_sub, path)
         if rd.strip_query:
             query = ""
-        hostport = f"{host}:{port}" if port else host
-        return f"{scheme}://{hostport}{path}{query}"
+        return f"{scheme}://{hostport}{new_port}{path}{query}"
 
     # -- upstream callbacks -------------------------------------------------------------
     def on_upstream_headers(self, req: UpstreamRequest, headers: ResponseHeaders, end_stream: bool) -> None:

@@ -136,11 +136,15 @@ class Cluster:
             self._schedule_refresh()
 
     def _set_hosts(self, hosts: list[Host]) -> None:
-        # Keep existing Host objects (and their pools and stats) for addresses that stay.
-        old = {h.address: h for h in self.hosts}
-        new_hosts = [old.get(h.address, h) for h in hosts]
+        # Keep existing Host objects (and their stats) for addresses that stay. Several
+        # endpoints may share an address: each stays its own host, matched in order.
+        old: dict[str, list[Host]] = {}
+        for h in self.hosts:
+            old.setdefault(h.address, []).append(h)
+        old_addrs = set(old)
+        new_hosts = [old[h.address].pop(0) if old.get(h.address) else h for h in hosts]
         new_addrs = {h.address for h in new_hosts}
-        changed = new_addrs != set(old)
+        changed = new_addrs != old_addrs
         for addr, pool in list(self.pools.items()):
             if addr not in new_addrs:
                 pool.close_all()

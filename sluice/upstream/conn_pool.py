@@ -141,7 +141,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append([name.decode("latin-1").lower(), value.decode("latin-1")])
+        # httptools keeps trailing whitespace of a value; Envoy's codec strips it (RFC 9110 OWS).
+        self._headers.append([name.decode("latin-1").lower(), value.decode("latin-1").rstrip(" \t")])
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()

@@ -71,9 +71,7 @@ def start_fleet(loop: LoopThread) -> Iterator[Callable[[str], Fleet]]:
 
 
 @pytest.fixture(scope="module")
-def start_pair(
-    start_fleet: Callable[[str], Fleet], start_proxy: Callable[[str, dict[str, Any]], ProxyProcess]
-) -> Callable[[str], Pair]:
+def start_pair(start_fleet: Callable[[str], Fleet], start_proxy: Callable[[str, dict[str, Any]], ProxyProcess]) -> Callable[[str], Pair]:
     """``start_pair(lab)``: the seed config of ``lab``, localized, run by Envoy (with the router
     ``typed_config`` added, as v3 requires) and by Sluice (unchanged)."""
 

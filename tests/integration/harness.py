@@ -58,7 +58,7 @@ TYPED_CONFIGS = {
 # Response/request header values that differ from run to run (compared by name only).
 VOLATILE_HEADERS = frozenset({"date", "x-request-id", "x-envoy-upstream-service-time"})
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-DATE_RE = re.compile(r"(?im)^(date: ).*$")
+DATE_RE = re.compile(r"(?im)^(date: )[^\r\n]*")
 
 
 # ------------------------------------------------------------------------------------------
@@ -311,9 +311,7 @@ def localize(
 class Response:
     __slots__ = ("status", "reason", "version", "headers", "body", "raw_head")
 
-    def __init__(
-        self, version: str, status: int, reason: str, headers: list[tuple[str, str]], body: bytes, raw_head: bytes
-    ) -> None:
+    def __init__(self, version: str, status: int, reason: str, headers: list[tuple[str, str]], body: bytes, raw_head: bytes) -> None:
         self.version = version
         self.status = status
         self.reason = reason
@@ -461,13 +459,19 @@ class Client:
 
 
 def raw_exchange(port: int, data: bytes, timeout: float = 5.0, host: str = "127.0.0.1") -> bytes:
-    """Send ``data`` on a fresh connection and return everything read until the peer closes."""
+    """Send ``data`` on a fresh connection; return the bytes of the first complete response
+    (head plus ``content-length`` body), or everything until the peer closes. (Envoy delays
+    its close for up to a second after a ``connection: close`` reply, waiting for the client.)"""
     with socket.create_connection((host, port), timeout=timeout) as s:
         s.sendall(data)
         out = b""
         with contextlib.suppress(ConnectionResetError, TimeoutError):
             while chunk := s.recv(65536):
                 out += chunk
+                head, sep, body = out.partition(b"\r\n\r\n")
+                m = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+                if sep and m and len(body) >= int(m.group(1)):
+                    break
         return out
 
 
@@ -532,9 +536,7 @@ class ProxyProcess:
         self.kind = kind
         self.config = config
         self.admin_port = int(config["admin"]["address"]["socket_address"]["port_value"])
-        self.listener_ports = [
-            int(lst["address"]["socket_address"]["port_value"]) for lst in config["static_resources"]["listeners"]
-        ]
+        self.listener_ports = [int(lst["address"]["socket_address"]["port_value"]) for lst in config["static_resources"]["listeners"]]
         self._tmp = tempfile.TemporaryDirectory(prefix=f"sluice-it-{kind}-") if workdir is None else None
         self.workdir = Path(self._tmp.name) if self._tmp else workdir  # type: ignore[assignment]
         self.config_path = self.workdir / f"{kind}.yaml"
@@ -567,9 +569,7 @@ class ProxyProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}:\n{self.log_text()}")
             with contextlib.suppress(OSError, ConnectionClosed, ValueError):
-                if http(self.admin_port, "GET", "/ready").status == 200 and all(
-                    _connectable(p) for p in self.listener_ports
-                ):
+                if http(self.admin_port, "GET", "/ready").status == 200 and all(_connectable(p) for p in self.listener_ports):
                     return self
             if time.monotonic() > deadline:
                 self.stop()
@@ -600,9 +600,9 @@ class ProxyProcess:
         return http(self.admin_port, method, path)
 
     def runtime_modify(self, **values: str) -> Response:
-        from urllib.parse import urlencode
+        from urllib.parse import quote, urlencode
 
-        resp = self.admin("POST", "/runtime_modify?" + urlencode(values))
+        resp = self.admin("POST", "/runtime_modify?" + urlencode(values, quote_via=quote))
         assert resp.status == 200 and resp.body == b"OK\n", resp
         return resp
 
@@ -737,9 +737,7 @@ class Req:
 
     __slots__ = ("method", "path", "headers", "body")
 
-    def __init__(
-        self, method: str, path: str, headers: list[tuple[str, str]] | None = None, body: bytes | None = None
-    ) -> None:
+    def __init__(self, method: str, path: str, headers: list[tuple[str, str]] | None = None, body: bytes | None = None) -> None:
         self.method, self.path, self.headers, self.body = method, path, headers, body
 
     def __repr__(self) -> str:
@@ -806,8 +804,7 @@ def exchange(proxy: ProxyProcess, fleet: Fleet, client: Client, req: Req) -> dic
     quiesce(proxy)
     upstream = {
         alias: [
-            request_view(r.method, r.path, r.headers, r.body.decode("latin-1"), proxy.port, local_ip=False)
-            for r in fleet.received(alias)
+            request_view(r.method, r.path, r.headers, r.body.decode("latin-1"), proxy.port, local_ip=False) for r in fleet.received(alias)
         ]
         for alias in fleet.apps
     }
@@ -848,9 +845,7 @@ def measured_load(
     before = quiesce(proxy)
     counts = version_counts(run_load(proxy.port, n, path))
     after = quiesce(proxy)
-    delta: dict[str, int | None] = {
-        name: (after[name] - before.get(name, 0)) if name in after else None for name in stat_names
-    }
+    delta: dict[str, int | None] = {name: (after[name] - before.get(name, 0)) if name in after else None for name in stat_names}
     return counts, delta
 
 
@@ -870,9 +865,7 @@ class Pair:
             proxy.runtime_modify(**values)
 
 
-def check_rates(
-    n: int, expected: dict[str, float], envoy: dict[str, int | None], sluice: dict[str, int | None]
-) -> None:
+def check_rates(n: int, expected: dict[str, float], envoy: dict[str, int | None], sluice: dict[str, int | None]) -> None:
     """Per name (a version or a stat), each proxy's count is ``n·p`` exactly (p of 0 or 1) or
     within 5 sigma, and Envoy's and Sluice's counts agree within 5 sigma of their difference.
     Both proxies must also agree on which stats exist."""
@@ -893,3 +886,189 @@ def assert_same_exchanges(envoy: list[dict[str, Any]], sluice: list[dict[str, An
     assert len(envoy) == len(sluice)
     for e, s in zip(envoy, sluice, strict=True):
         assert s == e, f"{e['request']}: Sluice differs from Envoy"
+
+
+# ------------------------------------------------------------------------------------------
+# in-process Sluice and a scripted upstream
+# ------------------------------------------------------------------------------------------
+class InProcessSluice:
+    """A Sluice ``Server`` from inline YAML, running on the harness loop (created inside it)."""
+
+    def __init__(self, loop: LoopThread, config_yaml: str) -> None:
+        from sluice.config.loader import load_bootstrap
+        from sluice.server import Options, Server
+
+        self.loop = loop
+
+        async def start() -> Any:
+            server = Server(load_bootstrap(path=None, config_yaml=config_yaml), Options(drain_time_s=0.5))
+            await server.start()
+            return server
+
+        self.server = loop.run(start())
+
+    @property
+    def port(self) -> int:
+        return int(self.server.listeners[0].port)
+
+    @property
+    def admin_port(self) -> int:
+        return int(self.server.admin.port)
+
+    def stat(self, name: str) -> int:
+        return int(self.server.store.value(name))
+
+    def stop(self) -> None:
+        self.loop.run(self.server.stop())
+
+
+class ScriptedUpstream:
+    """A raw TCP upstream driven by a coroutine ``script(reader, writer)`` per connection."""
+
+    def __init__(
+        self,
+        loop: LoopThread,
+        script: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, Any, None]],
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.loop = loop
+        self.connections = 0
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            try:
+                await script(reader, writer)
+            finally:
+                writer.close()
+
+        async def start() -> asyncio.AbstractServer:
+            return await asyncio.start_server(handle, host, 0)
+
+        self.server = loop.run(start())
+        self.host = host
+        self.port = int(self.server.sockets[0].getsockname()[1])
+
+    def stop(self) -> None:
+        self.server.close()
+
+
+async def read_request_head(reader: asyncio.StreamReader) -> bytes:
+    return await reader.readuntil(b"\r\n\r\n")
+
+
+# ------------------------------------------------------------------------------------------
+# golden route features (route_features/route_features.json over configs/route_features.yaml)
+# ------------------------------------------------------------------------------------------
+ROUTE_FEATURES_GOLDEN = GOLDEN / "route_features" / "route_features.json"
+ROUTE_FEATURES_CONFIG = GOLDEN / "configs" / "route_features.yaml"
+GOLDEN_LISTENER = "127.0.0.1:18089"
+GOLDEN_UPSTREAMS = {"127.0.0.33": ("probe", False), "127.0.0.34": ("canary", True)}  # ip → (app, plain)
+GOLDEN_UPSTREAM_PORT = 18984
+# Bodies of requests the capture sent without recording them (sizes from the recorded headers).
+ROUTE_FEATURE_BODIES = {"POST with body proxied": b'{"a":1}', "no route matches POST with body": b"hello"}
+# Headers whose value the capture marked volatile.
+ROUTE_FEATURE_VOLATILE = VOLATILE_HEADERS | {"x-resp-rid"}
+
+
+def route_feature_cases() -> dict[str, Any]:
+    return dict(json.loads(ROUTE_FEATURES_GOLDEN.read_text(encoding="utf-8")))
+
+
+class RouteFeatures:
+    """The golden route-features config on one proxy, with the capture's two upstreams."""
+
+    def __init__(self, loop: LoopThread, kind: str) -> None:
+        self.loop = loop
+        self.apps: dict[str, ProbeApp] = {}
+        for ip, (name, plain) in GOLDEN_UPSTREAMS.items():
+            app = ProbeApp(name, plain=plain)
+            loop.run(app.start(ip, 0))
+            self.apps[ip] = app
+        config = yaml.safe_load(ROUTE_FEATURES_CONFIG.read_text(encoding="utf-8"))
+        endpoints = {ip: [(ip, app.port)] for ip, app in self.apps.items()}
+        self.proxy = ProxyProcess(kind, localize(config, endpoints, free_port(), [free_port()], for_envoy=kind == "envoy"))
+        self.proxy.start()
+        # Our run-specific addresses → the capture's.
+        self.subs = [(f"127.0.0.1:{self.proxy.port}", GOLDEN_LISTENER)] + [
+            (f"{ip}:{app.port}", f"{ip}:{GOLDEN_UPSTREAM_PORT}") for ip, app in self.apps.items()
+        ]
+
+    def stop(self) -> None:
+        self.proxy.stop()
+        for app in self.apps.values():
+            with contextlib.suppress(Exception):
+                self.loop.run(app.stop())
+
+    def _sub(self, text: str) -> str:
+        for ours, theirs in self.subs:
+            text = text.replace(ours, theirs)
+        return text
+
+    def run(self, name: str, case: Any) -> dict[str, Any]:
+        """Send the case's request; the response and upstream requests in the capture's terms."""
+        for app in self.apps.values():
+            app.requests.clear()
+        if isinstance(case, str):  # a raw exchange: the capture kept the response bytes only
+            request = b"GET /api/x HTTP/1.0\r\n\r\n" if "HTTP/1.0" in name else b"GET /api/x HTTP/1.1\r\n\r\n"
+            return {"raw": normalise_raw(self._sub(raw_exchange(self.proxy.port, request).decode("latin-1")).encode())}
+        req = case["request"]
+        headers = [(k, v) for k, v in req["headers"] or []]
+        return self.send(Req(req["method"], req["path"], headers, ROUTE_FEATURE_BODIES.get(name)))
+
+    def send(self, req: Req) -> dict[str, Any]:
+        for app in self.apps.values():
+            app.requests.clear()
+        with Client(self.proxy.port) as c:
+            resp = c.request(req.method, req.path, headers=req.headers, body=req.body)
+        quiesce(self.proxy)
+        received = [
+            {"app": app.name, "method": r.method, "path": r.path, "headers": [list(h) for h in r.headers]}
+            for app in self.apps.values()
+            for r in app.requests
+        ]
+        view = {
+            "status_line": f"{resp.version} {resp.status} {resp.reason}",
+            "headers": [[k.lower(), self._sub(v)] for k, v in resp.headers],
+            "body": self._sub(resp.text),
+            "upstream_received": json.loads(self._sub(json.dumps(received))),
+        }
+        return golden_case_view(view)
+
+
+def golden_case_view(case: dict[str, Any]) -> dict[str, Any]:
+    """A route-features exchange with volatile values masked (for ours and the capture's alike)."""
+    if "raw" in case:
+        return case
+    headers = []
+    for k, v in case["headers"]:
+        if k in ROUTE_FEATURE_VOLATILE:
+            v = "<volatile>"
+        elif k == "content-length" and case["body"]:
+            assert int(v) == len(case["body"].encode("latin-1")), f"content-length {v} vs body {case['body']!r}"
+            v = "<len>"
+        headers.append((k, v))
+    received = [
+        {**r, "headers": [(k, "<volatile>" if k == "x-request-id" and UUID_RE.fullmatch(v) else v) for k, v in r["headers"]]}
+        for r in case["upstream_received"]
+    ]
+    return {
+        "status_line": case["status_line"],
+        "headers": headers,
+        "body": UUID_RE.sub("<uuid>", case["body"]),
+        "upstream_received": received,
+    }
+
+
+def golden_route_feature(name: str, case: Any) -> dict[str, Any]:
+    """The capture's own exchange, in the form :meth:`RouteFeatures.run` returns."""
+    if isinstance(case, str):
+        return {"raw": normalise_raw(case.encode("latin-1"))}
+    resp = case["response"]
+    return golden_case_view(
+        {
+            "status_line": resp["status_line"],
+            "headers": resp["headers"],
+            "body": resp["body"],
+            "upstream_received": case["upstream_received"],
+        }
+    )

@@ -34,9 +34,7 @@ GOLD = json.loads((GOLDEN / "mirror" / "mirror.json").read_text(encoding="utf-8"
 
 
 @pytest.fixture(scope="module")
-def lab(
-    start_fleet: Callable[[str], Fleet], start_proxy: Callable[[str, dict[str, Any]], ProxyProcess]
-) -> tuple[Fleet, ProxyProcess]:
+def lab(start_fleet: Callable[[str], Fleet], start_proxy: Callable[[str, dict[str, Any]], ProxyProcess]) -> tuple[Fleet, ProxyProcess]:
     fleet = start_fleet(LAB)
     config = localize(load_seed(LAB), fleet.endpoints, free_port(), [free_port()])
     return fleet, start_proxy("sluice", config)

@@ -19,10 +19,10 @@ from harness import (
     free_port,
     load_seed,
     localize,
+    quiesce,
     run_load,
     stats_delta,
     version_counts,
-    wait_until,
 )
 
 LAB = "http-traffic-shifting"
@@ -34,9 +34,7 @@ V10, V11 = "cluster.demoappv10.upstream_rq_total", "cluster.demoappv11.upstream_
 
 
 @pytest.fixture(scope="module")
-def lab(
-    start_fleet: Callable[[str], Fleet], start_proxy: Callable[[str, dict[str, Any]], ProxyProcess]
-) -> tuple[Fleet, ProxyProcess]:
+def lab(start_fleet: Callable[[str], Fleet], start_proxy: Callable[[str, dict[str, Any]], ProxyProcess]) -> tuple[Fleet, ProxyProcess]:
     fleet = start_fleet(LAB)
     config = localize(load_seed(LAB), fleet.endpoints, free_port(), [free_port()])
     return fleet, start_proxy("sluice", config)
@@ -50,13 +48,11 @@ def _balanced(counts: dict[str, int], names: list[str]) -> bool:
 
 def _load(fleet: Fleet, proxy: ProxyProcess, n: int = N) -> tuple[dict[str, int], dict[str, int]]:
     fleet.clear()
-    before = proxy.stats()
+    before = quiesce(proxy)
     responses = run_load(proxy.port, n)
     assert {r.status for r in responses} == {200}
     counts = version_counts(responses)
-    assert wait_until(lambda: proxy.stats().get(V10, 0) + proxy.stats().get(V11, 0) - before.get(V10, 0)
-                      - before.get(V11, 0) >= n)
-    delta = stats_delta(before, proxy.stats(), [V10, V11])
+    delta = stats_delta(before, quiesce(proxy), [V10, V11])
     # What the clients saw, what the apps got and what the proxy counted all agree.
     assert counts["demoapp-v1.0"] == fleet.count("demoappv10") == delta[V10]
     assert counts["demoapp-v1.1"] == fleet.count("demoappv11") == delta[V11]
@@ -76,9 +72,7 @@ def test_runtime_modify_90_gives_90_10(lab: tuple[Fleet, ProxyProcess]) -> None:
     fleet, proxy = lab
     resp = proxy.runtime_modify(**{KEY: "90"})
     gold = GOLD["runtime_modify_POST_responses"]["90"]
-    assert [(k.lower(), v) for k, v in resp.headers if k.lower() != "date"] == [
-        (k, v) for k, v in gold["headers"] if k != "date"
-    ]
+    assert [(k.lower(), v) for k, v in resp.headers if k.lower() != "date"] == [(k, v) for k, v in gold["headers"] if k != "date"]
     raw = proxy.admin("GET", "/runtime")
     assert raw.body.decode() == GOLD["runtime_after_modify_90"]["raw_body"]
     counts, per = _load(fleet, proxy)

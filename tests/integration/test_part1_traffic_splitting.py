@@ -46,9 +46,7 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def lab(
-    start_fleet: Callable[[str], Fleet], start_proxy: Callable[[str, dict[str, Any]], ProxyProcess]
-) -> tuple[Fleet, ProxyProcess]:
+def lab(start_fleet: Callable[[str], Fleet], start_proxy: Callable[[str, dict[str, Any]], ProxyProcess]) -> tuple[Fleet, ProxyProcess]:
     fleet = start_fleet(LAB)
     config = localize(load_seed(LAB), fleet.endpoints, free_port(), [free_port()])
     return fleet, start_proxy("sluice", config)
@@ -59,9 +57,7 @@ def set_weights(proxy: ProxyProcess, v10: str | None, v11: str | None) -> None:
 
 
 @pytest.mark.parametrize(("case", "v10", "v11", "n", "p_v10"), CASES, ids=[c[0] for c in CASES])
-def test_split(
-    lab: tuple[Fleet, ProxyProcess], case: str, v10: str | None, v11: str | None, n: int, p_v10: float | None
-) -> None:
+def test_split(lab: tuple[Fleet, ProxyProcess], case: str, v10: str | None, v11: str | None, n: int, p_v10: float | None) -> None:
     fleet, proxy = lab
     gold = GOLD["cases"][case]
     set_weights(proxy, v10, v11)
