@@ -65,6 +65,8 @@ class Upstream:
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self.app.stop(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
 
 
 def wait_port(port: int, timeout: float = 10) -> None:
