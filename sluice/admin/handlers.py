@@ -138,8 +138,7 @@ def _quit(server: Server, req: AdminRequest) -> Response:
 
 def _reset_counters(server: Server, req: AdminRequest) -> Response:
     for c in server.store.counters.values():
-        c.value = 0
-        c.latch()  # the next flush's delta starts from zero
+        c.reset()  # zero, keeps "used"; the next flush's delta starts from zero
     return 200, TEXT, "OK\n"
 
 

@@ -24,7 +24,6 @@ import logging
 import random
 import socket
 import time
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -125,18 +124,28 @@ class HcmConfig:
         self.server = server
         self.local_address_ip = local_address_ip
         self.stream_idle_timeout = stream_idle_timeout
-        self.call_later = call_later or _loop_call_later
+        self.call_later = call_later or self._loop_call_later
         """Timer scheduling (the loop's ``call_later``); injected so tests drive time."""
+        self._loop: asyncio.AbstractEventLoop | None = None
         """HCM ``stream_idle_timeout`` (Envoy's default 5 min; 0 disables); a route's
         ``idle_timeout`` overrides it."""
+
+    def _loop_call_later(self, delay: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
+        # The loop is looked up once: asyncio.get_event_loop() costs a getpid() syscall.
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.call_later(delay, fn)
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        loop.call_soon(fn)
 
     @property
     def draining(self) -> bool:
         return bool(self.server is not None and self.server.draining)
-
-
-def _loop_call_later(delay: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
-    return asyncio.get_event_loop().call_later(delay, fn)
 
 
 class DownstreamConnection(asyncio.Protocol):
@@ -159,6 +168,7 @@ class DownstreamConnection(asyncio.Protocol):
         "_created",
         "on_close",
         "_in_message",
+        "_wbuf",
     )
 
     def __init__(self, config: HcmConfig, on_close: Callable[[DownstreamConnection], None] | None = None) -> None:
@@ -177,6 +187,7 @@ class DownstreamConnection(asyncio.Protocol):
         self._created = time.monotonic()
         self.on_close = on_close
         self._in_message: ActiveStream | None = None
+        self._wbuf: list[bytes] = []
 
     # -- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -301,9 +312,26 @@ class DownstreamConnection(asyncio.Protocol):
 
     # -- used by streams ----------------------------------------------------------------
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.config.stats.downstream_cx_tx_bytes_total.inc(len(data))
-            self.transport.write(data)
+        """Queue bytes for the client. Everything written in one loop iteration (a response
+        head and its body, typically) leaves in one send: a flush is scheduled with call_soon."""
+        if self._closing:
+            return
+        self.config.stats.downstream_cx_tx_bytes_total.inc(len(data))
+        wbuf = self._wbuf
+        if wbuf:
+            wbuf.append(data)
+        else:
+            self._wbuf = [data]
+            self.config.call_soon(self.flush)
+
+    def flush(self) -> None:
+        wbuf = self._wbuf
+        if not wbuf:
+            return
+        self._wbuf = []
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(wbuf[0] if len(wbuf) == 1 else b"".join(wbuf))
 
     def stream_done(self, stream: ActiveStream, close: bool) -> None:
         if self.stream is stream:
@@ -318,6 +346,7 @@ class DownstreamConnection(asyncio.Protocol):
 
     def close(self) -> None:
         if self.transport is not None and not self._closing:
+            self.flush()
             self._closing = True
             self.transport.close()
 
@@ -353,6 +382,37 @@ class DownstreamConnection(asyncio.Protocol):
             return
         # Envoy's codec errors carry the status text as body ("Bad Request", 11 bytes).
         stream.send_local_reply(400, "Bad Request", f"http1.codec_error{{{reason.replace(' ', '_')}}}")
+
+
+_REQUEST_HOP_BY_HOP_SET = frozenset(REQUEST_HOP_BY_HOP)
+_REQUEST_CLEAN_CHECK = _REQUEST_HOP_BY_HOP_SET | {"te"}
+_INTERNAL_ONLY = frozenset(INTERNAL_ONLY_HEADERS)
+_INTERNAL_AND_EDGE = _INTERNAL_ONLY | frozenset(EDGE_ONLY_HEADERS)
+_RESPONSE_HOP_BY_HOP_SET = frozenset(RESPONSE_HOP_BY_HOP)
+
+
+def _uuid4(bits: int) -> str:
+    """A version-4 UUID string from 128 random bits (what uuid.UUID(version=4) makes, faster)."""
+    bits = (bits & ~(0xF000 << 64)) | (0x4000 << 64)
+    bits = (bits & ~(0xC000 << 48)) | (0x8000 << 48)
+    h = f"{bits:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _dedupe_response_entries(entries: list[list[str]]) -> list[list[str]]:
+    """Without hop-by-hop headers and with only the first date/server entry (the slow path)."""
+    out: list[list[str]] = []
+    seen: set[str] = set()
+    for e in entries:
+        name = e[0]
+        if name in _RESPONSE_HOP_BY_HOP_SET:
+            continue
+        if name in ("date", "server"):
+            if name in seen:
+                continue
+            seen.add(name)
+        out.append(e)
+    return out
 
 
 def _xff_address(headers: RequestHeaders, skip: int) -> str | None:
@@ -496,18 +556,9 @@ class ActiveStream:
 
     def _mutate_request_headers(self, headers: RequestHeaders) -> None:
         cfg = self.config
-        for name in REQUEST_HOP_BY_HOP:
-            if name in headers:
-                if name == "connection" and (headers.get(name) or "").lower() == "close":
-                    self.close_connection = True
-                headers.remove(name)
-        te = headers.get("te")
-        if te is not None:
-            # Only "trailers" may pass (Envoy keeps te: trailers for gRPC).
-            if te.lower() == "trailers":
-                headers.set("te", "trailers")
-            else:
-                headers.remove("te")
+        names = {e[0] for e in headers.entries}
+        if names & _REQUEST_CLEAN_CHECK:
+            self._clean_request_headers(headers, names)
         info = self.stream_info
         conn_ip = info.downstream_remote_address[0] if info.downstream_remote_address else ""
         hops = cfg.xff_num_trusted_hops
@@ -524,8 +575,8 @@ class ActiveStream:
         else:
             # Without use_remote_address the downstream address (for logs) comes from XFF.
             final_ip = _xff_address(headers, hops)
-            if "x-forwarded-proto" not in headers:
-                headers.set("x-forwarded-proto", headers.scheme)
+            if "x-forwarded-proto" not in names:
+                headers.add("x-forwarded-proto", headers.scheme)
         if final_ip and final_ip != conn_ip:
             info.downstream_remote_address = (final_ip, 0)
         # Envoy 1.40: no address is internal unless internal_address_config lists it (which
@@ -535,21 +586,38 @@ class ActiveStream:
         self.is_internal = internal
         edge = not internal and cfg.use_remote_address
         if not internal:
-            for name in INTERNAL_ONLY_HEADERS:
-                if name in headers:
-                    headers.remove(name)
-            if edge:
-                for name in EDGE_ONLY_HEADERS:
-                    if name in headers:
-                        headers.remove(name)
-                if remote_ip:
-                    headers.set("x-envoy-external-address", remote_ip)
+            drop = names & (_INTERNAL_AND_EDGE if edge else _INTERNAL_ONLY)
+            if drop:
+                headers.entries = [e for e in headers.entries if e[0] not in drop]
+            if edge and remote_ip:
+                headers.set("x-envoy-external-address", remote_ip)
         if cfg.generate_request_id:
-            rid = headers.get("x-request-id")
+            rid = headers.get("x-request-id") if "x-request-id" in names else None
             if rid is None or (edge and not cfg.preserve_external_request_id):
-                rid = str(uuid.UUID(int=cfg.rng.getrandbits(128), version=4))
+                rid = _uuid4(cfg.rng.getrandbits(128))
                 headers.set("x-request-id", rid)
             self.stream_info.request_id = rid
+
+    def _clean_request_headers(self, headers: RequestHeaders, names: set[str]) -> None:
+        """Hop-by-hop headers go (``connection: close`` is noted first); ``te`` survives only
+        as ``trailers`` (Envoy keeps it for gRPC)."""
+        for e in headers.entries:
+            if e[0] == "connection" and "close" in e[1].lower():
+                self.close_connection = True
+        keep_te = any(e[0] == "te" and e[1].lower() == "trailers" for e in headers.entries)
+        out = []
+        for e in headers.entries:
+            name = e[0]
+            if name in _REQUEST_HOP_BY_HOP_SET:
+                continue
+            if name == "te":
+                if not keep_te:
+                    continue
+                e[1] = "trailers"
+                keep_te = False  # one entry only
+            out.append(e)
+        headers.entries = out
+        names.intersection_update(e[0] for e in out)
 
     def _arm_idle_timer(self) -> None:
         route = self.route
@@ -746,15 +814,35 @@ class ActiveStream:
         info.response_code = headers.status
         now = time.monotonic()
         info.first_downstream_tx = now
-        for name in RESPONSE_HOP_BY_HOP:
-            if name in headers:
-                headers.remove(name)
-        headers.set("date", http_date())
-        headers.set("server", cfg.server_name)
+        # One pass: drop hop-by-hop headers, set date and server in place (Envoy keeps an
+        # upstream's date/server position and overwrites the value), else append them.
+        entries = headers.entries
+        date_set = server_set = False
+        dirty = False
+        for e in entries:
+            name = e[0]
+            if name == "date":
+                if date_set:
+                    dirty = True
+                e[1] = http_date()
+                date_set = True
+            elif name == "server":
+                if server_set:
+                    dirty = True
+                e[1] = cfg.server_name
+                server_set = True
+            elif name in _RESPONSE_HOP_BY_HOP_SET:
+                dirty = True
+        if dirty:
+            headers.entries = entries = _dedupe_response_entries(entries)
+        if not date_set:
+            entries.append(["date", http_date()])
+        if not server_set:
+            entries.append(["server", cfg.server_name])
         if not self.request_complete or cfg.draining:
             self.close_connection = True
         if self.close_connection:
-            headers.set("connection", "close")
+            entries.append(["connection", "close"])
         data, self._chunked = http1.encode_response_head(headers, end_stream, self._head)
         self.conn.write(data)
         if end_stream:
@@ -819,6 +907,10 @@ class ActiveStream:
                 f.on_destroy()
             except Exception:  # noqa: BLE001 - one filter's bug must not leak the stream
                 log.exception("filter on_destroy failed")
+        # Filters hold their stream; dropping them here breaks the cycle so reference
+        # counting frees a finished request at once (no work left for the cycle collector).
+        self.filters = []
+        self.on_writable = None
         server = cfg.server
         if server is not None:
             server.on_stream_complete(self)

@@ -20,16 +20,19 @@ class HeaderMap:
         """``[name, value]`` pairs; names are lowercase."""
 
     def get(self, name: str) -> str | None:
-        for k, v in self.entries:
-            if k == name:
-                return v
+        for e in self.entries:
+            if e[0] == name:
+                return e[1]
         return None
 
     def get_all(self, name: str) -> list[str]:
         return [v for k, v in self.entries if k == name]
 
     def __contains__(self, name: str) -> bool:
-        return any(k == name for k, _ in self.entries)
+        for e in self.entries:
+            if e[0] == name:
+                return True
+        return False
 
     def add(self, name: str, value: str) -> None:
         self.entries.append([name, value])

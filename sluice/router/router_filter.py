@@ -334,19 +334,17 @@ class Router:
         self._charge_code(req, code, local=False)
 
     def _charge_code(self, req: UpstreamRequest, code: int, local: bool) -> None:
-        st = req.cluster.stats
-        group = f"{code // 100}xx"
-        st.dynamic_counter(f"upstream_rq_{code}").inc()
-        st.dynamic_counter(f"upstream_rq_{group}").inc()
-        st.dynamic_counter("upstream_rq_completed").inc()
+        """Envoy's ``chargeResponseStat``: per-code, per-class and completed counters and the
+        request time, for the cluster and (external requests) its ``external.`` scope."""
+        counters, ext_counters, ext_time = req.cluster.stats.response_code_stats(code)
+        for c in counters:
+            c.value += 1
         elapsed = (time.monotonic() - req.started) * 1000
-        st.upstream_rq_time.record(elapsed)
+        req.cluster.stats.upstream_rq_time.record(elapsed)
         if not self.cb.is_internal:
-            st.dynamic_counter(f"external.upstream_rq_{code}").inc()
-            st.dynamic_counter(f"external.upstream_rq_{group}").inc()
-            st.dynamic_counter("external.upstream_rq_completed").inc()
-            ext = st._store.histogram(f"{st._prefix}external.upstream_rq_time")
-            ext.record(elapsed)
+            for c in ext_counters:
+                c.value += 1
+            ext_time.record(elapsed)
         del local
 
     def _upstream_done(self, req: UpstreamRequest) -> None:
@@ -375,6 +373,8 @@ class Router:
             up.cluster.stats.upstream_rq_tx_reset.inc()
             up.cancel()
         self._finished = True
+        self.upstream = None  # breaks the router <-> upstream request cycle
+        self.shadows = []
 
 
 def router_factory(config: RouterConfig) -> Any:

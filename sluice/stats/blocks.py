@@ -7,7 +7,7 @@ we do the same by declaring the block at config time.
 
 from __future__ import annotations
 
-from sluice.stats.store import StatsBlock
+from sluice.stats.store import Counter, Histogram, StatsBlock, Store
 
 
 class ClusterStats(StatsBlock):
@@ -130,6 +130,26 @@ class ClusterStats(StatsBlock):
         "upstream_rq_time",
     )
 
+
+    def response_code_stats(self, code: int) -> tuple[tuple[Counter, ...], tuple[Counter, ...], Histogram]:
+        """The counters one response charges — ``upstream_rq_<code>``, ``upstream_rq_<N>xx``,
+        ``upstream_rq_completed`` and their ``external.`` twins — created on first use, as
+        Envoy does, then served from a per-code cache."""
+        cached = self._code_cache.get(code)
+        if cached is None:
+            group = f"{code // 100}xx"
+            names = (f"upstream_rq_{code}", f"upstream_rq_{group}", "upstream_rq_completed")
+            cached = (
+                tuple(self.dynamic_counter(n) for n in names),
+                tuple(self.dynamic_counter(f"external.{n}") for n in names),
+                self._store.histogram(f"{self._prefix}external.upstream_rq_time"),
+            )
+            self._code_cache[code] = cached
+        return cached
+
+    def __init__(self, store: Store, prefix: str) -> None:
+        super().__init__(store, prefix)
+        self._code_cache: dict[int, tuple[tuple[Counter, ...], tuple[Counter, ...], Histogram]] = {}
 
 class HttpConnManagerStats(StatsBlock):
     """``http.<stat_prefix>.*`` (ALL_HTTP_CONN_MAN_STATS, router and tracing stats)."""

@@ -18,17 +18,28 @@ from typing import ClassVar
 class Counter:
     """A monotonically increasing count; ``latch`` gives the delta since the last flush."""
 
-    __slots__ = ("name", "value", "_latched", "used")
+    __slots__ = ("name", "value", "_latched", "_reset")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.value = 0
+        """Hot paths may bump ``value`` directly; ``used`` is derived from it."""
         self._latched = 0
-        self.used = False
+        self._reset = False
 
     def inc(self, amount: int = 1) -> None:
         self.value += amount
-        self.used = True
+
+    @property
+    def used(self) -> bool:
+        """Envoy's "used" flag: written at least once since start (a reset keeps it)."""
+        return self.value != 0 or self._reset
+
+    def reset(self) -> None:
+        if self.value:
+            self._reset = True
+        self.value = 0
+        self._latched = 0
 
     def latch(self) -> int:
         delta = self.value - self._latched

@@ -18,7 +18,7 @@ class LoadBalancer(Protocol):
 
 
 class RoundRobin:
-    __slots__ = ("_index", "_current", "_rng")
+    __slots__ = ("_index", "_current", "_rng", "_hosts", "_healthy", "_equal")
 
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
@@ -26,13 +26,24 @@ class RoundRobin:
         # send their first request to the same host.
         self._index = rng.randrange(1 << 30)
         self._current: dict[str, int] = {}
+        self._hosts: list[Host] | None = None
+        self._healthy: list[Host] = []
+        self._equal = True
+
+    def invalidate(self) -> None:
+        """Host health or weights changed in place: recompute on the next pick."""
+        self._hosts = None
 
     def choose(self, hosts: list[Host]) -> Host | None:
-        healthy = [h for h in hosts if h.healthy] or hosts
+        if hosts is not self._hosts:
+            # A cluster publishes a new list on every membership change; cache per list.
+            self._hosts = hosts
+            self._healthy = [h for h in hosts if h.healthy] or hosts
+            self._equal = all(h.weight == self._healthy[0].weight for h in self._healthy)
+        healthy = self._healthy
         if not healthy:
             return None
-        first_weight = healthy[0].weight
-        if all(h.weight == first_weight for h in healthy):
+        if self._equal:
             self._index += 1
             return healthy[self._index % len(healthy)]
         # Smooth weighted round robin (nginx's algorithm): deterministic, spreads picks.
