@@ -15,11 +15,13 @@ import time
 from typing import Any
 
 from sluice import __version__
+from sluice.config.compat import unpack_any
 from sluice.errors import ConfigError, UnsupportedError
+from sluice.filters import registry as filter_registry
+from sluice.filters.registry import FilterContext
 from sluice.http.conn_manager import DownstreamConnection, HcmConfig
 from sluice.network_util import listener_stat_name, local_address
 from sluice.route.table import RouteTable
-from sluice.router.router_filter import RouterConfig, router_factory
 from sluice.runtime import Runtime
 from sluice.stats.blocks import ListenerManagerStats, ListenerStats, RuntimeStats, ServerStats
 from sluice.stats.store import Store
@@ -29,9 +31,6 @@ from sluice.upstream.cluster_manager import ClusterManager
 log = logging.getLogger("sluice")
 
 HCM_TYPE = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-ROUTER_TYPE = "envoy.extensions.filters.http.router.v3.Router"
-HCM_NAMES = ("envoy.filters.network.http_connection_manager", "envoy.http_connection_manager")
-ROUTER_NAMES = ("envoy.filters.http.router", "envoy.router")
 
 
 def _type_name(any_msg: Any) -> str:
@@ -193,19 +192,33 @@ class Server:
                 else 300.0
             ),
         )
+        ctx = FilterContext(
+            store=self.store,
+            runtime=self.runtime,
+            cluster_manager=self.cluster_manager,
+            route_table=route_table,
+            hcm_stats=hcm.stats,
+            stat_prefix=msg.stat_prefix,
+            local_ip=self.local_ip,
+            rng=self.rng,
+        )
         factories = []
+        last_terminal = False
         for j, hf in enumerate(msg.http_filters):
             fpath = f"{path}.http_filters[{j}]"
-            tname = _type_name(hf.typed_config) if hf.HasField("typed_config") else ""
-            if tname == ROUTER_TYPE or (not tname and hf.name in ROUTER_NAMES):
-                if j != len(msg.http_filters) - 1:
-                    raise ConfigError(f"{fpath}: the router must be the last HTTP filter")
-                rc = RouterConfig(self.cluster_manager, self.runtime, hcm.stats, route_table, self.local_ip, self.rng)
-                factories.append(router_factory(rc))
-            else:
-                raise UnsupportedError(f"{fpath}: HTTP filter '{hf.name or tname}' is not implemented yet")
-        if not factories:
-            raise ConfigError(f"{path}.http_filters: the router filter is required")
+            type_url = hf.typed_config.type_url if hf.HasField("typed_config") else ""
+            entry = filter_registry.lookup(type_url, hf.name)
+            if entry is None:
+                raise UnsupportedError(f"{fpath}: HTTP filter '{hf.name or type_url}' is not implemented yet")
+            if entry.terminal and j != len(msg.http_filters) - 1:
+                raise ConfigError(f"{fpath}: the terminal filter '{hf.name}' must be the last HTTP filter")
+            config = None
+            if type_url:
+                config = unpack_any(hf.typed_config)
+            factories.append(entry.factory(config, f"{fpath}.typed_config", ctx))
+            last_terminal = entry.terminal
+        if not last_terminal:
+            raise ConfigError(f"{path}.http_filters: the last HTTP filter must be a terminal filter (the router)")
         hcm.filter_factories = factories
         return hcm
 

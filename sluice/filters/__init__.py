@@ -1,0 +1,1 @@
+"""HTTP filter extensions. ``registry.py`` is the one table that names them."""

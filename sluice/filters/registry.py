@@ -1,0 +1,77 @@
+"""The HTTP filter registry: ``@type`` URL and filter name → the factory that builds a
+per-stream filter maker from the filter's config (Envoy's ``NamedHttpFilterConfigFactory``).
+
+Adding an extension (fault, cors, ...) is one entry here plus its package under
+``sluice/filters/``; the connection manager never changes. A factory receives the unpacked
+typed_config (``None`` when the filter was given by name only), its config path, and a
+:class:`FilterContext` with what filters may need from the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import random
+
+    from sluice.route.table import RouteTable
+    from sluice.runtime import Runtime
+    from sluice.stats.store import Store
+    from sluice.upstream.cluster_manager import ClusterManager
+
+
+@dataclass(frozen=True, slots=True)
+class FilterContext:
+    """What a filter factory may use (Envoy's ``FactoryContext``)."""
+
+    store: Store
+    runtime: Runtime
+    cluster_manager: ClusterManager
+    route_table: RouteTable | None
+    hcm_stats: Any
+    stat_prefix: str
+    local_ip: str
+    rng: random.Random
+
+
+StreamFilterMaker = Callable[[Any], Any]
+"""Called once per stream with the ActiveStream; returns the filter instance."""
+
+FilterFactory = Callable[[Any, str, FilterContext], StreamFilterMaker]
+
+
+@dataclass(frozen=True, slots=True)
+class FilterEntry:
+    type_url: str
+    names: tuple[str, ...]
+    factory: FilterFactory
+    terminal: bool
+
+
+def _router(config: Any, path: str, ctx: FilterContext) -> StreamFilterMaker:
+    from sluice.router.router_filter import RouterConfig, router_factory
+
+    rc = RouterConfig(ctx.cluster_manager, ctx.runtime, ctx.hcm_stats, ctx.route_table, ctx.local_ip, ctx.rng)
+    return router_factory(rc)  # type: ignore[no-any-return]
+
+
+ENTRIES: tuple[FilterEntry, ...] = (
+    FilterEntry(
+        "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+        ("envoy.filters.http.router", "envoy.router"),
+        _router,
+        terminal=True,
+    ),
+)
+
+_BY_TYPE = {e.type_url: e for e in ENTRIES}
+_BY_NAME = {n: e for e in ENTRIES for n in e.names}
+
+
+def lookup(type_url: str, name: str) -> FilterEntry | None:
+    """By ``@type`` when the filter has a typed_config, else by name (the 1.21 form)."""
+    if type_url:
+        return _BY_TYPE.get(type_url)
+    return _BY_NAME.get(name)
