@@ -226,6 +226,8 @@ class RouteEntry:
         "vhost",
         "proto",
         "retry_policy",
+        "request_chain",
+        "response_chain",
     )
 
     def __init__(self, r: Any, path: str, vhost: VirtualHost) -> None:
@@ -265,6 +267,10 @@ class RouteEntry:
         self.direct_body = ""
         self.redirect: RedirectAction | None = None
         self.retry_policy: Any = None
+        self.request_chain: tuple[HeaderMutations, ...] = ()
+        """Non-empty request mutations of route, virtual host and route config, in the order
+        Envoy applies them (most specific first); set by the table once it is built."""
+        self.response_chain: tuple[HeaderMutations, ...] = ()
         action = r.WhichOneof("action")
         if action is None:
             raise ConfigError(f"{path}: route needs one of route, redirect, direct_response")
@@ -472,6 +478,10 @@ class RouteTable:
                             f"{where}: domain '{d}' is already used in route config '{rc.name}'"
                         )
                     self._exact[d] = vh
+        for vh in self.virtual_hosts:
+            for r in vh.routes:
+                r.request_chain = tuple(m for m in (r.mutations[0], vh.mutations[0], self.mutations[0]) if m)
+                r.response_chain = tuple(m for m in (r.mutations[1], vh.mutations[1], self.mutations[1]) if m)
         # Longest wildcard first, as Envoy does.
         self._suffix.sort(key=lambda t: -len(t[0]))
         self._prefix.sort(key=lambda t: -len(t[0]))

@@ -166,13 +166,8 @@ class Router:
         info = self.cb.stream_info
         if self.weighted is not None and self.weighted.request_mutations:
             self.weighted.request_mutations.apply(headers, headers, info)
-        if route.mutations[0]:
-            route.mutations[0].apply(headers, headers, info)
-        if route.vhost.mutations[0]:
-            route.vhost.mutations[0].apply(headers, headers, info)
-        rt = self.config.route_table
-        if rt is not None and rt.mutations[0]:
-            rt.mutations[0].apply(headers, headers, info)
+        for mutations in route.request_chain:
+            mutations.apply(headers, headers, info)
         path = headers.path
         if route.prefix_rewrite is not None and route.path_matcher.kind in ("prefix", "path", "path_separated_prefix"):
             matched = len(route.path_matcher.value)
@@ -198,13 +193,8 @@ class Router:
         info = self.cb.stream_info
         if self.weighted is not None and self.weighted.response_mutations:
             self.weighted.response_mutations.apply(headers, req, info)
-        if route.mutations[1]:
-            route.mutations[1].apply(headers, req, info)
-        if route.vhost.mutations[1]:
-            route.vhost.mutations[1].apply(headers, req, info)
-        rt = self.config.route_table
-        if rt is not None and rt.mutations[1]:
-            rt.mutations[1].apply(headers, req, info)
+        for mutations in route.response_chain:
+            mutations.apply(headers, req, info)
 
     @staticmethod
     def _redirect_location(headers: RequestHeaders, route: RouteEntry) -> str:

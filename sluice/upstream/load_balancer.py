@@ -17,30 +17,42 @@ class LoadBalancer(Protocol):
     def choose(self, hosts: list[Host]) -> Host | None: ...
 
 
-class RoundRobin:
-    __slots__ = ("_index", "_current", "_rng", "_hosts", "_healthy", "_equal")
+class _HealthyHosts:
+    """The healthy subset of a cluster's host list, recomputed only when the cluster publishes a
+    new list (every membership change makes a new one) or :meth:`invalidate` is called (health
+    or weights changed in place). With no healthy host, Envoy's panic mode uses them all."""
 
-    def __init__(self, rng: random.Random) -> None:
-        self._rng = rng
-        # Envoy starts each round robin at a random index so that many proxies do not all
-        # send their first request to the same host.
-        self._index = rng.randrange(1 << 30)
-        self._current: dict[str, int] = {}
+    __slots__ = ("_hosts", "_healthy", "_equal")
+
+    def __init__(self) -> None:
         self._hosts: list[Host] | None = None
         self._healthy: list[Host] = []
         self._equal = True
 
     def invalidate(self) -> None:
-        """Host health or weights changed in place: recompute on the next pick."""
         self._hosts = None
 
-    def choose(self, hosts: list[Host]) -> Host | None:
+    def healthy(self, hosts: list[Host]) -> list[Host]:
         if hosts is not self._hosts:
-            # A cluster publishes a new list on every membership change; cache per list.
             self._hosts = hosts
             self._healthy = [h for h in hosts if h.healthy] or hosts
             self._equal = all(h.weight == self._healthy[0].weight for h in self._healthy)
-        healthy = self._healthy
+        return self._healthy
+
+
+class RoundRobin(_HealthyHosts):
+    __slots__ = ("_index", "_current", "_rng")
+
+    def __init__(self, rng: random.Random) -> None:
+        super().__init__()
+        self._rng = rng
+        # Envoy starts each round robin at a random index so that many proxies do not all
+        # send their first request to the same host.
+        self._index = rng.randrange(1 << 30)
+        self._current: dict[str, int] = {}
+
+    def choose(self, hosts: list[Host]) -> Host | None:
+        healthy = self.healthy(hosts)
         if not healthy:
             return None
         if self._equal:
@@ -61,14 +73,15 @@ class RoundRobin:
         return best
 
 
-class LeastRequest:
+class LeastRequest(_HealthyHosts):
     __slots__ = ("_rng",)
 
     def __init__(self, rng: random.Random) -> None:
+        super().__init__()
         self._rng = rng
 
     def choose(self, hosts: list[Host]) -> Host | None:
-        healthy = [h for h in hosts if h.healthy] or hosts
+        healthy = self.healthy(hosts)
         if not healthy:
             return None
         if len(healthy) == 1:
@@ -77,14 +90,15 @@ class LeastRequest:
         return a if a.stats.rq_active <= b.stats.rq_active else b
 
 
-class RandomLb:
+class RandomLb(_HealthyHosts):
     __slots__ = ("_rng",)
 
     def __init__(self, rng: random.Random) -> None:
+        super().__init__()
         self._rng = rng
 
     def choose(self, hosts: list[Host]) -> Host | None:
-        healthy = [h for h in hosts if h.healthy] or hosts
+        healthy = self.healthy(hosts)
         if not healthy:
             return None
         return healthy[self._rng.randrange(len(healthy))]
