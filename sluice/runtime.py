@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sluice.errors import ConfigError
+from sluice.paths import host_path
 
 DENOMINATORS = {0: 100, 1: 10_000, 2: 1_000_000}
 """FractionalPercent.DenominatorType enum number → denominator."""
@@ -86,7 +87,7 @@ class Runtime:
                 _flatten("", json_format.MessageToDict(lc.static_layer), layer.values)
             elif kind == "disk_layer":
                 layer = Layer(lc.name, "disk")
-                root = Path(lc.disk_layer.symlink_root)
+                root = Path(host_path(lc.disk_layer.symlink_root))
                 if lc.disk_layer.subdirectory:
                     root = root / lc.disk_layer.subdirectory
                 if lc.disk_layer.append_service_cluster and service_cluster:

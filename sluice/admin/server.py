@@ -17,6 +17,7 @@ from sluice.admin.formats import normalize_path, parse_query
 from sluice.http.conn_manager import ActiveStream, DownstreamConnection, HcmConfig
 from sluice.http.filter import STOP_ITERATION, STOP_ITERATION_NO_BUFFER, FilterStatus
 from sluice.http.headers import RequestHeaders, ResponseHeaders
+from sluice.paths import host_path
 from sluice.stats.blocks import ListenerStats
 from sluice.tasks import spawn
 
@@ -105,7 +106,7 @@ class AdminServer:
         sa = admin_msg.address.socket_address
         self.ip = server._bind_ip(sa.address)
         self.port = sa.port_value
-        self.access_log_path = admin_msg.access_log_path
+        self.access_log_path = host_path(admin_msg.access_log_path, for_write=True) if admin_msg.access_log_path else ""
         self.listener_stats = ListenerStats(server.store, "listener.admin.")
         self.hcm = HcmConfig(
             stat_prefix="admin",

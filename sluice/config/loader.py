@@ -37,6 +37,7 @@ from sluice.config.compat import (
     scalar_field,
 )
 from sluice.errors import ConfigError
+from sluice.paths import host_path
 
 CONFIG_YAML_SOURCE = "--config-yaml"
 
@@ -139,7 +140,7 @@ _EnvoyYamlLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_plain
 
 def _read_file(path: str) -> str:
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(host_path(path), encoding="utf-8") as f:
             return f.read()
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: unable to read file: {err}") from err

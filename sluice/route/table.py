@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sluice.errors import ConfigError
+from sluice.paths import host_path
 from sluice.route.header_format import HeaderValueFormat
 from sluice.route.matching import (
     HeaderMatcher,
@@ -289,7 +290,7 @@ class RouteEntry:
                 self.direct_body = body.inline_bytes.decode("latin-1")
             elif kind == "filename":
                 try:
-                    with open(body.filename, encoding="latin-1") as f:
+                    with open(host_path(body.filename), encoding="latin-1") as f:
                         self.direct_body = f.read()
                 except OSError as exc:
                     raise ConfigError(f"{path}.direct_response.body.filename: {exc}") from None
