@@ -27,6 +27,7 @@ from sluice.stats.blocks import ListenerManagerStats, ListenerStats, RuntimeStat
 from sluice.stats.store import Store
 from sluice.tasks import spawn
 from sluice.upstream.cluster_manager import ClusterManager
+from sluice.upstream.resolver import local_alias
 
 log = logging.getLogger("sluice")
 
@@ -162,7 +163,7 @@ class Server:
         override = os.environ.get("SLUICE_BIND_ADDRESS")
         if override and address in ("0.0.0.0", "::", ""):
             return override
-        return address or "0.0.0.0"
+        return local_alias(address) or "0.0.0.0"
 
     def _build_hcm(self, msg: Any, path: str, listener_prefix: str) -> HcmConfig:
         if msg.WhichOneof("route_specifier") != "route_config":

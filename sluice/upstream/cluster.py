@@ -14,7 +14,7 @@ from sluice.tasks import spawn
 from sluice.upstream.conn_pool import HostPool
 from sluice.upstream.host import Host
 from sluice.upstream.load_balancer import POLICIES, LoadBalancer
-from sluice.upstream.resolver import is_ip, resolve
+from sluice.upstream.resolver import is_ip, local_alias, resolve
 
 log = logging.getLogger("sluice.upstream")
 
@@ -84,7 +84,8 @@ class Cluster:
                         f"address, got '{sa.address}'"
                     )
                 weight = e.load_balancing_weight.value if e.HasField("load_balancing_weight") else 1
-                self.endpoints.append(EndpointSpec(sa.address, sa.port_value, weight, e.endpoint.hostname))
+                address = local_alias(sa.address) if self.type == STATIC else sa.address
+                self.endpoints.append(EndpointSpec(address, sa.port_value, weight, e.endpoint.hostname))
         if self.type == LOGICAL_DNS and len(self.endpoints) != 1:
             raise ConfigError(f"{path}.load_assignment: LOGICAL_DNS clusters must have a single host")
         self.hosts: list[Host] = []

@@ -32,6 +32,20 @@ def parse_hosts_file(path: str) -> dict[str, list[str]]:
     return table
 
 
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def local_alias(address: str) -> str:
+    """``SLUICE_LOCALHOST_ADDRESS``: inside a lab, a service's own loopback (127.0.0.1,
+    localhost) is the service's address, as it is a container's own loopback. Used for
+    upstream endpoints and listener binds; outside a lab, addresses are used as given."""
+    if address in LOOPBACK_NAMES:
+        override = os.environ.get("SLUICE_LOCALHOST_ADDRESS")
+        if override:
+            return override
+    return address
+
+
 def is_ip(value: str) -> bool:
     try:
         ipaddress.ip_address(value)
@@ -48,6 +62,7 @@ async def resolve(name: str, lookup_family: int = AUTO) -> list[str]:
     """Every address ``name`` resolves to (in order, without duplicates), with Envoy's
     ``dns_lookup_family`` semantics: AUTO tries IPv6 first and falls back to IPv4,
     V4_PREFERRED the other way round, ALL returns both."""
+    name = local_alias(name)
     if is_ip(name):
         return [name]
     found: list[str] = []

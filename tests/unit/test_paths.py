@@ -39,3 +39,17 @@ def test_no_lab_means_paths_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
     paths.reset_cache()
     assert paths.host_path("/tmp/x.log") == "/tmp/x.log"
     paths.reset_cache()
+
+
+def test_localhost_alias_maps_loopback_to_the_service_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from sluice.upstream.resolver import local_alias, resolve
+
+    monkeypatch.setenv("SLUICE_LOCALHOST_ADDRESS", "127.31.62.11")
+    assert local_alias("127.0.0.1") == "127.31.62.11"
+    assert local_alias("localhost") == "127.31.62.11"
+    assert local_alias("10.0.0.1") == "10.0.0.1"
+    assert asyncio.run(resolve("localhost")) == ["127.31.62.11"]
+    monkeypatch.delenv("SLUICE_LOCALHOST_ADDRESS")
+    assert local_alias("127.0.0.1") == "127.0.0.1"
