@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import socket
 import time
 from typing import TYPE_CHECKING, Protocol, cast
@@ -244,6 +245,15 @@ class UpstreamConnection(asyncio.Protocol):
             handler.on_upstream_reset(reason)
 
 
+def source_address(dest_ip: str) -> tuple[str, int] | None:
+    """Inside a lab, connections leave from the service's own address (as from a container's
+    interface), so upstreams see the proxy's address, not 127.0.0.1. Outside a lab: the OS picks."""
+    src = os.environ.get("SLUICE_LOCALHOST_ADDRESS") or os.environ.get("SLUICE_BIND_ADDRESS")
+    if not src or ":" in src or ":" in dest_ip or not dest_ip.startswith("127."):
+        return None
+    return (src, 0)
+
+
 class HostPool:
     """Connections to one host of one cluster."""
 
@@ -323,7 +333,7 @@ class HostPool:
         try:
             _transport, conn = await asyncio.wait_for(
                 self._loop.create_connection(
-                    lambda: UpstreamConnection(self), self.host.ip, self.host.port
+                    lambda: UpstreamConnection(self), self.host.ip, self.host.port, local_addr=source_address(self.host.ip)
                 ),
                 self.connect_timeout,
             )
