@@ -131,12 +131,16 @@ class Runtime:
         return e.uint
 
     def feature_enabled(self, key: str, numerator: int, denominator: int, random_value: int) -> bool:
-        """Envoy's ``featureEnabled(key, FractionalPercent default, random)``: the runtime value,
-        when an integer, replaces the numerator and keeps the default's denominator."""
+        """Envoy's ``featureEnabled(key, FractionalPercent default, random)``. A runtime value
+        that is an integer is a percentage out of 100 whatever the default's denominator, and
+        above 100 always enables (observed with Envoy 1.40: TEN_THOUSAND default, runtime 50 →
+        about 50 %); without one, the default fraction applies."""
         if key:
             e = self._merged.get(key)
             if e is not None and e.uint is not None:
-                numerator = e.uint
+                if e.uint > 100:
+                    return True
+                return random_value % 100 < e.uint
         return random_value % denominator < numerator
 
     def snapshot_json(self) -> dict[str, object]:

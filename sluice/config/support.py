@@ -41,6 +41,7 @@ __all__ = [
 ALL_FIELDS: Final = "*"
 
 _HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_FAULT = "envoy.extensions.filters.http.fault.v3.HTTPFault"
 _HEADER_FIELDS = (
     "request_headers_to_add",
     "request_headers_to_remove",
@@ -71,6 +72,18 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
            "xff_num_trusted_hops", "skip_xff_append", "stream_idle_timeout"},
     _HCM.rsplit(".", 1)[0] + ".HttpFilter": {"name", "typed_config"},
     "envoy.extensions.filters.http.router.v3.Router": set(),
+    # fault filter (filter_metadata: Sluice has no dynamic metadata)
+    _FAULT: {"delay", "abort", "upstream_cluster", "headers", "downstream_nodes", "max_active_faults",
+             "response_rate_limit", "delay_percent_runtime", "abort_percent_runtime", "delay_duration_runtime",
+             "abort_http_status_runtime", "max_active_faults_runtime", "response_rate_limit_percent_runtime",
+             "abort_grpc_status_runtime", "disable_downstream_cluster_stats"},
+    "envoy.extensions.filters.http.fault.v3.FaultAbort": {"http_status", "grpc_status", "header_abort", "percentage"},
+    "envoy.extensions.filters.http.fault.v3.FaultAbort.HeaderAbort": set(),
+    "envoy.extensions.filters.common.fault.v3.FaultDelay": {"fixed_delay", "header_delay", "percentage"},
+    "envoy.extensions.filters.common.fault.v3.FaultDelay.HeaderDelay": set(),
+    "envoy.extensions.filters.common.fault.v3.FaultRateLimit": {"fixed_limit", "header_limit", "percentage"},
+    "envoy.extensions.filters.common.fault.v3.FaultRateLimit.FixedLimit": {"limit_kbps"},
+    "envoy.extensions.filters.common.fault.v3.FaultRateLimit.HeaderLimit": set(),
     # routes
     "envoy.config.route.v3.RouteConfiguration": {"name", "virtual_hosts", *_HEADER_FIELDS},
     "envoy.config.route.v3.VirtualHost": {"name", "domains", "routes", *_HEADER_FIELDS},
@@ -117,6 +130,7 @@ SUPPORTED_VALUES: Final[Mapping[str, frozenset[str]]] = {
 SUPPORTED_EXTENSIONS: Final[frozenset[str]] = frozenset({
     type_url_for_name("envoy.filters.network.http_connection_manager") or "",
     type_url_for_name("envoy.filters.http.router") or "",
+    type_url_for_name("envoy.filters.http.fault") or "",
 })
 # fmt: on
 

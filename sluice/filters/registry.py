@@ -57,7 +57,23 @@ def _router(config: Any, path: str, ctx: FilterContext) -> StreamFilterMaker:
     return router_factory(rc)  # type: ignore[no-any-return]
 
 
+def _fault(config: Any, path: str, ctx: FilterContext) -> StreamFilterMaker:
+    from envoy.extensions.filters.http.fault.v3.fault_pb2 import HTTPFault
+
+    from sluice.filters.fault.config import FaultFilterConfig
+    from sluice.filters.fault.filter import fault_factory
+
+    msg = config if config is not None else HTTPFault()
+    return fault_factory(FaultFilterConfig.from_proto(msg, path, ctx.runtime, ctx.store, f"http.{ctx.stat_prefix}."))  # type: ignore[no-any-return]
+
+
 ENTRIES: tuple[FilterEntry, ...] = (
+    FilterEntry(
+        "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
+        ("envoy.filters.http.fault",),
+        _fault,
+        terminal=False,
+    ),
     FilterEntry(
         "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
         ("envoy.filters.http.router", "envoy.router"),

@@ -757,6 +757,29 @@ class ActiveStream:
                 return
         self._write_data(data, end_stream)
 
+    def inject_encoded_data(self, data: bytes, end_stream: bool, source: Any) -> None:
+        """Envoy's ``injectEncodedDataToFilterChain``: the encoder filter ``source``, which took
+        body data (STOP_ITERATION_NO_BUFFER), sends ``data`` on through the encoders after it
+        (towards the client). The fault filter's response pacing writes this way."""
+        if self._destroyed:
+            return
+        filters = self.filters
+        start = next((i for i, f in enumerate(filters) if f is source), -1)
+        for i in range(start - 1, -1, -1):
+            enc = getattr(filters[i], "encode_data", None)
+            if enc is None:
+                continue
+            status = enc(data, end_stream)
+            if status == FilterStatus.STOP_ITERATION_NO_BUFFER:
+                return
+            if status != FilterStatus.CONTINUE:
+                self._encode_stopped = True
+                self._encode_index = i
+                self._encode_buffer += data
+                self._encode_end = end_stream
+                return
+        self._write_data(data, end_stream)
+
     def continue_encoding(self) -> None:
         if not self._encode_stopped:
             return

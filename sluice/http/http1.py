@@ -16,7 +16,14 @@ from http import HTTPStatus
 from sluice.http.headers import RequestHeaders, ResponseHeaders
 
 _REASONS: dict[int, str] = {s.value: s.phrase for s in HTTPStatus}
-_REASONS[425] = "Too Early"
+# Where Envoy's table (CodeUtility::toString) differs from Python's; checked for 0-599 against
+# Envoy 1.40 (codes it does not name are "Unknown").
+_REASONS.update({
+    413: "Payload Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable", 425: "Too Early",
+    599: "Last Unassigned Server Error Code",
+})  # fmt: skip
+for _code in (102, 103, 418, 451):
+    del _REASONS[_code]
 _STATUS_LINES: dict[int, bytes] = {}
 
 # Envoy's HeaderUtility::requestShouldHaveNoBody (OPTIONS is not one: it gets content-length: 0).

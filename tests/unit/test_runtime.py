@@ -52,8 +52,11 @@ def test_entry_parsing_matches_envoy(raw: str, uint: int | None) -> None:
     assert make_entry(raw).uint == uint
 
 
-def test_feature_enabled_uses_runtime_numerator_with_default_denominator() -> None:
+def test_feature_enabled_reads_a_runtime_integer_as_percent() -> None:
     rt = runtime([{"name": "admin", "admin_layer": {}}])
+    assert sum(rt.feature_enabled("k", 50, 10_000, rv) for rv in range(10_000)) == 50  # the default: 50/10000
     rt.merge_admin({"k": "5"})
-    enabled = sum(rt.feature_enabled("k", 50, 10_000, rv) for rv in range(10_000))
-    assert enabled == 5
+    # Envoy 1.40: a runtime integer is out of 100 even with a TEN_THOUSAND default.
+    assert sum(rt.feature_enabled("k", 50, 10_000, rv) for rv in range(10_000)) == 500
+    rt.merge_admin({"k": "101"})
+    assert all(rt.feature_enabled("k", 0, 100, rv) for rv in range(100))

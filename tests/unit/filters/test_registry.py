@@ -42,8 +42,18 @@ def test_router_by_name_only_builds() -> None:
 
 
 def test_unimplemented_filter_is_named_with_its_path() -> None:
-    with pytest.raises(UnsupportedError, match=r"http_filters\[0\]: HTTP filter 'envoy.filters.http.fault' is not implemented yet"):
-        server('[{name: envoy.filters.http.fault, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault}}, {name: envoy.filters.http.router}]')
+    with pytest.raises(UnsupportedError, match=r"http_filters\[0\]: HTTP filter 'envoy.filters.http.buffer' is not implemented yet"):
+        server(
+            '[{name: envoy.filters.http.buffer, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer,'
+            ' max_request_bytes: 10}}, {name: envoy.filters.http.router}]'
+        )
+
+
+def test_fault_filter_is_registered() -> None:
+    entry = registry.lookup("type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault", "x")
+    assert entry is not None and not entry.terminal and entry is registry.lookup("", "envoy.filters.http.fault")
+    s = server('[{name: envoy.filters.http.fault, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault}}, {name: envoy.filters.http.router}]')
+    assert len(s.listeners[0].hcm.filter_factories) == 2
 
 
 def test_http_filters_must_end_with_the_router() -> None:
