@@ -10,7 +10,7 @@ import pytest
 
 from sluice.lab import compose, gobuild, images, network
 
-SEED = Path(__file__).resolve().parents[4] / "shared" / "seed" / "labs"
+SEED = (Path(__file__).resolve().parents[4] / "shared" / "seed" / "labs").resolve()
 needs_seed = pytest.mark.skipif(not SEED.is_dir(), reason="shared seed not present")
 
 
