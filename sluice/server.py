@@ -8,6 +8,7 @@ time to finish, then everything closes and the process exits 0.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import random
@@ -19,7 +20,7 @@ from sluice.config.compat import unpack_any
 from sluice.errors import ConfigError, UnsupportedError
 from sluice.filters import registry as filter_registry
 from sluice.filters.registry import FilterContext
-from sluice.http.conn_manager import DownstreamConnection, HcmConfig
+from sluice.http.conn_manager import DownstreamConnection, HcmConfig, internal_networks
 from sluice.network_util import listener_stat_name, local_address
 from sluice.route.table import RouteTable
 from sluice.runtime import Runtime
@@ -83,6 +84,23 @@ class Listener:
         return f"{self.ip}:{self.port}"
 
 
+def _seconds(d: Any) -> float:
+    return float(d.seconds + d.nanos / 1e9)
+
+
+def _hcm_timeouts(msg: Any) -> dict[str, float]:
+    """The HCM's request/connection timeouts with Envoy's defaults (idle 1 h, drain 5 s)."""
+    opts = msg.common_http_protocol_options
+    has_opts = msg.HasField("common_http_protocol_options")
+    return {
+        "request_timeout": _seconds(msg.request_timeout),
+        "request_headers_timeout": _seconds(msg.request_headers_timeout),
+        "max_stream_duration": _seconds(opts.max_stream_duration) if has_opts else 0.0,
+        "idle_timeout": _seconds(opts.idle_timeout) if has_opts and opts.HasField("idle_timeout") else 3600.0,
+        "drain_timeout": _seconds(msg.drain_timeout) if msg.HasField("drain_timeout") else 5.0,
+    }
+
+
 class Server:
     def __init__(self, bootstrap: Any, options: Options | None = None) -> None:
         self.bootstrap = bootstrap
@@ -105,7 +123,7 @@ class Server:
         self.runtime_stats = RuntimeStats(self.store, "runtime.")
         self.runtime_stats.num_layers.set(len(self.runtime.layers))
         self.runtime_stats.load_success.inc()
-        self.cluster_manager = ClusterManager(bootstrap.static_resources.clusters, self.store, self.rng)
+        self.cluster_manager = ClusterManager(bootstrap.static_resources.clusters, self.store, self.rng, self.runtime)
         self.listener_manager_stats = ListenerManagerStats(self.store, "listener_manager.")
         self.listeners: list[Listener] = []
         self._build_listeners()
@@ -192,7 +210,9 @@ class Server:
                 if msg.HasField("stream_idle_timeout")
                 else 300.0
             ),
+            **_hcm_timeouts(msg),
         )
+        hcm.internal_networks = internal_networks(msg)
         ctx = FilterContext(
             store=self.store,
             runtime=self.runtime,
@@ -216,7 +236,7 @@ class Server:
             config = None
             if type_url:
                 config = unpack_any(hf.typed_config)
-            factories.append(entry.factory(config, f"{fpath}.typed_config", ctx))
+            factories.append(entry.factory(config, f"{fpath}.typed_config", dataclasses.replace(ctx, filter_name=hf.name)))
             last_terminal = entry.terminal
         if not last_terminal:
             raise ConfigError(f"{path}.http_filters: the last HTTP filter must be a terminal filter (the router)")

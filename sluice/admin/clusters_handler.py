@@ -31,6 +31,9 @@ GAUGES = ("cx_active", "rq_active", "rq_pending_active")
 
 def thresholds(server: Server, cluster_name: str) -> list[dict[str, int]]:
     """The DEFAULT and HIGH priority thresholds, from the cluster's ``circuit_breakers``."""
+    cluster = server.cluster_manager.get(cluster_name)
+    if cluster is not None and hasattr(cluster, "resources"):
+        return [cluster.resources.limits(), cluster.resources_high.limits()]
     out = [dict(DEFAULT_THRESHOLDS), dict(DEFAULT_THRESHOLDS)]
     for c in server.bootstrap.static_resources.clusters:
         if c.name != cluster_name:
@@ -76,6 +79,17 @@ def render_text(server: Server, clusters: list[Cluster]) -> str:
     for c in clusters:
         name = c.name
         out.append(f"{name}::observability_name::{observability_name(server, name)}")
+        if c.outlier is not None:
+            # Success-rate detection is not implemented: Envoy shows -1 until it has computed one.
+            out.extend(
+                f"{name}::outlier::{k}::-1"
+                for k in (
+                    "success_rate_average",
+                    "success_rate_ejection_threshold",
+                    "local_origin_success_rate_average",
+                    "local_origin_success_rate_ejection_threshold",
+                )
+            )
         for prio, limits in zip(("default", "high"), thresholds(server, name), strict=True):
             out.extend(f"{name}::{prio}_priority::{k}::{v}" for k, v in limits.items())
         out.append(f"{name}::added_via_api::false")

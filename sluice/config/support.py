@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from envoy.config.bootstrap.v3 import bootstrap_pb2
+from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
@@ -33,6 +34,7 @@ __all__ = [
     "EXTENSION_KINDS",
     "SUPPORTED_EXTENSIONS",
     "SUPPORTED_FIELDS",
+    "SUPPORTED_PER_FILTER_CONFIGS",
     "SUPPORTED_VALUES",
     "unsupported_features",
     "validate",
@@ -40,8 +42,13 @@ __all__ = [
 
 ALL_FIELDS: Final = "*"
 
+assert previous_hosts_pb2  # registers PreviousHostsPredicate (a retry host predicate Sluice implements)
+
 _HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _FAULT = "envoy.extensions.filters.http.fault.v3.HTTPFault"
+_CORS_FIELDS = ("allow_origin_string_match", "allow_methods", "allow_headers", "expose_headers", "max_age",
+                "allow_credentials", "filter_enabled", "shadow_enabled", "allow_private_network_access",
+                "forward_not_matching_preflights")
 _HEADER_FIELDS = (
     "request_headers_to_add",
     "request_headers_to_remove",
@@ -69,8 +76,11 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
     # http connection manager
     _HCM: {"stat_prefix", "codec_type", "route_config", "http_filters", "generate_request_id",
            "preserve_external_request_id", "use_remote_address", "server_name",
-           "xff_num_trusted_hops", "skip_xff_append", "stream_idle_timeout"},
+           "xff_num_trusted_hops", "skip_xff_append", "stream_idle_timeout",
+           "request_timeout", "request_headers_timeout", "drain_timeout", "common_http_protocol_options",
+           "internal_address_config"},
     _HCM.rsplit(".", 1)[0] + ".HttpFilter": {"name", "typed_config"},
+    "envoy.config.core.v3.HttpProtocolOptions": {"idle_timeout", "max_stream_duration"},
     "envoy.extensions.filters.http.router.v3.Router": set(),
     # fault filter (filter_metadata: Sluice has no dynamic metadata)
     _FAULT: {"delay", "abort", "upstream_cluster", "headers", "downstream_nodes", "max_active_faults",
@@ -84,10 +94,20 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
     "envoy.extensions.filters.common.fault.v3.FaultRateLimit": {"fixed_limit", "header_limit", "percentage"},
     "envoy.extensions.filters.common.fault.v3.FaultRateLimit.FixedLimit": {"limit_kbps"},
     "envoy.extensions.filters.common.fault.v3.FaultRateLimit.HeaderLimit": set(),
+    # cors filter: the filter config has no fields, the policies are on routes and virtual hosts
+    "envoy.extensions.filters.http.cors.v3.Cors": set(),
+    "envoy.extensions.filters.http.cors.v3.CorsPolicy": set(_CORS_FIELDS),
+    "envoy.config.route.v3.CorsPolicy": set(_CORS_FIELDS),
     # routes
-    "envoy.config.route.v3.RouteConfiguration": {"name", "virtual_hosts", *_HEADER_FIELDS},
-    "envoy.config.route.v3.VirtualHost": {"name", "domains", "routes", *_HEADER_FIELDS},
-    "envoy.config.route.v3.Route": {"name", "match", "route", "redirect", "direct_response", *_HEADER_FIELDS},
+    "envoy.config.route.v3.RouteConfiguration": {"name", "virtual_hosts", "typed_per_filter_config", *_HEADER_FIELDS},
+    "envoy.config.route.v3.VirtualHost": {"name", "domains", "routes", "cors", "typed_per_filter_config", *_HEADER_FIELDS,
+                                          "retry_policy", "include_request_attempt_count",
+                                          "include_attempt_count_in_response"},
+    "envoy.config.route.v3.Route": {"name", "match", "route", "redirect", "direct_response", "typed_per_filter_config",
+                                    *_HEADER_FIELDS},
+    # typed_per_filter_config map entries (their values: SUPPORTED_PER_FILTER_CONFIGS)
+    **{f"envoy.config.route.v3.{m}.TypedPerFilterConfigEntry": {"key", "value"}
+       for m in ("RouteConfiguration", "VirtualHost", "Route")},
     "envoy.config.route.v3.RouteMatch": {"prefix", "path", "safe_regex", "path_separated_prefix",
                                          "case_sensitive", "headers", "query_parameters", "runtime_fraction"},
     "envoy.config.route.v3.HeaderMatcher": {"name", "exact_match", "prefix_match", "suffix_match",
@@ -101,7 +121,19 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
     "envoy.type.v3.Int64Range": {"start", "end"},
     "envoy.config.route.v3.RouteAction": {"cluster", "cluster_header", "weighted_clusters",
                                           "request_mirror_policies", "prefix_rewrite", "regex_rewrite",
-                                          "host_rewrite_literal", "auto_host_rewrite", "timeout", "idle_timeout"},
+                                          "host_rewrite_literal", "auto_host_rewrite", "timeout", "idle_timeout", "cors",
+                                          "retry_policy"},
+    # retries (sluice/route/retry_policy.py, sluice/router/retry.py); not retry_priority,
+    # retry_options_predicates, rate_limited_retry_back_off
+    "envoy.config.route.v3.RetryPolicy": {"retry_on", "num_retries", "per_try_timeout", "per_try_idle_timeout",
+                                          "retry_host_predicate", "host_selection_retry_max_attempts",
+                                          "retriable_status_codes", "retry_back_off", "retriable_headers",
+                                          "retriable_request_headers"},
+    "envoy.config.route.v3.RetryPolicy.RetryBackOff": {"base_interval", "max_interval"},
+    "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate": set(),
+    f"{_HCM}.InternalAddressConfig": {"cidr_ranges"},
+    "envoy.config.core.v3.CidrRange": {"address_prefix", "prefix_len"},
+    "envoy.config.route.v3.RetryPolicy.RetryHostPredicate": {"name", "typed_config"},
     "envoy.config.route.v3.WeightedCluster": {"clusters", "total_weight", "runtime_key_prefix"},
     "envoy.config.route.v3.WeightedCluster.ClusterWeight": {"name", "weight", *_HEADER_FIELDS},
     "envoy.config.route.v3.RouteAction.RequestMirrorPolicy": {"cluster", "runtime_fraction"},
@@ -114,7 +146,26 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
     "envoy.config.core.v3.HeaderValue": {"key", "value"},
     # clusters
     "envoy.config.cluster.v3.Cluster": {"name", "type", "connect_timeout", "lb_policy", "load_assignment",
-                                        "dns_refresh_rate", "dns_lookup_family"},
+                                        "dns_refresh_rate", "dns_lookup_family", "circuit_breakers",
+                                        "outlier_detection", "health_checks", "common_lb_config"},
+    "envoy.config.cluster.v3.Cluster.CommonLbConfig": {"healthy_panic_threshold"},
+    "envoy.type.v3.Percent": {"value"},
+    # circuit breakers, outlier detection, health checks (sluice/upstream/)
+    "envoy.config.cluster.v3.CircuitBreakers": {"thresholds"},
+    "envoy.config.cluster.v3.CircuitBreakers.Thresholds": {"priority", "max_connections", "max_pending_requests",
+                                                           "max_requests", "max_retries", "retry_budget"},
+    "envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudget": {"budget_percent", "min_retry_concurrency"},
+    "envoy.config.cluster.v3.OutlierDetection": {
+        "consecutive_5xx", "consecutive_gateway_failure", "consecutive_local_origin_failure", "interval",
+        "base_ejection_time", "max_ejection_time", "max_ejection_percent", "enforcing_consecutive_5xx",
+        "enforcing_consecutive_gateway_failure", "enforcing_consecutive_local_origin_failure",
+        "split_external_local_origin_errors", "successful_active_health_check_uneject_host"},
+    "envoy.config.core.v3.HealthCheck": {
+        "timeout", "interval", "initial_jitter", "interval_jitter", "interval_jitter_percent",
+        "unhealthy_threshold", "healthy_threshold", "reuse_connection", "http_health_check",
+        "no_traffic_interval", "no_traffic_healthy_interval", "unhealthy_interval", "unhealthy_edge_interval",
+        "healthy_edge_interval"},
+    "envoy.config.core.v3.HealthCheck.HttpHealthCheck": {"host", "path", "expected_statuses"},
     "envoy.config.endpoint.v3.ClusterLoadAssignment": {"cluster_name", "endpoints"},
     "envoy.config.endpoint.v3.LocalityLbEndpoints": {"lb_endpoints", "load_balancing_weight"},
     "envoy.config.endpoint.v3.LbEndpoint": {"endpoint", "load_balancing_weight"},
@@ -125,12 +176,21 @@ SUPPORTED_VALUES: Final[Mapping[str, frozenset[str]]] = {
     "envoy.config.cluster.v3.Cluster.type": frozenset({"STATIC", "STRICT_DNS", "LOGICAL_DNS"}),
     "envoy.config.cluster.v3.Cluster.lb_policy": frozenset({"ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"}),
     "envoy.config.core.v3.SocketAddress.protocol": frozenset({"TCP"}),
+    "envoy.config.cluster.v3.CircuitBreakers.Thresholds.priority": frozenset({"DEFAULT", "HIGH"}),
 }
 
 SUPPORTED_EXTENSIONS: Final[frozenset[str]] = frozenset({
     type_url_for_name("envoy.filters.network.http_connection_manager") or "",
     type_url_for_name("envoy.filters.http.router") or "",
     type_url_for_name("envoy.filters.http.fault") or "",
+    type_url_for_name("envoy.filters.http.cors") or "",
+    "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
+})
+
+# The typed_per_filter_config values (route, virtual host, route configuration) Sluice applies;
+# any other (a per-route HTTPFault, a FilterConfig wrapper...) is reported.
+SUPPORTED_PER_FILTER_CONFIGS: Final[frozenset[str]] = frozenset({
+    "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
 })
 # fmt: on
 
@@ -141,6 +201,8 @@ EXTENSION_KINDS: Final[Mapping[str, str]] = {
     "envoy.config.accesslog.v3.AccessLog": "access logger",
     "envoy.config.metrics.v3.StatsSink": "stats sink",
     "envoy.config.trace.v3.Tracing.Http": "tracer",
+    "envoy.config.route.v3.RetryPolicy.RetryHostPredicate": "retry host predicate",
+    "envoy.config.route.v3.RetryPolicy.RetryPriority": "retry priority",
 }
 
 # Unsupported fields better summed up in one line than field by field: full field name → summary.
@@ -186,6 +248,14 @@ def _visit_field(field: FieldDescriptor, value: Any, path: str, found: list[str]
         _check_value(field, value, path, found)
     elif field.type != FieldDescriptor.TYPE_MESSAGE:
         return
+    elif field.name == "typed_per_filter_config":
+        for key, item in value.items():
+            if item.type_url not in SUPPORTED_PER_FILTER_CONFIGS:
+                found.append(f'{path}["{key}"]: per-route config \'{item.type_url}\' is not implemented yet')
+                continue
+            inner = unpack_any(item)
+            if inner is not None:
+                _visit(inner, f'{path}["{key}"]', found)
     elif is_map(field):
         for key, item in value.items():
             if isinstance(item, Message):

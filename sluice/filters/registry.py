@@ -34,6 +34,8 @@ class FilterContext:
     stat_prefix: str
     local_ip: str
     rng: random.Random
+    filter_name: str = ""
+    """The HttpFilter's ``name`` (the key of its ``typed_per_filter_config`` entries)."""
 
 
 StreamFilterMaker = Callable[[Any], Any]
@@ -67,7 +69,23 @@ def _fault(config: Any, path: str, ctx: FilterContext) -> StreamFilterMaker:
     return fault_factory(FaultFilterConfig.from_proto(msg, path, ctx.runtime, ctx.store, f"http.{ctx.stat_prefix}."))  # type: ignore[no-any-return]
 
 
+def _cors(config: Any, path: str, ctx: FilterContext) -> StreamFilterMaker:
+    from sluice.filters.cors.config import CorsFilterConfig
+    from sluice.filters.cors.filter import cors_factory
+
+    # `Cors` has no fields; the policies are the route's.
+    rc = ctx.route_table
+    policy = rc.typed_cors.get(ctx.filter_name) if rc is not None else None
+    return cors_factory(CorsFilterConfig.build(ctx.store, f"http.{ctx.stat_prefix}.", ctx.runtime, ctx.rng, ctx.filter_name, policy))
+
+
 ENTRIES: tuple[FilterEntry, ...] = (
+    FilterEntry(
+        "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors",
+        ("envoy.filters.http.cors",),
+        _cors,
+        terminal=False,
+    ),
     FilterEntry(
         "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
         ("envoy.filters.http.fault",),

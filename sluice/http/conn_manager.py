@@ -101,6 +101,11 @@ class HcmConfig:
         local_address_ip: str = "127.0.0.1",
         stream_idle_timeout: float = 300.0,
         call_later: Callable[[float, Callable[[], None]], Any] | None = None,
+        request_timeout: float = 0.0,
+        request_headers_timeout: float = 0.0,
+        max_stream_duration: float = 0.0,
+        idle_timeout: float = 3600.0,
+        drain_timeout: float = 5.0,
     ) -> None:
         self.stat_prefix = stat_prefix
         self.store = store
@@ -120,6 +125,8 @@ class HcmConfig:
         self.use_remote_address = use_remote_address
         self.xff_num_trusted_hops = xff_num_trusted_hops
         self.skip_xff_append = skip_xff_append
+        self.internal_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+        """``internal_address_config.cidr_ranges`` (set by the server; see :func:`internal_networks`)."""
         self.rng = rng or random.Random()
         self.server = server
         self.local_address_ip = local_address_ip
@@ -129,6 +136,24 @@ class HcmConfig:
         self._loop: asyncio.AbstractEventLoop | None = None
         """HCM ``stream_idle_timeout`` (Envoy's default 5 min; 0 disables); a route's
         ``idle_timeout`` overrides it."""
+        self.request_timeout = request_timeout
+        """``request_timeout`` (0 = none): 408 ``request timeout`` unless the whole request
+        arrived (or the response started) this long after its first byte."""
+        self.request_headers_timeout = request_headers_timeout
+        """``request_headers_timeout`` (0 = none): 408 ``request header timeout`` and close
+        unless the request headers are complete this long after their first byte."""
+        self.max_stream_duration = max_stream_duration
+        """``common_http_protocol_options.max_stream_duration`` (0 = none): from the request's
+        first byte; 504 (408 while the request is incomplete) ``downstream duration timeout``."""
+        self.idle_timeout = idle_timeout
+        """``common_http_protocol_options.idle_timeout`` (Envoy's default 1 h; 0 disables): a
+        connection without a request in progress for this long is closed (a connection that
+        never received a byte at once; otherwise it drains for ``drain_timeout`` first)."""
+        self.drain_timeout = drain_timeout
+        """``drain_timeout`` (Envoy's default 5 s): how long a draining connection stays open;
+        its responses carry ``connection: close`` meanwhile."""
+        self.stream_timers = request_timeout > 0 or max_stream_duration > 0
+        self.begin_timers = self.stream_timers or request_headers_timeout > 0
 
     def _loop_call_later(self, delay: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
         # The loop is looked up once: asyncio.get_event_loop() costs a getpid() syscall.
@@ -169,6 +194,13 @@ class DownstreamConnection(asyncio.Protocol):
         "on_close",
         "_in_message",
         "_wbuf",
+        "_got_request",
+        "_in_headers",
+        "_msg_begin",
+        "_hdr_timer",
+        "_idle_timer",
+        "_idle_since",
+        "draining",
     )
 
     def __init__(self, config: HcmConfig, on_close: Callable[[DownstreamConnection], None] | None = None) -> None:
@@ -188,6 +220,17 @@ class DownstreamConnection(asyncio.Protocol):
         self.on_close = on_close
         self._in_message: ActiveStream | None = None
         self._wbuf: list[bytes] = []
+        self._got_request = False
+        """A request began on this connection (Envoy has created its codec)."""
+        self._in_headers = False
+        """Between a request's first byte and the end of its headers."""
+        self._msg_begin = 0.0
+        """When the current request's first byte arrived (only kept when timers need it)."""
+        self._hdr_timer: Any = None
+        self._idle_timer: Any = None
+        self._idle_since = self._created
+        self.draining = False
+        """Draining after an idle timeout: responses carry ``connection: close``."""
 
     # -- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -208,6 +251,9 @@ class DownstreamConnection(asyncio.Protocol):
         st.downstream_cx_active.inc()
         st.downstream_cx_http1_total.inc()
         st.downstream_cx_http1_active.inc()
+        idle = self.config.idle_timeout
+        if idle > 0:
+            self._idle_timer = self.config.call_later(idle, self._on_idle_check)
 
     def data_received(self, data: bytes) -> None:
         self.config.stats.downstream_cx_rx_bytes_total.inc(len(data))
@@ -245,6 +291,7 @@ class DownstreamConnection(asyncio.Protocol):
             st.downstream_cx_destroy_local.inc()
         st.downstream_cx_length_ms.record((time.monotonic() - self._created) * 1000)
         self._closing = True
+        self._cancel_timers()
         for s in streams:
             s.on_downstream_reset()
         self.stream = None
@@ -266,6 +313,14 @@ class DownstreamConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._got_request = self._in_headers = True
+        cfg = self.config
+        if cfg.begin_timers:
+            self._msg_begin = time.monotonic()
+            if cfg.request_headers_timeout > 0 and self.stream is None:
+                # (A pipelined request waits: Envoy's HTTP/1 codec reads it only once the
+                # current one is done.)
+                self._hdr_timer = cfg.call_later(cfg.request_headers_timeout, self._on_headers_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -275,6 +330,10 @@ class DownstreamConnection(asyncio.Protocol):
         self._headers.append([name.decode("latin-1").lower(), value.decode("latin-1").rstrip(" \t")])
 
     def on_headers_complete(self) -> None:
+        self._in_headers = False
+        if self._hdr_timer is not None:
+            self._hdr_timer.cancel()
+            self._hdr_timer = None
         parser = self.parser
         version = parser.get_http_version()
         method = parser.get_method().decode("latin-1")
@@ -292,6 +351,8 @@ class DownstreamConnection(asyncio.Protocol):
                 break
         headers = RequestHeaders(method, self._url.decode("latin-1"), authority, entries, "http", version)
         stream = ActiveStream(self, headers, not has_body)
+        if self.draining:
+            stream.close_connection = True
         self._in_message = stream
         if self.stream is None:
             self.stream = stream
@@ -339,6 +400,10 @@ class DownstreamConnection(asyncio.Protocol):
         if close or self._closing:
             self.close()
             return
+        self._idle_since = time.monotonic()
+        if self._idle_timer is None and self.config.idle_timeout > 0 and not self.draining:
+            # Suspended while a request was in progress: the idle period starts now.
+            self._idle_timer = self.config.call_later(self.config.idle_timeout, self._on_idle_check)
         if self.pending:
             nxt = self.pending.pop(0)
             self.stream = nxt
@@ -348,7 +413,65 @@ class DownstreamConnection(asyncio.Protocol):
         if self.transport is not None and not self._closing:
             self.flush()
             self._closing = True
+            self._cancel_timers()
             self.transport.close()
+
+    # -- connection timers (Envoy's idle, drain and request-headers timers) -----------------
+    def _cancel_timers(self) -> None:
+        for name in ("_hdr_timer", "_idle_timer"):
+            timer = getattr(self, name)
+            if timer is not None:
+                timer.cancel()
+                setattr(self, name, None)
+
+    def _on_headers_timeout(self) -> None:
+        """``request_headers_timeout``: 408 ``request header timeout``, then close."""
+        self._hdr_timer = None
+        if self._closing or not self._in_headers or self.stream is not None:
+            return
+        self.config.stats.downstream_rq_header_timeout.inc()
+        stream = ActiveStream(self, RequestHeaders("GET", "/", None, [], "http", "1.1"), False)
+        self._in_message = None
+        self.stream = stream
+        stream.begin_counted()
+        stream.close_connection = True
+        stream.send_local_reply(408, "request header timeout", "request_header_timeout")
+
+    def _busy(self) -> bool:
+        return self.stream is not None or bool(self.pending) or self._in_headers or self._in_message is not None
+
+    def _on_idle_check(self) -> None:
+        """One timer per connection, re-armed for the remaining time when it fires early:
+        requests only stamp ``_idle_since`` when they end. While a request is in progress the
+        timer is suspended (Envoy disables it) and re-armed by ``stream_done``."""
+        self._idle_timer = None
+        if self._closing or self.draining:
+            return
+        if self._busy():
+            return
+        cfg = self.config
+        remaining = self._idle_since + cfg.idle_timeout - time.monotonic()
+        if remaining > 0.001:
+            self._idle_timer = cfg.call_later(remaining, self._on_idle_check)
+            return
+        cfg.stats.downstream_cx_idle_timeout.inc()
+        if not self._got_request:
+            # Envoy has no codec yet: close at once.
+            self.close()
+            return
+        # Envoy starts draining: the connection closes after drain_timeout (HTTP/1 sends nothing).
+        self.draining = True
+        self._idle_timer = cfg.call_later(cfg.drain_timeout, self._on_drain_timeout)
+
+    def _on_drain_timeout(self) -> None:
+        self._idle_timer = None
+        if self._closing:
+            return
+        stream = self.stream
+        if stream is not None and not stream.destroyed:
+            stream.reset_stream()
+            return
+        self.close()
 
     def reset(self) -> None:
         """Abort the connection (a reset after the response started)."""
@@ -471,6 +594,8 @@ class ActiveStream:
         "_idle_timeout",
         "_idle_timer",
         "last_activity",
+        "_req_timer",
+        "_dur_timer",
     )
 
     def __init__(self, conn: DownstreamConnection, headers: RequestHeaders, end_stream: bool) -> None:
@@ -509,12 +634,22 @@ class ActiveStream:
         self._idle_timeout = 0.0
         self._idle_timer: Any = None
         self.last_activity = 0.0
+        self._req_timer: Any = None
+        self._dur_timer: Any = None
 
     def __repr__(self) -> str:
         h = self.request_headers
         return f"<ActiveStream {h.method} {h.path} started={self.response_started} done={self.response_complete}>"
 
     # -- request path -------------------------------------------------------------------
+    def begin_counted(self) -> None:
+        """Count the stream as started (a reply before its headers were complete)."""
+        self._started = True
+        st = self.config.stats
+        st.downstream_rq_total.inc()
+        st.downstream_rq_http1_total.inc()
+        st.downstream_rq_active.inc()
+
     def start(self) -> None:
         self._started = True
         cfg = self.config
@@ -522,6 +657,8 @@ class ActiveStream:
         st.downstream_rq_total.inc()
         st.downstream_rq_http1_total.inc()
         st.downstream_rq_active.inc()
+        if cfg.stream_timers:
+            self._arm_stream_timers()
         headers = self.request_headers
         if headers.version != "1.1":
             # Envoy refuses HTTP/1.0 unless accept_http_10 is set, and any other version
@@ -579,11 +716,18 @@ class ActiveStream:
                 headers.add("x-forwarded-proto", headers.scheme)
         if final_ip and final_ip != conn_ip:
             info.downstream_remote_address = (final_ip, 0)
-        # Envoy 1.40: no address is internal unless internal_address_config lists it (which
-        # Sluice does not implement yet), so every request is external.
+        # Envoy 1.40: no address is internal unless internal_address_config lists it. A request
+        # is internal when XFF (after appending) holds a single address and the trusted remote
+        # address is in one of the configured ranges.
         internal = False
         remote_ip = final_ip or conn_ip
+        if cfg.internal_networks and remote_ip:
+            xff = headers.get("x-forwarded-for")
+            if xff is None or "," not in xff:
+                internal = _in_networks(remote_ip, cfg.internal_networks)
         self.is_internal = internal
+        if internal:
+            headers.set("x-envoy-internal", "true")
         edge = not internal and cfg.use_remote_address
         if not internal:
             drop = names & (_INTERNAL_AND_EDGE if edge else _INTERNAL_ONLY)
@@ -626,6 +770,35 @@ class ActiveStream:
         if timeout > 0:
             self.last_activity = time.monotonic()
             self._idle_timer = self.config.call_later(timeout, self._on_idle_check)
+
+    def _arm_stream_timers(self) -> None:
+        """``request_timeout`` and ``max_stream_duration``, counted from the request's first
+        byte (Envoy creates the stream then)."""
+        cfg = self.config
+        begun = getattr(self.conn, "_msg_begin", 0.0) or time.monotonic()
+        elapsed = time.monotonic() - begun
+        if cfg.request_timeout > 0 and not self.request_complete:
+            self._req_timer = cfg.call_later(max(cfg.request_timeout - elapsed, 0.0), self._on_request_timeout)
+        if cfg.max_stream_duration > 0:
+            self._dur_timer = cfg.call_later(max(cfg.max_stream_duration - elapsed, 0.0), self._on_max_duration)
+
+    def _on_request_timeout(self) -> None:
+        self._req_timer = None
+        # Disarmed once the request is complete or the response has started (Envoy).
+        if self._destroyed or self.request_complete or self.response_started:
+            return
+        self.config.stats.downstream_rq_timeout.inc()
+        self.send_local_reply(408, "request timeout", "request_overall_timeout")
+
+    def _on_max_duration(self) -> None:
+        self._dur_timer = None
+        if self._destroyed:
+            return
+        self.config.stats.downstream_rq_max_duration_reached.inc()
+        if self.response_started:
+            self.reset_stream()
+            return
+        self.send_local_reply(504 if self.request_complete else 408, "downstream duration timeout", "max_duration_timeout")
 
     def _on_idle_check(self) -> None:
         # One timer per stream, re-armed for the remaining time: activity only stamps
@@ -911,6 +1084,12 @@ class ActiveStream:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
+        if self._req_timer is not None:
+            self._req_timer.cancel()
+            self._req_timer = None
+        if self._dur_timer is not None:
+            self._dur_timer.cancel()
+            self._dur_timer = None
         cfg = self.config
         st = cfg.stats
         st.downstream_rq_active.dec()
@@ -972,3 +1151,21 @@ class ActiveStream:
     def destroyed(self) -> bool:
         return self._destroyed
 
+
+def internal_networks(msg: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """An HCM's ``internal_address_config.cidr_ranges`` as networks."""
+    if not msg.HasField("internal_address_config"):
+        return ()
+    out = []
+    for r in msg.internal_address_config.cidr_ranges:
+        plen = r.prefix_len.value if r.HasField("prefix_len") else 0
+        out.append(ipaddress.ip_network(f"{r.address_prefix}/{plen}", strict=False))
+    return tuple(out)
+
+
+def _in_networks(ip: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(addr in n for n in networks)

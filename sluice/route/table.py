@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sluice.errors import ConfigError
 from sluice.paths import host_path
+from sluice.route.cors_policy import CorsPolicy, typed_cors_policies
 from sluice.route.header_format import HeaderValueFormat
 from sluice.route.matching import (
     HeaderMatcher,
@@ -22,6 +23,7 @@ from sluice.route.matching import (
     compile_regex,
     query_params,
 )
+from sluice.route.retry_policy import RetryPolicy
 from sluice.runtime import DENOMINATORS, Runtime
 
 if TYPE_CHECKING:
@@ -229,6 +231,8 @@ class RouteEntry:
         "retry_policy",
         "request_chain",
         "response_chain",
+        "cors",
+        "typed_cors",
     )
 
     def __init__(self, r: Any, path: str, vhost: VirtualHost) -> None:
@@ -267,11 +271,16 @@ class RouteEntry:
         self.direct_status = 0
         self.direct_body = ""
         self.redirect: RedirectAction | None = None
-        self.retry_policy: Any = None
+        self.retry_policy: RetryPolicy | None = None
+        """The route's ``retry_policy``, else its virtual host's (set by the table); None = no retries."""
         self.request_chain: tuple[HeaderMutations, ...] = ()
         """Non-empty request mutations of route, virtual host and route config, in the order
         Envoy applies them (most specific first); set by the table once it is built."""
         self.response_chain: tuple[HeaderMutations, ...] = ()
+        self.cors: CorsPolicy | None = None
+        """``route.cors`` (a route action only)."""
+        self.typed_cors = typed_cors_policies(r.typed_per_filter_config, path)
+        """``typed_per_filter_config`` CorsPolicy entries, by filter name."""
         action = r.WhichOneof("action")
         if action is None:
             raise ConfigError(f"{path}: route needs one of route, redirect, direct_response")
@@ -357,6 +366,10 @@ class RouteEntry:
             self.timeout = ra.timeout.seconds + ra.timeout.nanos / 1e9
         if ra.HasField("idle_timeout"):
             self.idle_timeout = ra.idle_timeout.seconds + ra.idle_timeout.nanos / 1e9
+        if ra.HasField("retry_policy"):
+            self.retry_policy = RetryPolicy.from_proto(ra.retry_policy, f"{path}.retry_policy")
+        if ra.HasField("cors"):
+            self.cors = CorsPolicy.from_proto(ra.cors, f"{path}.cors")
 
     @staticmethod
     def _init_redirect(rd: Any, path: str) -> RedirectAction:
@@ -429,7 +442,8 @@ class RouteEntry:
 
 
 class VirtualHost:
-    __slots__ = ("name", "domains", "routes", "mutations")
+    __slots__ = ("name", "domains", "routes", "mutations", "cors", "typed_cors", "retry_policy",
+                 "include_request_attempt_count", "include_attempt_count_in_response")
 
     def __init__(self, vh: Any, path: str) -> None:
         self.name = vh.name
@@ -440,7 +454,20 @@ class VirtualHost:
             HeaderMutations(vh.request_headers_to_add, vh.request_headers_to_remove, path, "request"),
             HeaderMutations(vh.response_headers_to_add, vh.response_headers_to_remove, path, "response"),
         )
+        self.cors = CorsPolicy.from_proto(vh.cors, f"{path}.cors") if vh.HasField("cors") else None
+        self.typed_cors = typed_cors_policies(vh.typed_per_filter_config, path)
+        self.retry_policy = (
+            RetryPolicy.from_proto(vh.retry_policy, f"{path}.retry_policy") if vh.HasField("retry_policy") else None
+        )
+        self.include_request_attempt_count: bool = vh.include_request_attempt_count
+        """``include_request_attempt_count``: send ``x-envoy-attempt-count`` upstream."""
+        self.include_attempt_count_in_response: bool = vh.include_attempt_count_in_response
+        """``include_attempt_count_in_response``: send ``x-envoy-attempt-count`` downstream."""
         self.routes = [RouteEntry(r, f"{path}.routes[{i}]", self) for i, r in enumerate(vh.routes)]
+        for r in self.routes:
+            if r.action == "route" and r.retry_policy is None:
+                # Envoy: the route's policy wins whole; otherwise the virtual host's applies.
+                r.retry_policy = self.retry_policy
 
 
 class RouteTable:
@@ -453,6 +480,7 @@ class RouteTable:
             HeaderMutations(rc.request_headers_to_add, rc.request_headers_to_remove, path, "request"),
             HeaderMutations(rc.response_headers_to_add, rc.response_headers_to_remove, path, "response"),
         )
+        self.typed_cors = typed_cors_policies(rc.typed_per_filter_config, path)
         self.virtual_hosts = [
             VirtualHost(vh, f"{path}.virtual_hosts[{i}]") for i, vh in enumerate(rc.virtual_hosts)
         ]

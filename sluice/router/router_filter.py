@@ -6,6 +6,15 @@ headers (timeout header, header mutations route → vhost → route config, path
 rewrites), pick a host and start an :class:`UpstreamRequest`; mirror policies start shadows.
 The route timeout (default 15 s) runs from the end of the request to the end of the response:
 expiry before the response started gives ``504 upstream request timeout`` (UT), after it a reset.
+
+Retries (``retry.py`` decides, the router acts): a route with a ``retry_policy`` (or an internal
+request with ``x-envoy-retry-on``) gets a :class:`RetryState`; each response head and each reset
+before the response started asks ``should_retry``; a granted retry drops the attempt, waits the
+back-off and starts a new :class:`UpstreamRequest` with the request body kept for replay (up to
+1 MiB, else retries are abandoned: ``retry_or_shadow_abandoned``). Nothing is retried once the
+response started downstream, and the route timeout keeps running across attempts (retries never
+outlive it). A per-try timeout (``per_try_timeout``, smaller than the route timeout) and a
+per-try idle timeout run from the moment an attempt's request is fully on a connection.
 """
 
 from __future__ import annotations
@@ -16,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from sluice.http.filter import CONTINUE, STOP_ITERATION, STOP_ITERATION_NO_BUFFER, FilterStatus
 from sluice.http.stream_info import ResponseFlag
+from sluice.route.retry_policy import atoi
+from sluice.router.retry import RetryState, RetryStatus, retry_resource
 from sluice.router.shadow import start_shadow
 from sluice.router.upstream_request import UpstreamRequest
 
@@ -24,9 +35,14 @@ if TYPE_CHECKING:
     from sluice.http.headers import RequestHeaders, ResponseHeaders
     from sluice.route.table import RouteEntry, RouteTable, WeightedClusterEntry
     from sluice.runtime import Runtime
+    from sluice.upstream.cluster import Cluster
     from sluice.upstream.cluster_manager import ClusterManager
+    from sluice.upstream.host import Host
 
 RESET_BEFORE_HEADERS = "upstream connect error or disconnect/reset before headers. reset reason: "
+RESET_BEFORE_HEADERS_RETRIED = "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: "
+RETRY_BUFFER_LIMIT = 1 << 20
+"""Request body bytes kept for retries (Envoy's default per-request buffer limit, 1 MiB)."""
 
 
 class RouterConfig:
@@ -63,6 +79,19 @@ class Router:
         "_timeout",
         "_response_started",
         "_finished",
+        "cluster",
+        "retry",
+        "attempt_count",
+        "_per_try",
+        "_per_try_idle",
+        "_per_try_timer",
+        "_idle_timer",
+        "_backoff_timer",
+        "_last_upstream_activity",
+        "_complete_time",
+        "_request_end",
+        "_body",
+        "_body_len",
     )
 
     def __init__(self, config: RouterConfig, stream: ActiveStream) -> None:
@@ -76,6 +105,20 @@ class Router:
         self._timeout = 0.0
         self._response_started = False
         self._finished = False
+        self.cluster: Cluster | None = None
+        self.retry: RetryState | None = None
+        self.attempt_count = 0
+        self._per_try = 0.0
+        self._per_try_idle = 0.0
+        self._per_try_timer: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._backoff_timer: asyncio.TimerHandle | None = None
+        self._last_upstream_activity = 0.0
+        self._complete_time = 0.0
+        self._request_end = False
+        self._body: list[bytes] | None = None
+        """Request body kept for a retry (None: no retry state, or the buffer limit was passed)."""
+        self._body_len = 0
 
     # -- decoding -----------------------------------------------------------------------
     def decode_headers(self, headers: RequestHeaders, end_stream: bool) -> FilterStatus:
@@ -115,11 +158,48 @@ class Router:
             cb.send_local_reply(503, "", "cluster_not_found", ResponseFlag.NO_CLUSTER_FOUND)
             return STOP_ITERATION
         info.upstream_cluster = cluster_name
-        self._timeout = route.timeout
-        if self._timeout > 0:
-            headers.set("x-envoy-expected-rq-timeout-ms", str(int(self._timeout * 1000)))
+        self.cluster = cluster
+        rp = route.retry_policy
+        internal = cb.is_internal
+        timeout = route.timeout
+        if rp is not None or internal:
+            per_try = rp.per_try_timeout if rp is not None else 0.0
+            if internal:
+                # Envoy's FilterUtility::finalTimeout: request headers override (internal only).
+                v = headers.get("x-envoy-upstream-rq-timeout-ms")
+                if v is not None:
+                    n = atoi(v)
+                    if n is not None:
+                        timeout = n / 1000
+                    headers.remove("x-envoy-upstream-rq-timeout-ms")
+                v = headers.get("x-envoy-upstream-rq-per-try-timeout-ms")
+                if v is not None:
+                    n = atoi(v)
+                    if n is not None:
+                        per_try = n / 1000
+                    headers.remove("x-envoy-upstream-rq-per-try-timeout-ms")
+            if per_try >= timeout and timeout != 0:
+                per_try = 0.0
+            self._per_try = per_try
+            self._per_try_idle = rp.per_try_idle_timeout if rp is not None else 0.0
+            self.retry = RetryState.create(
+                rp,
+                headers,
+                internal,
+                cluster.stats,
+                retry_resource(cluster),
+                cfg.rng,
+                cfg.runtime.get_integer("upstream.base_retry_backoff_ms", 25),
+            )
+            if self.retry is not None:
+                self._body = []
+        self._timeout = timeout
+        self.attempt_count = 1
+        self._set_expected_timeout(headers, 0)
+        if route.vhost.include_request_attempt_count:
+            headers.set("x-envoy-attempt-count", "1")
         self._finalize_request(headers, route)
-        host = cluster.choose_host()
+        host = self._choose_host(cluster)
         if host is None:
             cluster.stats.upstream_cx_none_healthy.inc()
             cb.send_local_reply(
@@ -142,6 +222,10 @@ class Router:
                             cb.call_later(self._timeout, s.cancel)
         up = UpstreamRequest(self, cluster, host, headers, end_stream)
         self.upstream = up
+        if self.retry is not None:
+            self.retry.on_host_attempted(host)
+        if self._per_try > 0 or self._per_try_idle > 0:
+            up.ready_hook = self._on_attempt_ready
         cb.on_writable = self._on_downstream_writable
         if end_stream:
             self._on_request_complete()
@@ -149,6 +233,32 @@ class Router:
         return STOP_ITERATION
 
     def decode_data(self, data: bytes, end_stream: bool) -> FilterStatus:
+        body = self._body
+        if body is not None and data:
+            if self._body_len + len(data) > RETRY_BUFFER_LIMIT:
+                # Too big to replay: give up retrying this request (Envoy resets its retry state).
+                if self.cluster is not None:
+                    self.cluster.stats.retry_or_shadow_abandoned.inc()
+                if self.retry is not None:
+                    self.retry.release()
+                    self.retry = None
+                self._body = None
+                if self.upstream is None and self._backoff_timer is not None:
+                    # A retry was pending and can no longer be replayed (Envoy's decodeData).
+                    self._backoff_timer.cancel()
+                    self._backoff_timer = None
+                    self._finish()
+                    self.cb.send_local_reply(
+                        503,
+                        "upstream is closed prematurely during decoding data from downstream",
+                        "early_upstream_reset",
+                        0,
+                        self._finalize_response,
+                    )
+                    return STOP_ITERATION_NO_BUFFER
+            else:
+                body.append(data)
+                self._body_len += len(data)
         if self.upstream is not None:
             self.upstream.send_data(data, end_stream)
         for s in self.shadows:
@@ -158,8 +268,150 @@ class Router:
         return STOP_ITERATION_NO_BUFFER
 
     def _on_request_complete(self) -> None:
+        self._request_end = True
+        self._complete_time = time.monotonic()
         if self._timeout > 0 and self.timer is None and not self._finished:
             self.timer = self.cb.call_later(self._timeout, self._on_timeout)
+        up = self.upstream
+        if up is not None and up.conn is not None and up.ready_hook is not None:
+            self._on_attempt_ready(up)
+
+    def _set_expected_timeout(self, headers: RequestHeaders, elapsed_ms: int) -> None:
+        """Envoy's ``FilterUtility::setTimeoutHeaders``: the per-try timeout, else the route
+        timeout, capped by what is left of the route timeout (at least 1 ms); none when 0."""
+        global_ms = round(self._timeout * 1000)
+        expected = round(self._per_try * 1000) or global_ms
+        if expected > 0:
+            if global_ms > 0:
+                expected = 1 if elapsed_ms >= global_ms else min(expected, global_ms - elapsed_ms)
+            headers.set("x-envoy-expected-rq-timeout-ms", str(expected))
+
+    def _choose_host(self, cluster: Cluster) -> Host | None:
+        """Load balancing, with the ``previous_hosts`` predicate on retries: up to
+        ``host_selection_retry_max_attempts`` extra picks avoid a host already attempted."""
+        retry = self.retry
+        if retry is None or self.attempt_count <= 1 or not retry.policy.previous_hosts:
+            return cluster.choose_host()
+        host = None
+        for _ in range(retry.policy.host_selection_max_attempts + 1):
+            host = cluster.choose_host()
+            if host is None or not retry.would_select_another_host(host):
+                return host
+        return host
+
+    # -- retries ------------------------------------------------------------------------
+    def _on_attempt_ready(self, up: UpstreamRequest) -> None:
+        """The attempt's request is on a connection: arm its per-try timers once the whole
+        request has been received."""
+        if not self._request_end or up is not self.upstream or self._finished:
+            return
+        up.ready_hook = None
+        if self._per_try > 0 and self._per_try_timer is None:
+            self._per_try_timer = self.cb.call_later(self._per_try, lambda: self._on_per_try_timeout(up, False))
+        if self._per_try_idle > 0 and self._idle_timer is None:
+            self._last_upstream_activity = time.monotonic()
+            self._idle_timer = self.cb.call_later(self._per_try_idle, lambda: self._on_per_try_idle_check(up))
+
+    def _cancel_attempt_timers(self) -> None:
+        if self._per_try_timer is not None:
+            self._per_try_timer.cancel()
+            self._per_try_timer = None
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _on_per_try_idle_check(self, up: UpstreamRequest) -> None:
+        self._idle_timer = None
+        if up is not self.upstream or self._finished:
+            return
+        remaining = self._last_upstream_activity + self._per_try_idle - time.monotonic()
+        if remaining > 0.001:
+            self._idle_timer = self.cb.call_later(remaining, lambda: self._on_per_try_idle_check(up))
+            return
+        self._on_per_try_timeout(up, True)
+
+    def _on_per_try_timeout(self, up: UpstreamRequest, idle: bool) -> None:
+        if not idle:
+            self._per_try_timer = None
+        if up is not self.upstream or self._finished:
+            return
+        st = up.cluster.stats
+        if idle:
+            st.upstream_rq_per_try_idle_timeout.inc()
+        else:
+            st.upstream_rq_per_try_timeout.inc()
+        up.host.stats.rq_timeout += 1
+        up.cancel()
+        if self._maybe_retry_reset(up, "local_reset"):
+            return
+        self._finish()
+        self.upstream = None
+        self._charge_code(up.cluster, up.started, 504)
+        self.cb.stream_info.set_flag(ResponseFlag.UPSTREAM_REQUEST_TIMEOUT)
+        if self._response_started:
+            self.cb.reset_stream()
+            return
+        details = "upstream_per_try_idle_timeout" if idle else "upstream_per_try_timeout"
+        self.cb.send_local_reply(504, "upstream request timeout", details, 0, self._finalize_response)
+
+    def _maybe_retry_reset(self, up: UpstreamRequest, kind: str) -> bool:
+        """Envoy's ``maybeRetryReset``: a reset (or per-try timeout) before the response started."""
+        retry = self.retry
+        if retry is None or self._response_started:
+            return False
+        status = retry.should_retry(retry.would_retry_reset(kind, up.conn is not None))
+        if status is RetryStatus.YES:
+            up.host.stats.rq_error += 1
+            self._schedule_retry()
+            return True
+        self._note_no_retry(status)
+        return False
+
+    def _note_no_retry(self, status: RetryStatus) -> None:
+        if status is RetryStatus.NO_OVERFLOW:
+            self.cb.stream_info.set_flag(ResponseFlag.UPSTREAM_OVERFLOW)
+        elif status is RetryStatus.NO_RETRY_LIMIT_EXCEEDED:
+            self.cb.stream_info.set_flag(ResponseFlag.UPSTREAM_RETRY_LIMIT_EXCEEDED)
+
+    def _schedule_retry(self) -> None:
+        self.upstream = None
+        self._cancel_attempt_timers()
+        assert self.retry is not None
+        self._backoff_timer = self.cb.call_later(self.retry.backoff_ms / 1000, self._do_retry)
+
+    def _do_retry(self) -> None:
+        """Envoy's ``doRetry``: the next attempt, with updated attempt count and timeout headers."""
+        self._backoff_timer = None
+        cluster = self.cluster
+        route = self.route
+        if self._finished or cluster is None or route is None:
+            return
+        self.attempt_count += 1
+        headers = self.cb.request_headers
+        if route.vhost.include_request_attempt_count:
+            headers.set("x-envoy-attempt-count", str(self.attempt_count))
+        elapsed = int((time.monotonic() - self._complete_time) * 1000) if self._request_end else 0
+        self._set_expected_timeout(headers, elapsed)
+        host = self._choose_host(cluster)
+        if host is None:
+            cluster.stats.upstream_cx_none_healthy.inc()
+            self._finish()
+            self.cb.send_local_reply(
+                503, "no healthy upstream", "no_healthy_upstream", ResponseFlag.NO_HEALTHY_UPSTREAM, self._finalize_response
+            )
+            return
+        self.cb.stream_info.upstream_host = host.address
+        body = self._body
+        end = self._request_end
+        up = UpstreamRequest(self, cluster, host, headers, end and not body)
+        self.upstream = up
+        assert self.retry is not None
+        self.retry.on_host_attempted(host)
+        if self._per_try > 0 or self._per_try_idle > 0:
+            up.ready_hook = self._on_attempt_ready
+        up.start()
+        if body and self.upstream is up:
+            up.send_data(b"".join(body), end)
 
     # -- header finalisation ------------------------------------------------------------
     def _finalize_request(self, headers: RequestHeaders, route: RouteEntry) -> None:
@@ -195,6 +447,8 @@ class Router:
             self.weighted.response_mutations.apply(headers, req, info)
         for mutations in route.response_chain:
             mutations.apply(headers, req, info)
+        if self.attempt_count and route.vhost.include_attempt_count_in_response:
+            headers.set("x-envoy-attempt-count", str(self.attempt_count))
 
     @staticmethod
     def _redirect_location(headers: RequestHeaders, route: RouteEntry) -> str:
@@ -241,13 +495,30 @@ class Router:
     def on_upstream_headers(self, req: UpstreamRequest, headers: ResponseHeaders, end_stream: bool) -> None:
         if req is not self.upstream or self._finished:
             return
+        code = headers.status
+        if req.cluster.outlier is not None:  # outlier detection (upstream/outlier.py), every attempt
+            req.cluster.outlier.put_http_response_code(req.host, code)
+        retry = self.retry
+        if retry is not None:
+            status = retry.should_retry(retry.would_retry_headers(code, headers))
+            if status is RetryStatus.YES:
+                req.host.stats.rq_error += 1
+                st = req.cluster.stats
+                st.dynamic_counter(f"retry.upstream_rq_{code}").inc()
+                st.dynamic_counter(f"retry.upstream_rq_{code // 100}xx").inc()
+                if not end_stream:
+                    req.cancel()
+                self._schedule_retry()
+                return
+            self._note_no_retry(status)
         self._response_started = True
         now = time.monotonic()
         info = self.cb.stream_info
         info.first_upstream_rx = now
-        code = headers.status
+        self._last_upstream_activity = now
         self._charge(req, code)
-        headers.add("x-envoy-upstream-service-time", str(int((now - req.started) * 1000)))
+        since = self._complete_time if self._request_end else req.started
+        headers.add("x-envoy-upstream-service-time", str(int((now - since) * 1000)))
         self._finalize_response(headers)
         if end_stream:
             self._upstream_done(req)
@@ -256,6 +527,8 @@ class Router:
     def on_upstream_data(self, req: UpstreamRequest, data: bytes, end_stream: bool) -> None:
         if req is not self.upstream or self._finished:
             return
+        if self._idle_timer is not None:
+            self._last_upstream_activity = time.monotonic()
         if end_stream:
             self._upstream_done(req)
         self.cb.encode_data(data, end_stream)
@@ -264,23 +537,43 @@ class Router:
         if req is not self.upstream or self._finished:
             return
         info = self.cb.stream_info
-        st = req.cluster.stats
+        overflow = reason == "overflow"
+        if not overflow and req.cluster.outlier is not None:
+            # Outlier detection (upstream/outlier.py): a connect failure or reset is a local
+            # origin failure of the host; a circuit-breaker overflow is nobody's fault.
+            req.cluster.outlier.put_local_origin_failure(req.host)
+        # Envoy's HTTP/1.1 pool counts no upstream_rq_rx_reset for a closed connection (only an
+        # HTTP/2 RST_STREAM is a received reset); checked against Envoy 1.40.
+        terminated = not overflow and not before_connect
+        if not self._response_started and self.retry is not None:
+            kind = "connection_termination" if terminated else "overflow" if overflow else "connect_failure"
+            if self._maybe_retry_reset(req, kind):
+                return
         self._finish()
         if self._response_started:
             info.set_flag(ResponseFlag.UPSTREAM_CONNECTION_TERMINATION)
-            st.upstream_rq_rx_reset.inc()
             self.cb.reset_stream()
             return
-        if before_connect:
+        if overflow:
+            info.set_flag(ResponseFlag.UPSTREAM_OVERFLOW)
+            details = "upstream_reset_before_response_started{overflow}"
+        elif before_connect:
             info.set_flag(ResponseFlag.UPSTREAM_CONNECTION_FAILURE)
             details = "upstream_reset_before_response_started{remote_connection_failure}"
         else:
             info.set_flag(ResponseFlag.UPSTREAM_CONNECTION_TERMINATION)
-            st.upstream_rq_rx_reset.inc()
             details = "upstream_reset_before_response_started{connection_termination}"
-        req.host.stats.rq_error += 1
-        self._charge_code(req, 503, local=True)
-        self.cb.send_local_reply(503, RESET_BEFORE_HEADERS + reason, details, 0, self._finalize_response)
+        if not overflow:
+            req.host.stats.rq_error += 1
+        self._charge_code(req.cluster, req.started, 503)
+        prefix = RESET_BEFORE_HEADERS_RETRIED if self.attempt_count > 1 else RESET_BEFORE_HEADERS
+        # Envoy marks a circuit-breaker overflow answer with ``x-envoy-overloaded: true``.
+        modify = self._finalize_overloaded if overflow else self._finalize_response
+        self.cb.send_local_reply(503, prefix + reason, details, 0, modify)
+
+    def _finalize_overloaded(self, headers: ResponseHeaders) -> None:
+        headers.set("x-envoy-overloaded", "true")
+        self._finalize_response(headers)
 
     def on_upstream_writable(self, writable: bool) -> None:
         # Upstream socket backed up: stop reading the request body from downstream.
@@ -298,21 +591,24 @@ class Router:
                 up.conn.pause_reading()
 
     def _on_timeout(self) -> None:
+        """The route timeout: no further attempt; 504 UT (a reset once the response started)."""
         self.timer = None
-        up = self.upstream
-        if up is None or self._finished:
+        cluster = self.cluster
+        if self._finished or cluster is None:
             return
-        st = up.cluster.stats
-        st.upstream_rq_timeout.inc()
-        up.host.stats.rq_timeout += 1
-        up.cancel()
+        up = self.upstream
+        cluster.stats.upstream_rq_timeout.inc()
+        if up is not None:
+            up.host.stats.rq_timeout += 1
+            up.cancel()
         self._finish()
+        self.upstream = None
         info = self.cb.stream_info
         info.set_flag(ResponseFlag.UPSTREAM_REQUEST_TIMEOUT)
         if self._response_started:
             self.cb.reset_stream()
             return
-        self._charge_code(up, 504, local=True)
+        self._charge_code(cluster, up.started if up is not None else self._complete_time, 504)
         self.cb.send_local_reply(504, "upstream request timeout", "upstream_response_timeout", 0, self._finalize_response)
 
     # -- stats --------------------------------------------------------------------------
@@ -321,21 +617,20 @@ class Router:
             req.host.stats.rq_error += 1
         else:
             req.host.stats.rq_success += 1
-        self._charge_code(req, code, local=False)
+        self._charge_code(req.cluster, req.started, code)
 
-    def _charge_code(self, req: UpstreamRequest, code: int, local: bool) -> None:
+    def _charge_code(self, cluster: Cluster, started: float, code: int) -> None:
         """Envoy's ``chargeResponseStat``: per-code, per-class and completed counters and the
         request time, for the cluster and (external requests) its ``external.`` scope."""
-        counters, ext_counters, ext_time = req.cluster.stats.response_code_stats(code)
+        counters, ext_counters, ext_time = cluster.stats.response_code_stats(code)
         for c in counters:
             c.value += 1
-        elapsed = (time.monotonic() - req.started) * 1000
-        req.cluster.stats.upstream_rq_time.record(elapsed)
+        elapsed = (time.monotonic() - started) * 1000
+        cluster.stats.upstream_rq_time.record(elapsed)
         if not self.cb.is_internal:
             for c in ext_counters:
                 c.value += 1
             ext_time.record(elapsed)
-        del local
 
     def _upstream_done(self, req: UpstreamRequest) -> None:
         self._finish()
@@ -345,6 +640,14 @@ class Router:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.retry is not None:
+            self._cancel_attempt_timers()
+            if self._backoff_timer is not None:
+                self._backoff_timer.cancel()
+                self._backoff_timer = None
+            self.retry.release()
+        elif self._per_try_timer is not None or self._idle_timer is not None:
+            self._cancel_attempt_timers()
 
     # -- encoder side (the router has none) and teardown --------------------------------
     def encode_headers(self, headers: ResponseHeaders, end_stream: bool) -> FilterStatus:
@@ -357,6 +660,13 @@ class Router:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.retry is not None or self._per_try_timer is not None or self._idle_timer is not None:
+            self._cancel_attempt_timers()
+            if self._backoff_timer is not None:
+                self._backoff_timer.cancel()
+                self._backoff_timer = None
+            if self.retry is not None:
+                self.retry.release()
         up = self.upstream
         if up is not None and not up.done:
             # The downstream went away mid-request: abandon the upstream attempt.

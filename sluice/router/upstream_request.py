@@ -8,6 +8,7 @@ router for the primary request, a discarding owner for a shadow.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from sluice.http import http1
@@ -50,6 +51,7 @@ class UpstreamRequest:
         "_counted",
         "_buffered",
         "_paused_downstream",
+        "ready_hook",
     )
 
     def __init__(
@@ -78,6 +80,8 @@ class UpstreamRequest:
         self._counted = False
         self._buffered = 0
         self._paused_downstream = False
+        self.ready_hook: Callable[[UpstreamRequest], None] | None = None
+        """Called once the request head is written to a connection (the router's per-try timers)."""
 
     def __repr__(self) -> str:
         return f"<UpstreamRequest {self.cluster.name} {self.host.address} started={self.response_started}>"
@@ -115,6 +119,8 @@ class UpstreamRequest:
         if end:
             self._end_sent = True
             conn.request_complete()
+        if self.ready_hook is not None:
+            self.ready_hook(self)
 
     def on_pool_failure(self, reason: str) -> None:
         if self.done:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import Any
 
 from sluice.errors import ConfigError, UnsupportedError
 from sluice.stats.blocks import ClusterStats
 from sluice.stats.store import Store
 from sluice.tasks import spawn
+from sluice.upstream import circuit_breaker
 from sluice.upstream.conn_pool import HostPool
+from sluice.upstream.health_check import HealthCheckConfig, HealthChecker, HealthCheckStats
 from sluice.upstream.host import Host
 from sluice.upstream.load_balancer import POLICIES, LoadBalancer
+from sluice.upstream.outlier import OutlierConfig, OutlierDetector, OutlierStats
 from sluice.upstream.resolver import is_ip, local_alias, resolve
 
 log = logging.getLogger("sluice.upstream")
@@ -48,7 +52,7 @@ class EndpointSpec:
 
 
 class Cluster:
-    def __init__(self, c: Any, path: str, store: Store, rng: random.Random) -> None:
+    def __init__(self, c: Any, path: str, store: Store, rng: random.Random, runtime: Any = None) -> None:
         self.name: str = c.name
         self.path = path
         self.type: int = c.type
@@ -69,6 +73,34 @@ class Cluster:
         self.stats = ClusterStats(store, f"cluster.{self.name}.")
         self.stats_prefix = f"cluster.{self.name}."
         self.store = store
+        self.resources, self.resources_high = circuit_breaker.build(
+            c.circuit_breakers if c.HasField("circuit_breakers") else None, self.stats
+        )
+        """Circuit breakers of the DEFAULT and HIGH priorities (``circuit_breaker.py``)."""
+        self.lb.panic_counter = self.stats.lb_healthy_panic
+        if c.common_lb_config.HasField("healthy_panic_threshold"):
+            self.lb.panic_threshold = c.common_lb_config.healthy_panic_threshold.value
+        self._rng = rng
+        self.outlier: OutlierDetector | None = None
+        """Outlier detection when ``outlier_detection`` is set; the router reports results to it."""
+        if c.HasField("outlier_detection"):
+            self.outlier = OutlierDetector(
+                OutlierConfig(c.outlier_detection),
+                OutlierStats(store, f"cluster.{self.name}.outlier_detection."),
+                runtime,
+                time.monotonic,
+                lambda delay, cb: asyncio.get_event_loop().call_later(delay, cb),
+                self._on_health_change,
+                rng,
+            )
+        self.health_checker: HealthChecker | None = None
+        self._hc_config: HealthCheckConfig | None = None
+        if len(c.health_checks) > 0:
+            hc = c.health_checks[0]
+            if hc.WhichOneof("health_checker") != "http_health_check":
+                raise UnsupportedError(f"{path}.health_checks[0]: only http_health_check is implemented")
+            self._hc_config = HealthCheckConfig(hc, self.name)
+            self._hc_stats = HealthCheckStats(store, f"cluster.{self.name}.health_check.")
         self.endpoints: list[EndpointSpec] = []
         for i, group in enumerate(c.load_assignment.endpoints):
             for j, e in enumerate(group.lb_endpoints):
@@ -104,6 +136,16 @@ class Cluster:
         if self.type != STATIC:
             await self._resolve_all()
             self._schedule_refresh()
+        if self.outlier is not None:
+            self.outlier.start()
+        if self._hc_config is not None:
+            self.health_checker = HealthChecker(
+                self._hc_config, self._hc_stats, self.stats.upstream_cx_total, self._on_health_change, self.name, self._rng
+            )
+            self.health_checker.set_hosts(self.hosts)
+            self._on_health_change()
+            # Envoy's cluster warming: one round of health checks before the cluster is ready.
+            await self.health_checker.first_round()
         self.stats.update_success.inc()
 
     async def _resolve_all(self) -> None:
@@ -154,11 +196,24 @@ class Cluster:
         if changed:
             self.stats.membership_change.inc()
         self.stats.membership_total.set(len(new_hosts))
-        self.stats.membership_healthy.set(sum(1 for h in new_hosts if h.healthy))
+        if self.outlier is not None:
+            self.outlier.set_hosts(new_hosts)
+        if self.health_checker is not None:
+            self.health_checker.set_hosts(new_hosts)
+        self._on_health_change()
+
+    def _on_health_change(self) -> None:
+        """A host's health changed in place: the balancer recomputes, the gauge follows."""
+        self.lb.invalidate()
+        self.stats.membership_healthy.set(sum(1 for h in self.hosts if h.healthy))
 
     def stop(self) -> None:
         if self._refresh is not None:
             self._refresh.cancel()
+        if self.outlier is not None:
+            self.outlier.stop()
+        if self.health_checker is not None:
+            self.health_checker.stop()
         for pool in self.pools.values():
             pool.close_all()
 
@@ -169,5 +224,7 @@ class Cluster:
     def pool_for(self, host: Host) -> HostPool:
         pool = self.pools.get(host.address)
         if pool is None:
-            pool = self.pools[host.address] = HostPool(host, self.stats, self.connect_timeout, self.name)
+            pool = self.pools[host.address] = HostPool(
+                host, self.stats, self.connect_timeout, self.name, self.resources
+            )
         return pool

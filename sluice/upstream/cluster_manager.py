@@ -13,7 +13,7 @@ from sluice.upstream.cluster import Cluster
 
 
 class ClusterManager:
-    def __init__(self, clusters: Any, store: Store, rng: random.Random) -> None:
+    def __init__(self, clusters: Any, store: Store, rng: random.Random, runtime: Any = None) -> None:
         self.clusters: dict[str, Cluster] = {}
         self.stats = ClusterManagerStats(store, "cluster_manager.")
         for i, c in enumerate(clusters):
@@ -22,7 +22,7 @@ class ClusterManager:
                 raise ConfigError(f"{path}.name: must not be empty")
             if c.name in self.clusters:
                 raise ConfigError(f"{path}.name: cluster manager: duplicate cluster '{c.name}'")
-            self.clusters[c.name] = Cluster(c, path, store, rng)
+            self.clusters[c.name] = Cluster(c, path, store, rng, runtime)
             self.stats.cluster_added.inc()
         self.stats.active_clusters.set(len(self.clusters))
 

@@ -12,6 +12,14 @@ Theory of operation:
 - A failed connect fails one waiter with ``remote connection failure`` (or ``connection
   timeout``); a connection that closes while a request is bound reports
   ``connection termination`` to it.
+- Circuit breakers (``circuit_breaker.py``, the cluster's DEFAULT-priority resources): a request
+  that would queue while ``max_pending_requests`` is full fails at once with reason ``overflow``;
+  a connection is opened only while ``max_connections`` allows (else ``upstream_cx_overflow``
+  and the request stays pending - unless the pool has no connection at all, as Envoy does); a
+  request is attached to a connection only while ``max_requests`` allows (else ``overflow`` and
+  ``upstream_rq_active_overflow``, as Envoy 1.40 counts it). ``rq_counted`` marks a
+  connection whose request holds a ``max_requests`` slot; the pool frees it when the connection
+  comes back (``release``) or closes.
 - All decisions are synchronous; the only await is the connect itself, run as a named task.
 """
 
@@ -33,7 +41,11 @@ log = logging.getLogger("sluice.upstream")
 
 if TYPE_CHECKING:
     from sluice.stats.blocks import ClusterStats
+    from sluice.upstream.circuit_breaker import ResourceManager
     from sluice.upstream.host import Host
+
+OVERFLOW = "overflow"
+"""The pool-failure reason for a circuit-breaker overflow (the router answers 503 UO)."""
 
 
 class ResponseHandler(Protocol):
@@ -66,6 +78,7 @@ class UpstreamConnection(asyncio.Protocol):
         "created",
         "requests",
         "_close_delimited",
+        "rq_counted",
     )
 
     def __init__(self, pool: HostPool) -> None:
@@ -83,6 +96,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers_sent_up = False
         self.created = time.monotonic()
         self.requests = 0
+        self.rq_counted = False
         self._close_delimited = False
         """The response has neither content-length nor chunked framing: its body ends when
         the upstream closes the connection (HTTP/1.1 allows it; httptools cannot see EOF)."""
@@ -257,13 +271,34 @@ def source_address(dest_ip: str) -> tuple[str, int] | None:
 class HostPool:
     """Connections to one host of one cluster."""
 
-    __slots__ = ("host", "stats", "connect_timeout", "idle", "busy", "waiters", "connecting", "_loop", "cluster_name")
+    __slots__ = (
+        "host",
+        "stats",
+        "connect_timeout",
+        "idle",
+        "busy",
+        "waiters",
+        "connecting",
+        "_loop",
+        "cluster_name",
+        "resources",
+    )
 
-    def __init__(self, host: Host, stats: ClusterStats, connect_timeout: float, cluster_name: str) -> None:
+    def __init__(
+        self,
+        host: Host,
+        stats: ClusterStats,
+        connect_timeout: float,
+        cluster_name: str,
+        resources: ResourceManager | None = None,
+    ) -> None:
+        from sluice.upstream.circuit_breaker import ResourceManager
+
         self.host = host
         self.stats = stats
         self.connect_timeout = connect_timeout
         self.cluster_name = cluster_name
+        self.resources = resources if resources is not None else ResourceManager("default", None, None)
         self.idle: list[UpstreamConnection] = []
         self.busy: set[UpstreamConnection] = set()
         self.waiters: collections.deque[ResponseHandler] = collections.deque()
@@ -280,40 +315,83 @@ class HostPool:
         while self.idle:
             conn = self.idle.pop()
             if conn.is_open:
-                self.busy.add(conn)
-                handler.on_pool_ready(conn)
+                self._attach(conn, handler)
                 return
+        res = self.resources
+        if not res.max_pending_requests.can_create():
+            self.stats.upstream_rq_pending_overflow.inc()
+            handler.on_pool_failure(OVERFLOW)
+            return
         self.waiters.append(handler)
+        res.max_pending_requests.inc()
         self.stats.upstream_rq_pending_total.inc()
         self.stats.upstream_rq_pending_active.inc()
         if self.connecting < len(self.waiters):
-            self._connect()
+            if res.max_connections.can_create():
+                self._connect()
+            else:
+                self.stats.upstream_cx_overflow.inc()
+                if not (self.busy or self.idle or self.connecting):
+                    # Envoy: a host with no connection at all always gets one, so that its
+                    # pending requests are not stuck behind other hosts' connections.
+                    self._connect()
+
+    def _attach(self, conn: UpstreamConnection, handler: ResponseHandler) -> None:
+        """Hand a ready connection to a request, within ``max_requests``."""
+        rq = self.resources.max_requests
+        if rq.count >= rq.max:  # rq.can_create(), inlined (request path)
+            self.idle.append(conn)
+            self.stats.upstream_rq_active_overflow.inc()
+            handler.on_pool_failure(OVERFLOW)
+            return
+        rq.inc()
+        conn.rq_counted = True
+        self.busy.add(conn)
+        handler.on_pool_ready(conn)
+
+    def _end_request(self, conn: UpstreamConnection) -> None:
+        if conn.rq_counted:
+            conn.rq_counted = False
+            self.resources.max_requests.dec()
+
+    def _pop_waiter(self) -> ResponseHandler:
+        handler = self.waiters.popleft()
+        self.resources.max_pending_requests.dec()
+        self.stats.upstream_rq_pending_active.dec()
+        return handler
 
     def cancel(self, handler: ResponseHandler) -> None:
         try:
             self.waiters.remove(handler)
         except ValueError:
             return
+        self.resources.max_pending_requests.dec()
         self.stats.upstream_rq_pending_active.dec()
         self.stats.upstream_rq_cancelled.inc()
 
     def release(self, conn: UpstreamConnection) -> None:
         self.busy.discard(conn)
-        if self.waiters:
-            handler = self.waiters.popleft()
-            self.stats.upstream_rq_pending_active.dec()
-            self.busy.add(conn)
-            handler.on_pool_ready(conn)
-        else:
-            self.idle.append(conn)
+        if conn.rq_counted:  # _end_request, inlined (request path)
+            conn.rq_counted = False
+            self.resources.max_requests.dec()
+        while self.waiters:
+            handler = self._pop_waiter()
+            if self.resources.max_requests.can_create():
+                self._attach(conn, handler)
+                return
+            self.stats.upstream_rq_active_overflow.inc()
+            handler.on_pool_failure(OVERFLOW)
+        self.idle.append(conn)
 
     def on_connection_closed(self, conn: UpstreamConnection) -> None:
+        self._end_request(conn)
         if conn in self.busy:
             self.busy.discard(conn)
         elif conn in self.idle:
             self.idle.remove(conn)
         else:
             return
+        self.resources.max_connections.dec()
         self.stats.upstream_cx_active.dec()
         self.host.stats.cx_active -= 1
         self.stats.upstream_cx_destroy.inc()
@@ -321,6 +399,7 @@ class HostPool:
 
     def _connect(self) -> None:
         self.connecting += 1
+        self.resources.max_connections.inc()
         self.stats.upstream_cx_total.inc()
         self.stats.upstream_cx_http1_total.inc()
         self.host.stats.cx_total += 1
@@ -345,12 +424,12 @@ class HostPool:
         finally:
             self.connecting -= 1
         if conn is None:
+            self.resources.max_connections.dec()
             self.stats.upstream_cx_connect_fail.inc()
             self.host.stats.cx_connect_fail += 1
             # Envoy fails the pending requests that no other connecting client can serve.
             while self.waiters and len(self.waiters) > self.connecting:
-                handler = self.waiters.popleft()
-                self.stats.upstream_rq_pending_active.dec()
+                handler = self._pop_waiter()
                 self.stats.upstream_rq_pending_failure_eject.inc()
                 handler.on_pool_failure(reason)
             return

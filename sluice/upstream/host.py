@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class HostStats:
     __slots__ = (
@@ -27,9 +29,23 @@ class HostStats:
 
 
 class Host:
-    """One endpoint of a cluster."""
+    """One endpoint of a cluster. ``healthy`` is false while active health checking failed it
+    (``failed_active_hc``) or outlier detection ejected it (``failed_outlier_check``);
+    ``health_flags`` is Envoy's ``/clusters`` rendering of those flags."""
 
-    __slots__ = ("ip", "port", "hostname", "weight", "stats", "address", "healthy", "health_flags")
+    __slots__ = (
+        "ip",
+        "port",
+        "hostname",
+        "weight",
+        "stats",
+        "address",
+        "healthy",
+        "health_flags",
+        "failed_active_hc",
+        "failed_outlier_check",
+        "outlier",
+    )
 
     def __init__(self, ip: str, port: int, hostname: str = "", weight: int = 1) -> None:
         self.ip = ip
@@ -40,6 +56,28 @@ class Host:
         self.address = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
         self.healthy = True
         self.health_flags = "healthy"
+        self.failed_active_hc = False
+        self.failed_outlier_check = False
+        self.outlier: Any = None
+        """The cluster's outlier detector once the host is tracked (``outlier.py``), else None."""
 
     def __repr__(self) -> str:
-        return f"<Host {self.address}>"
+        return f"<Host {self.address} {self.health_flags}>"
+
+    def set_failed_active_hc(self, failed: bool) -> None:
+        self.failed_active_hc = failed
+        self._update_health()
+
+    def set_failed_outlier(self, failed: bool) -> None:
+        self.failed_outlier_check = failed
+        self._update_health()
+
+    def _update_health(self) -> None:
+        # Envoy's healthFlagsToString order: FAILED_ACTIVE_HC, then FAILED_OUTLIER_CHECK.
+        flags = ""
+        if self.failed_active_hc:
+            flags += "/failed_active_hc"
+        if self.failed_outlier_check:
+            flags += "/failed_outlier_check"
+        self.healthy = not flags
+        self.health_flags = flags or "healthy"

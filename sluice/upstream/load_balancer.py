@@ -8,26 +8,42 @@ schedule, as Envoy's EDF scheduler gives); LEAST_REQUEST is Envoy's power-of-two
 from __future__ import annotations
 
 import random
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from sluice.upstream.host import Host
 
 
 class LoadBalancer(Protocol):
+    panic_threshold: float
+    panic_counter: Any
+
     def choose(self, hosts: list[Host]) -> Host | None: ...
+    def invalidate(self) -> None: ...
+
+
+OVERPROVISIONING_FACTOR = 140
+"""Envoy's default overprovisioning factor (1.4), in percent."""
 
 
 class _HealthyHosts:
-    """The healthy subset of a cluster's host list, recomputed only when the cluster publishes a
-    new list (every membership change makes a new one) or :meth:`invalidate` is called (health
-    or weights changed in place). With no healthy host, Envoy's panic mode uses them all."""
+    """The hosts to balance over, recomputed only when the cluster publishes a new list (every
+    membership change makes a new one) or :meth:`invalidate` is called (health or weights
+    changed in place).
 
-    __slots__ = ("_hosts", "_healthy", "_equal")
+    Envoy's panic mode: when ``min(100, 140 * healthy / total)`` falls below
+    ``healthy_panic_threshold`` (default 50 %), every host is used, healthy or not, and each
+    pick counts ``lb_healthy_panic`` (the cluster sets ``panic_counter``)."""
+
+    __slots__ = ("_hosts", "_healthy", "_equal", "_panic", "panic_threshold", "panic_counter")
 
     def __init__(self) -> None:
         self._hosts: list[Host] | None = None
         self._healthy: list[Host] = []
         self._equal = True
+        self._panic = False
+        self.panic_threshold = 50.0
+        self.panic_counter: Any = None
 
     def invalidate(self) -> None:
         self._hosts = None
@@ -35,8 +51,13 @@ class _HealthyHosts:
     def healthy(self, hosts: list[Host]) -> list[Host]:
         if hosts is not self._hosts:
             self._hosts = hosts
-            self._healthy = [h for h in hosts if h.healthy] or hosts
+            healthy = [h for h in hosts if h.healthy]
+            availability = min(100, OVERPROVISIONING_FACTOR * len(healthy) // len(hosts)) if hosts else 0
+            self._panic = bool(hosts) and availability < self.panic_threshold
+            self._healthy = hosts if self._panic else healthy
             self._equal = all(h.weight == self._healthy[0].weight for h in self._healthy)
+        if self._panic and self.panic_counter is not None:
+            self.panic_counter.inc()
         return self._healthy
 
 
@@ -104,5 +125,5 @@ class RandomLb(_HealthyHosts):
         return healthy[self._rng.randrange(len(healthy))]
 
 
-POLICIES = {0: RoundRobin, 1: LeastRequest, 3: RandomLb}
+POLICIES: dict[int, Callable[[random.Random], LoadBalancer]] = {0: RoundRobin, 1: LeastRequest, 3: RandomLb}
 """Cluster.LbPolicy enum number → balancer class (ROUND_ROBIN=0, LEAST_REQUEST=1, RANDOM=3)."""

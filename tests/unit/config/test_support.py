@@ -67,10 +67,26 @@ def test_unsupported_enum_value_is_reported() -> None:
 
 
 def test_unsupported_field_is_reported_once_not_descended() -> None:
-    retry = {"retry_on": "5xx", "num_retries": 3, "retry_host_predicate": [{"name": "x"}]}
+    hedge = {"initial_requests": 2, "hedge_on_per_try_timeout": True}
+    bootstrap = load_bootstrap(config_yaml=config(lambda d: route0(d)["route"].update(hedge_policy=hedge)))
+    prefix = f"{HCM_PATH}.route_config.virtual_hosts[0].routes[0].route.hedge_policy"
+    assert unsupported_features(bootstrap) == [f"{prefix}: field 'hedge_policy' is not implemented yet"]
+
+
+def test_retry_policy_reports_only_what_is_not_implemented() -> None:
+    retry = {
+        "retry_on": "5xx",
+        "num_retries": 3,
+        "retry_host_predicate": [{"name": "x"}],
+        "retry_priority": {"name": "envoy.retry_priorities.previous_priorities"},
+        "per_try_timeout": "1s",
+    }
     bootstrap = load_bootstrap(config_yaml=config(lambda d: route0(d)["route"].update(retry_policy=retry)))
     prefix = f"{HCM_PATH}.route_config.virtual_hosts[0].routes[0].route.retry_policy"
-    assert unsupported_features(bootstrap) == [f"{prefix}: field 'retry_policy' is not implemented yet"]
+    assert unsupported_features(bootstrap) == [
+        f"{prefix}.retry_priority: retry priority 'envoy.retry_priorities.previous_priorities' is not implemented yet",
+        f"{prefix}.retry_host_predicate[0]: retry host predicate 'x' is not implemented yet",
+    ]
 
 
 def test_unsupported_hcm_field() -> None:
