@@ -894,10 +894,12 @@ class ActiveStream:
     # -- response path ------------------------------------------------------------------
     def encode_headers(self, headers: ResponseHeaders, end_stream: bool) -> None:
         """Called by the terminal filter (router) or a local reply: run encoders in reverse."""
+        self._encode_headers_from(len(self.filters) - 1, headers, end_stream)
+
+    def _encode_headers_from(self, start: int, headers: ResponseHeaders, end_stream: bool) -> None:
         filters = self.filters
-        for i in range(len(filters) - 1, -1, -1):
-            f = filters[i]
-            enc = getattr(f, "encode_headers", None)
+        for i in range(start, -1, -1):
+            enc = getattr(filters[i], "encode_headers", None)
             if enc is None:
                 continue
             status = enc(headers, end_stream)
@@ -914,8 +916,11 @@ class ActiveStream:
             self._encode_buffer += data
             self._encode_end = self._encode_end or end_stream
             return
+        self._encode_data_from(len(self.filters) - 1, data, end_stream)
+
+    def _encode_data_from(self, start: int, data: bytes, end_stream: bool) -> None:
         filters = self.filters
-        for i in range(len(filters) - 1, -1, -1):
+        for i in range(start, -1, -1):
             enc = getattr(filters[i], "encode_data", None)
             if enc is None:
                 continue
@@ -936,38 +941,36 @@ class ActiveStream:
         (towards the client). The fault filter's response pacing writes this way."""
         if self._destroyed:
             return
-        filters = self.filters
-        start = next((i for i, f in enumerate(filters) if f is source), -1)
-        for i in range(start - 1, -1, -1):
-            enc = getattr(filters[i], "encode_data", None)
-            if enc is None:
-                continue
-            status = enc(data, end_stream)
-            if status == FilterStatus.STOP_ITERATION_NO_BUFFER:
-                return
-            if status != FilterStatus.CONTINUE:
-                self._encode_stopped = True
-                self._encode_index = i
-                self._encode_buffer += data
-                self._encode_end = end_stream
-                return
-        self._write_data(data, end_stream)
+        start = next((i for i, f in enumerate(self.filters) if f is source), -1)
+        self._encode_data_from(start - 1, data, end_stream)
 
     def continue_encoding(self) -> None:
+        """Resume after the encoder filter that stopped: headers (if that is where it stopped)
+        go on to the filters after it towards the client, then any body held meanwhile — the
+        stopped filter sees that body too when it had stopped on headers, as in Envoy."""
         if not self._encode_stopped:
             return
         self._encode_stopped = False
-        if self._encode_headers is not None:
-            headers = self._encode_headers
-            self._encode_headers = None
-            end = self._encode_end and not self._encode_buffer
-            self._write_headers(headers, end)
-            if end:
-                return
-        if self._encode_buffer or self._encode_end:
-            data = bytes(self._encode_buffer)
-            self._encode_buffer = bytearray()
-            self._write_data(data, self._encode_end)
+        idx = self._encode_index
+        data = bytes(self._encode_buffer)
+        end = self._encode_end
+        self._encode_buffer = bytearray()
+        self._encode_end = False
+        headers = self._encode_headers
+        if headers is None:
+            if data or end:
+                self._encode_data_from(idx - 1, data, end)
+            return
+        self._encode_headers = None
+        headers_end = end and not data
+        self._encode_headers_from(idx - 1, headers, headers_end)
+        if self._encode_stopped:
+            # Stopped again further on: keep holding the body.
+            self._encode_buffer += data
+            self._encode_end = end
+            return
+        if not headers_end and (data or end):
+            self._encode_data_from(idx, data, end)
 
     def send_local_reply(
         self,

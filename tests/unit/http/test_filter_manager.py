@@ -211,3 +211,36 @@ def test_stream_idle_timer_answers_504_once_request_was_received() -> None:
     assert conn.out.endswith(b"stream timeout")
     assert cfg.store.value("http.t.downstream_rq_idle_timeout") == 1
     assert timers.pending == []  # destroyed stream leaves no timer behind
+
+
+class StopHeadersEncoder(PassThroughFilter):
+    """Stops the response headers; a test resumes it with continue_encoding()."""
+
+    def __init__(self, name: str, log: list[str], stream: ActiveStream) -> None:
+        self.name = name
+        self.log = log
+        self.stream = stream
+
+    def encode_headers(self, headers: ResponseHeaders, end_stream: bool):  # type: ignore[no-untyped-def]
+        self.log.append(f"{self.name}.encode_headers end={end_stream}")
+        return STOP_ITERATION
+
+    def encode_data(self, data: bytes, end_stream: bool):  # type: ignore[no-untyped-def]
+        self.log.append(f"{self.name}.encode_data {data!r} end={end_stream}")
+        return CONTINUE
+
+
+def test_continue_encoding_resumes_after_the_stopped_encoder() -> None:
+    log: list[str] = []
+    holder: dict[str, object] = {}
+    cfg, conn = make(["a"], log, holder)
+    s = ActiveStream(conn, RequestHeaders("GET", "/", "h", []), True)  # type: ignore[arg-type]
+    stopper = StopHeadersEncoder("stop", log, s)
+    s.filters = [holder.get("a") or Recorder("a", log, s), stopper]
+    s.encode_headers(ResponseHeaders(200, [["content-length", "4"]]), False)
+    s.encode_data(b"body", True)
+    assert log == ["stop.encode_headers end=False"]  # "a" (after it) has seen nothing
+    assert conn.out == b""
+    s.continue_encoding()
+    assert log[1:] == ["a.encode_headers", "stop.encode_data b'body' end=True"]
+    assert conn.out.startswith(b"HTTP/1.1 200 OK") and conn.out.endswith(b"\r\n\r\nbody")
