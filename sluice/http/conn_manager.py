@@ -400,6 +400,10 @@ class DownstreamConnection(asyncio.Protocol):
         if close or self._closing:
             self.close()
             return
+        # The finished stream may have paused reading for its back-pressure (a request body
+        # waiting for an upstream connection) and ended without resuming it: the connection
+        # reads again for its next request.
+        self.resume_reading()
         self._idle_since = time.monotonic()
         if self._idle_timer is None and self.config.idle_timeout > 0 and not self.draining:
             # Suspended while a request was in progress: the idle period starts now.
@@ -1131,6 +1135,11 @@ class ActiveStream:
 
     def on_downstream_reset(self) -> None:
         if self._destroyed:
+            return
+        if not self._started:
+            # A pipelined request still queued behind the current one: Envoy's HTTP/1 codec has
+            # not read it yet, so it was never counted (no rq_active to give back, no reset).
+            self._destroyed = True
             return
         if not self.response_complete:
             self.stream_info.set_flag(ResponseFlag.DOWNSTREAM_CONNECTION_TERMINATION)

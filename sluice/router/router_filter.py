@@ -335,6 +335,10 @@ class Router:
             self._per_try_timer = None
         if up is not self.upstream or self._finished:
             return
+        if not idle and self._response_started:
+            # Envoy's UpstreamRequest::onPerTryTimeout: once the downstream response has
+            # started, the per-try timeout is ignored (the route timeout still applies).
+            return
         st = up.cluster.stats
         if idle:
             st.upstream_rq_per_try_idle_timeout.inc()
@@ -506,7 +510,9 @@ class Router:
                 st = req.cluster.stats
                 st.dynamic_counter(f"retry.upstream_rq_{code}").inc()
                 st.dynamic_counter(f"retry.upstream_rq_{code // 100}xx").inc()
-                if not end_stream:
+                if not end_stream or not self._request_end:
+                    # (A response that ended before the request did leaves a connection
+                    # still expecting the body: it cannot be reused either.)
                     req.cancel()
                 self._schedule_retry()
                 return
@@ -584,7 +590,9 @@ class Router:
 
     def _on_downstream_writable(self, writable: bool) -> None:
         up = self.upstream
-        if up is not None and up.conn is not None:
+        if up is not None and not up.done and up.conn is not None:
+            # (Once its response is complete the connection may already serve another
+            # request: this stream's back-pressure must not pause it.)
             if writable:
                 up.conn.resume_reading()
             else:
@@ -668,10 +676,20 @@ class Router:
             if self.retry is not None:
                 self.retry.release()
         up = self.upstream
-        if up is not None and not up.done:
-            # The downstream went away mid-request: abandon the upstream attempt.
-            up.cluster.stats.upstream_rq_tx_reset.inc()
-            up.cancel()
+        if up is not None:
+            if not up.done:
+                # The downstream went away mid-request: abandon the upstream attempt.
+                up.cluster.stats.upstream_rq_tx_reset.inc()
+                up.cancel()
+            elif not self._request_end and up.conn is not None and up.conn.handler is up:
+                # The response ended before the request did (an upstream answering an upload
+                # early): the connection still expects the rest of the body; it cannot be reused.
+                up.cancel()
+        if not self._request_end:
+            # Shadows still streaming the request body (Envoy cancels them in onDestroy; once
+            # the request has ended they are left to finish on their own).
+            for s in self.shadows:
+                s.cancel()
         self._finished = True
         self.upstream = None  # breaks the router <-> upstream request cycle
         self.shadows = []

@@ -247,6 +247,9 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.handler = None
         if self._keep_alive and self.is_open:
+            # The finished request's back-pressure may have paused reading (its whole response
+            # arrived in the read that crossed a high watermark): a pooled connection reads.
+            self.resume_reading()
             self.pool.release(self)
         else:
             self.close()
@@ -312,11 +315,18 @@ class HostPool:
         )
 
     def acquire(self, handler: ResponseHandler) -> None:
-        while self.idle:
-            conn = self.idle.pop()
+        idle = self.idle
+        while idle:
+            conn = idle[-1]
             if conn.is_open:
+                idle.pop()
                 self._attach(conn, handler)
                 return
+            # Its transport is closing (the upstream's FIN was read) but connection_lost has
+            # not run yet: account for the close now, while the pool still knows the connection
+            # (connection_lost then finds it gone and counts nothing).
+            conn._closed = True
+            self.on_connection_closed(conn)
         res = self.resources
         if not res.max_pending_requests.can_create():
             self.stats.upstream_rq_pending_overflow.inc()
