@@ -85,6 +85,9 @@ class App:
             body = "x" * int(path.rsplit("/", 1)[1])
         else:
             body = f"ServerName: {self.name}\n"
+        if status in (204, 304) or status < 200:
+            # These responses never carry a body (RFC 9110), nor a content-length for 1xx/204.
+            return status, [("Server", "demoapp")], b"", delay
         data = body.encode()
         headers = [("Content-Type", ctype), ("Content-Length", str(len(data))), ("Server", "demoapp")]
         return status, headers, data, delay
