@@ -56,6 +56,8 @@ from urllib.parse import unquote_to_bytes
 
 import httptools
 
+from sluice.lab.apps.runner import serve_forever
+
 SIDECAR_DEFAULT = Path(__file__).with_name("sidecar_default.yaml")
 """The image's own /etc/envoy/envoy.yaml, for compose services that mount none."""
 SERVER = "Werkzeug/1.0.1 Python/3.8.3"
@@ -352,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     name = args.service_name if args.service_name is not None else os.environ.get("SERVICE_NAME", "unknown")
 
-    async def serve() -> None:
+    async def start() -> None:
         app = ColoredApp(name, header_order=args.header_order)
         await app.start(args.host, args.port)
         print(
@@ -364,13 +366,8 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         _stderr(f" * Running on http://{args.host}:{app.port}/ (Press CTRL+C to quit)")
-        await asyncio.Event().wait()
 
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return serve_forever(start)
 
 
 if __name__ == "__main__":

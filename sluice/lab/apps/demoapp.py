@@ -17,6 +17,8 @@ from typing import Any
 
 import httptools
 
+from sluice.lab.apps.runner import serve_forever
+
 
 class Recorded:
     __slots__ = ("method", "path", "headers", "body", "client", "t")
@@ -187,17 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--version", default="v1.0")
     args = p.parse_args(argv)
 
-    async def serve() -> None:
+    async def start() -> None:
         app = App(args.name, args.version, log=True)
         await app.start(args.host, args.port)
         print(f" * Running on http://{args.host}:{app.port}/ (demoapp {args.version}, {args.name})", flush=True)
-        await asyncio.Event().wait()
 
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return serve_forever(start)
 
 
 if __name__ == "__main__":

@@ -88,6 +88,7 @@ from urllib.parse import quote, unquote
 import httptools
 
 from sluice.lab.apps.gonet import GoClient, go_sprintf
+from sluice.lab.apps.runner import serve_forever
 
 # -- variants ----------------------------------------------------------------------------------------
 
@@ -549,16 +550,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         p.error("one of --main-go or --variant is required")
 
-    async def serve() -> None:
+    async def start() -> None:
         svc = MeshService(variant, overrides=dict(args.upstream_override))
         await svc.start(args.host, args.port)
-        await asyncio.Event().wait()
 
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return serve_forever(start)
 
 
 if __name__ == "__main__":
