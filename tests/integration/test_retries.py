@@ -17,7 +17,7 @@ from sluice.config.loader import load_bootstrap
 from sluice.lab.apps.demoapp import App, Recorded
 from sluice.server import Server
 
-GOLDEN = json.loads((Path(__file__).resolve().parents[3] / "shared/golden/envoy-part1-2/retries/retry_timeout_edge_cases.json").read_text())
+GOLDEN = json.loads((Path(__file__).resolve().parents[1] / "golden/envoy-part1-2/retries/retry_timeout_edge_cases.json").read_text())
 
 CONFIG = """
 admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}}}

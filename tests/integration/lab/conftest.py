@@ -18,9 +18,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from labkit import MEASUREMENTS, Lab  # noqa: E402  (the helpers live next to this file)
+from labkit import MEASUREMENTS, Lab, check_lab_prerequisites  # noqa: E402  (the helpers live next to this file)
 
 from sluice.lab import state  # noqa: E402
+
+
+@pytest.fixture
+def lab_prerequisites() -> None:
+    check_lab_prerequisites()
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ from sluice.config.loader import load_bootstrap, parse_yaml
 from sluice.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[3]
-SHARED = REPO.parent / "shared"
+LABS = REPO / "labs"
+GOLDEN = REPO / "tests" / "golden"
 HCM_PATH = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config"
 ROUTE0 = f"{HCM_PATH}.route_config.virtual_hosts[0].routes[0]"
 ROUTER_URL = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
@@ -28,8 +29,8 @@ ROUTER_URL = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 
 def envoy_configs() -> list[Path]:
     """Every Envoy bootstrap the course and the golden captures hold."""
-    seeds = [p for p in (SHARED / "seed" / "labs").rglob("*") if p.is_file() and _is_bootstrap(p)]
-    golden = [p for d in (SHARED / "golden").rglob("configs") for p in d.iterdir() if _is_bootstrap(p)]
+    seeds = [p for p in LABS.rglob("*") if p.is_file() and _is_bootstrap(p)]
+    golden = [p for d in GOLDEN.rglob("configs") for p in d.iterdir() if _is_bootstrap(p)]
     return sorted(seeds + golden)
 
 
@@ -119,11 +120,11 @@ def error_of(text: str) -> str:
 # --- the course's configs ---------------------------------------------------------------------
 
 
-def test_the_shared_configs_are_there() -> None:
-    assert len(envoy_configs()) >= 60, f"expected the course's configs under {SHARED}"
+def test_the_course_configs_are_there() -> None:
+    assert len(envoy_configs()) >= 60, f"expected the course's configs under {LABS} and {GOLDEN}"
 
 
-@pytest.mark.parametrize("path", envoy_configs(), ids=lambda p: str(p.relative_to(SHARED)))
+@pytest.mark.parametrize("path", envoy_configs(), ids=lambda p: str(p.relative_to(REPO)))
 def test_every_course_config_loads(path: Path) -> None:
     bootstrap = load_bootstrap(str(path))
     assert bootstrap.static_resources.listeners

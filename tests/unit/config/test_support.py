@@ -21,9 +21,7 @@ from sluice.config.support import (
     validate,
 )
 
-from .test_loader import HCM_PATH, SHARED, cluster, config, hcm, route0
-
-LABS = SHARED / "seed" / "labs"
+from .test_loader import HCM_PATH, LABS, cluster, config, hcm, route0
 
 
 def lines_for(path: Path) -> list[str]:

@@ -28,7 +28,7 @@ from sluice.lab.apps.gonet import go_sprintf
 from sluice.lab.apps.mesh_service import VARIANTS, MeshService, UnknownMainGo, go_clean_path, identify
 
 REPO = Path(__file__).resolve().parents[3]
-SEED = REPO.parent / "shared" / "seed" / "labs"
+SEED = REPO / "labs"
 APPS = REPO / "sluice" / "lab" / "apps"
 DATE = re.compile(rb"Date: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT")
 
@@ -276,8 +276,6 @@ def test_sidecar_default_validates_and_fronts_the_app() -> None:
 
 def test_sidecar_default_is_the_fault_sidecar_without_the_fault_filter() -> None:
     seed = SEED / "fault-injection" / "service-envoy-fault-injection-abort.yaml"
-    if not seed.exists():
-        pytest.skip("shared/seed not present")
     mine = yaml.safe_load((APPS / "sidecar_default.yaml").read_text())
     theirs = yaml.safe_load(seed.read_text())
     filters = theirs["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
@@ -298,8 +296,6 @@ EXPECTED_VARIANTS = {
 
 @pytest.mark.parametrize("lab", sorted(EXPECTED_VARIANTS))
 def test_every_seed_main_go_maps_to_its_variant(lab: str) -> None:
-    if not SEED.exists():
-        pytest.skip("shared/seed not present")
     got = {svc: identify(SEED / lab / svc / "main.go").name for svc in ("service_a", "service_b", "service_c")}
     assert got == {"service_a": EXPECTED_VARIANTS[lab], "service_b": "hello-b", "service_c": "hello-c"}
     for svc in ("service_a", "service_b", "service_c"):
@@ -318,8 +314,6 @@ def test_an_unknown_main_go_is_an_error_naming_the_file(tmp_path: Path) -> None:
 
 
 def test_reformatting_main_go_keeps_the_variant(tmp_path: Path) -> None:
-    if not SEED.exists():
-        pytest.skip("shared/seed not present")
     src = (SEED / "monitoring" / "service_b" / "main.go").read_text()
     (tmp_path / "main.go").write_text(src.replace("\t", "    ").replace("\n", "\r\n"))
     assert identify(tmp_path / "main.go").name == "hello-b"

@@ -10,8 +10,7 @@ import pytest
 
 from sluice.lab import compose, gobuild, images, network
 
-SEED = (Path(__file__).resolve().parents[4] / "shared" / "seed" / "labs").resolve()
-needs_seed = pytest.mark.skipif(not SEED.is_dir(), reason="shared seed not present")
+SEED = (Path(__file__).resolve().parents[3] / "labs").resolve()
 
 
 def ctx_for(project: compose.Project, name: str, tmp_path: Path) -> images.ImageContext:
@@ -50,7 +49,6 @@ def test_split_image() -> None:
     assert images.split_image("localhost:5000/x/y:2") == ("localhost:5000/x/y", "2")
 
 
-@needs_seed
 def test_envoy_image_runs_sluice_with_the_mounted_config(tmp_path: Path) -> None:
     project = compose.load(SEED / "http-traffic-shifting", environ={})
     d = images.decide(ctx_for(project, "front-envoy", tmp_path))
@@ -93,7 +91,6 @@ def test_envoy_without_a_config_is_not_running(tmp_path: Path) -> None:
     assert d.not_running == "command: 'sh -c envoy -c x' is not an envoy command line"
 
 
-@needs_seed
 def test_demoapp(tmp_path: Path) -> None:
     project = compose.load(SEED / "http-traffic-shifting", environ={})
     d = images.decide(ctx_for(project, "demoapp-v1.1-2", tmp_path))
@@ -115,7 +112,6 @@ def test_demoapp(tmp_path: Path) -> None:
     assert proc.argv[proc.argv.index("--port") + 1] == "8080" and proc.ports[0].port == 8080
 
 
-@needs_seed
 def test_servicemesh_app_runs_app_and_sidecar(tmp_path: Path) -> None:
     project = compose.load(SEED / "fault-injection", environ={})
     blue = images.decide(ctx_for(project, "service_blue", tmp_path))
@@ -149,7 +145,6 @@ def test_registry_is_extensible(tmp_path: Path) -> None:
         images._REGISTRY.remove(("prom/statsd-exporter:*", factory))
 
 
-@needs_seed
 def test_go_build_falls_back_to_the_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gobuild, "go_toolchain", lambda: None)
     project = compose.load(SEED / "monitoring", environ={})
@@ -168,7 +163,6 @@ def test_go_build_falls_back_to_the_stand_in(tmp_path: Path, monkeypatch: pytest
     assert "running the built-in stand-in" in str(d.problems[0])
 
 
-@needs_seed
 def test_go_sources() -> None:
     found = gobuild.inspect_build(SEED / "zipkin-tracing" / "service_b")
     assert isinstance(found, gobuild.GoProgram) and found.ports == (8082,)

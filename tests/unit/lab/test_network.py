@@ -10,8 +10,7 @@ import pytest
 
 from sluice.lab import compose, network
 
-SEED = Path(__file__).resolve().parents[4] / "shared" / "seed" / "labs"
-needs_seed = pytest.mark.skipif(not SEED.is_dir(), reason="shared seed not present")
+SEED = Path(__file__).resolve().parents[3] / "labs"
 
 
 def test_course_addresses_map_predictably() -> None:
@@ -29,7 +28,6 @@ def test_derived_subnet_is_deterministic_and_loopback() -> None:
     assert 200 <= int(str(a.network_address).split(".")[1]) < 250
 
 
-@needs_seed
 def test_traffic_shifting_addresses_and_names() -> None:
     project = compose.load(SEED / "http-traffic-shifting", environ={})
     ad = network.allocate(project)
@@ -43,7 +41,6 @@ def test_traffic_shifting_addresses_and_names() -> None:
     assert ad.hostnames["front-envoy"] == network.container_id("http-traffic-shifting", "front-envoy")
 
 
-@needs_seed
 def test_fixed_addresses_are_skipped_and_shared_names_resolve_to_all() -> None:
     project = compose.load(SEED / "statsd-sink-and-prometheus", environ={})
     ad = network.allocate(project)
@@ -55,7 +52,6 @@ def test_fixed_addresses_are_skipped_and_shared_names_resolve_to_all() -> None:
     assert ad.names["colored"] == ["127.31.73.2", "127.31.73.3", "127.31.73.4"]
 
 
-@needs_seed
 def test_network_mode_service_shares_the_address_and_has_no_name() -> None:
     project = compose.load(SEED / "jaeger-tracing", environ={})
     ad = network.allocate(project)
@@ -65,7 +61,6 @@ def test_network_mode_service_shares_the_address_and_has_no_name() -> None:
     assert ad.names["zipkin"] == ["127.31.88.15"]
 
 
-@needs_seed
 def test_is_free_skips_busy_addresses() -> None:
     project = compose.load(SEED / "http-traffic-shifting", environ={})
     ad = network.allocate(project, is_free=lambda svc, addr: addr != "127.31.55.3")

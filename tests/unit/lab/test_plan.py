@@ -11,8 +11,7 @@ import pytest
 from sluice.lab import plan as planmod
 from sluice.lab.spec import Plan
 
-SEED = Path(__file__).resolve().parents[4] / "shared" / "seed" / "labs"
-needs_seed = pytest.mark.skipif(not SEED.is_dir(), reason="shared seed not present")
+SEED = Path(__file__).resolve().parents[3] / "labs"
 
 
 def copy_lab(name: str, tmp_path: Path) -> Path:
@@ -23,7 +22,6 @@ def copy_lab(name: str, tmp_path: Path) -> Path:
     return dst
 
 
-@needs_seed
 def test_plan_round_trips_and_wraps_for_namespaces(tmp_path: Path) -> None:
     p = planmod.make_plan(SEED / "http-traffic-shifting", tmp_path / "state", check_ports=False, namespaces=True)
     assert Plan.from_json(p.to_json()) == p
@@ -40,14 +38,12 @@ def test_plan_round_trips_and_wraps_for_namespaces(tmp_path: Path) -> None:
     assert [s.name for s in p.services][0] == "front-envoy"
 
 
-@needs_seed
 def test_plan_without_namespaces_says_so(tmp_path: Path) -> None:
     p = planmod.make_plan(SEED / "http-traffic-shifting", tmp_path / "state", check_ports=False, namespaces=False)
     assert p.service("demoapp-v1.0-1").processes[0].argv[1:3] == ["-m", "sluice.lab.apps.demoapp"]
     assert any("only Sluice resolves lab names" in x for x in p.problems)
 
 
-@needs_seed
 def test_prepare_writes_hosts_files(tmp_path: Path) -> None:
     p = planmod.make_plan(SEED / "http-traffic-shifting", tmp_path / "state", check_ports=False, namespaces=False)
     planmod.prepare(p)
@@ -57,7 +53,6 @@ def test_prepare_writes_hosts_files(tmp_path: Path) -> None:
     assert own.startswith("127.31.55.2\tlocalhost demoapp-v1.0-1\n")
 
 
-@needs_seed
 def test_missing_mounted_file_is_an_error(tmp_path: Path) -> None:
     labdir = copy_lab("http-traffic-shifting", tmp_path)
     (labdir / "front-envoy.yaml").unlink()
@@ -68,7 +63,6 @@ def test_missing_mounted_file_is_an_error(tmp_path: Path) -> None:
     ]
 
 
-@needs_seed
 def test_unknown_depends_on_is_an_error(tmp_path: Path) -> None:
     labdir = copy_lab("http-traffic-shifting", tmp_path)
     text = (
