@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from sluice.lab import compose, network, state
+from sluice.lab import compose, network, report, state
 from sluice.lab.plan import PlanError, make_plan, prepare
 from sluice.lab.spec import Plan, ServicePlan
 from sluice.lab.supervisor import EVENT_MARK, STOP_TIMEOUT
@@ -33,6 +33,14 @@ from sluice.lab.supervisor import EVENT_MARK, STOP_TIMEOUT
 
 class LabError(Exception):
     pass
+
+
+class NothingRunning(LabError):
+    """No lab was named and none is running (an error for ps/logs, a no-op for down)."""
+
+    def __init__(self, what: str, hint: str = "") -> None:
+        super().__init__(what + hint)
+        self.what = what
 
 
 def labs_roots() -> list[Path]:
@@ -83,7 +91,7 @@ def select_running(arg: str | None, state_dir: str | None) -> tuple[Path, Path]:
         if lab is None:
             data = state.read_json(sd / "plan.json")
             if not data:
-                raise LabError(f"{sd}: no lab state here")
+                raise NothingRunning(f"no lab is running with state in {sd}")
             lab = Path(data["lab_dir"])
         return lab, sd
     if lab is not None:
@@ -95,8 +103,8 @@ def select_running(arg: str | None, state_dir: str | None) -> tuple[Path, Path]:
     if len(running) == 1:
         return running[0].lab_dir, running[0].state_dir
     if not running:
-        raise LabError(
-            "no lab is running (and the current folder has no docker-compose.yaml): name one, e.g. sluice lab up http-traffic-shifting"
+        raise NothingRunning(
+            "no lab is running", " (and the current folder has no docker-compose.yaml): name one, e.g. sluice lab up http-traffic-shifting"
         )
     listing = "\n".join(f"  {e.project}: {e.lab_dir}" for e in running)
     raise LabError(f"several labs are running; name one:\n{listing}")
@@ -244,10 +252,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     ok, detail = _read_progress(sup)
     if not ok:
-        warn(f"error: {detail}")
-        _teardown(lab, state_dir, plan, quiet=True)
-        warn("nothing is left running")
-        return 1
+        return _startup_failed(lab, state_dir, plan, sup, detail)
     elapsed = time.monotonic() - t0
     _summary(plan, elapsed)
     if args.detach:
@@ -271,6 +276,32 @@ def _read_progress(sup: subprocess.Popen[bytes]) -> tuple[bool, str]:
     finally:
         sup.stdout.close()
     return False, f"the supervisor exited ({sup.wait()}) before the lab was ready"
+
+
+def _startup_failed(lab: Path, state_dir: Path, plan: Plan, sup: subprocess.Popen[bytes], detail: str) -> int:
+    """Name what failed with its last log lines, stop the whole lab, check that nothing is left.
+
+    Unlike ``docker compose up``, a lab with a service that could not start is stopped (the
+    supervisor already does so on its own): its proxy is usually the service that failed, and
+    a half-started lab would let the failure scroll by unnoticed.
+    """
+    failed = report.failures(plan, state.read_json(state_dir / "status.json"))
+    warn(f"error: {report.headline(failed) if failed else detail}")
+    if failed:
+        print("\n".join(report.render(failed)), file=sys.stderr, flush=True)
+    warn(f"stopping the lab (each service's whole log stays in {state_dir / 'logs'})")
+    busy = _teardown(lab, state_dir, plan, quiet=True)
+    try:
+        sup.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        sup.kill()
+        sup.wait()
+    leftovers = state.any_process_alive(state_dir)
+    if busy or leftovers:
+        warn("some of the lab could not be stopped: see above, and `sluice lab down` to retry")
+    else:
+        warn("nothing is left running")
+    return 1
 
 
 def _summary(plan: Plan, elapsed: float) -> None:
@@ -397,13 +428,20 @@ def _busy_ports(plan: Plan, wait: float = 5.0) -> list[str]:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    lab, state_dir = select_running(args.lab, args.state_dir)
+    # As `docker compose down`: stopping what is not running is done already, not an error.
+    try:
+        lab, state_dir = select_running(args.lab, args.state_dir)
+    except NothingRunning as exc:
+        print(exc.what)
+        return 0
     data = state.read_json(state_dir / "plan.json")
     plan = Plan.from_json(data) if data else None
     was_running = state.supervisor_alive(state_dir) or state.any_process_alive(state_dir)
     if not was_running:
         state.unregister(lab)
         print(f"lab {plan.project if plan else lab.name} is not running")
+        # Nothing of ours holds its ports: someone else's listener there is not ours to report.
+        plan = None
     busy = _teardown(lab, state_dir, plan, quiet=not was_running)
     if args.volumes:
         shutil.rmtree(state_dir / "volumes", ignore_errors=True)

@@ -243,7 +243,10 @@ def envoy_ports(config_path: str, address: str) -> list[Port]:
         if not isinstance(port, int) or port <= 0:
             return
         addr = str(sock.get("address", ""))
-        out.append(Port(address if addr in ("0.0.0.0", "::", "") else addr, port, origin))
+        # Sluice binds the service's own address for these (SLUICE_BIND_ADDRESS and
+        # SLUICE_LOCALHOST_ADDRESS): knock there, or a healthy proxy would never look ready.
+        own = addr in ("0.0.0.0", "::", "", "127.0.0.1", "::1", "localhost")
+        out.append(Port(address if own else addr, port, origin))
 
     admin = raw.get("admin") or {}
     add(((admin.get("address") or {}).get("socket_address")), "admin")

@@ -10,9 +10,15 @@
    the data path, so output survives a supervisor crash and ``down`` still finds the pids).
 3. Startup progress is written to stdout, which ``sluice lab up`` reads through a pipe; the last
    line is ``@@ready`` or ``@@failed``. After that stdout/stderr go to ``supervisor.log``.
-   A service that exits before it is ready (and whose ``restart`` policy does not bring it back
-   within the ready timeout) is reported with its exit status and last lines; as with compose,
-   the rest of the lab goes on and its dependants start.
+   A service *fails* when it cannot be started, exits before it is ready (a non-zero status, or
+   any status while it still has ports to open) and its ``restart`` policy does not bring it back
+   within the ready timeout, or is still not accepting on its ports when that timeout passes.
+   Its dependants still start (as with compose), so one ``up`` reports every failure; once all
+   services have settled, any failure ends startup with ``@@failed`` and the supervisor stops
+   the whole lab by itself, unlike compose: a lab whose proxy cannot start is of no use, and a
+   half-started lab left behind would only hide the failure. Services whose image has no local
+   program are not failures. Each failure is in ``status.json`` (``failure``), for ``up`` to
+   print with the service's last log lines.
 4. Once ready, an exit is written into the service's log with its status and last lines, and the
    service is restarted when its ``restart`` policy asks (backoff 0.1 s doubling to 5 s).
 5. SIGTERM/SIGINT/SIGHUP stop the lab: published-port forwarders close, then services stop
@@ -62,11 +68,14 @@ def exit_status(returncode: int) -> int:
 
 
 def tail(path: str, n: int = 8) -> list[str]:
+    """The last ``n`` lines a service wrote (the supervisor's own ``[sluice lab]`` lines left out)."""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
-            f.seek(max(0, size - 8192))
+            # Room for long lines (a config error names its whole path) and for the event lines
+            # that are dropped below.
+            f.seek(max(0, size - max(8192, 1024 * n)))
             lines = f.read().decode(errors="replace").splitlines()
     except OSError:
         return []
@@ -138,6 +147,7 @@ class ServiceRunner:
             "exit_code": self.exit_code,
             "restarts": self.restarts,
             "reason": self.failure or self.plan.not_running,
+            "failure": self.failure,
             "processes": [{"name": p.name, "pid": p.popen.pid, "start": p.start} for p in self.procs if not p.exited.done()],
         }
 
@@ -163,30 +173,36 @@ class ServiceRunner:
             if err:
                 self.event(err)
             started = time.monotonic()
-            code = await self._until_ready(deadline) if not err else 127
-            if code is None and not self.sup.stopping:
+            outcome = await self._until_ready(deadline) if not err else 127
+            if isinstance(outcome, str) and not self.sup.stopping:
+                # Alive but deaf: as useless as a crash, and the lab is about to be stopped.
+                self._fail(outcome)
+                outcome = await self._any_exit()
+            elif outcome is None and not self.sup.stopping:
                 self._set("running")
                 if not self.settled.is_set():
                     await self._start_forwarders()
                     ports = ", ".join(sorted({f"{a}:{p}" for pr in self.plan.processes for a, p, _ in pr.ports}))
                     self.sup.progress(f" - Container {self.plan.prefix}  Started{f' ({ports})' if ports else ''}")
                     self.settled.set()
-                code = await self._any_exit()
+                outcome = await self._any_exit()
             if self.sup.stopping:
                 return
+            code = outcome if isinstance(outcome, int) else 1
             await self._kill_all()
             self.exit_code = code
             self.event(f"{self.plan.prefix} exited with code {code}")
             restart = self._should_restart(code)
             if not self.settled.is_set() and (not restart or time.monotonic() > deadline):
-                # Never ready: say so with the last lines, and let dependants go on (as compose
-                # does: the rest of the lab keeps running).
-                lines = "".join(f"\n     | {ln}" for ln in tail(self.plan.log))
-                self.failure = f"exited with code {code} before it was ready"
-                self.sup.progress(
-                    f" ! Container {self.plan.prefix}  Exited with code {code} before it was ready; last lines:{lines or ' (none)'}"
-                )
-                self.settled.set()
+                if err:
+                    self._fail(err)
+                elif code == 0 and not self._has_ports():
+                    # A one-shot job that did its work: done, not failed (compose's "exited (0)").
+                    self.sup.progress(f" - Container {self.plan.prefix}  Exited (0)")
+                    self.settled.set()
+                else:
+                    again = f" (after {self.restarts} restart{'s' if self.restarts != 1 else ''})" if self.restarts else ""
+                    self._fail(f"exited with code {code} before it was ready{again}")
             if restart:
                 self.restarts += 1
                 if time.monotonic() - started > 10:
@@ -198,6 +214,16 @@ class ServiceRunner:
                 continue
             self._set("exited")
             return
+
+    def _fail(self, reason: str) -> None:
+        """Never ready: the lab will not be either (``Supervisor.run`` stops it once all settle)."""
+        self.failure = reason
+        self.sup.write_status()
+        self.sup.progress(f" ! Container {self.plan.prefix}  Failed: {reason}")
+        self.settled.set()
+
+    def _has_ports(self) -> bool:
+        return any(pr.ports for pr in self.plan.processes)
 
     def _spawn_all(self) -> str | None:
         self.procs = []
@@ -219,8 +245,9 @@ class ServiceRunner:
         self.sup.write_status()
         return None
 
-    async def _until_ready(self, deadline: float) -> int | None:
-        """None once every port accepts; the exit code if a process exits first."""
+    async def _until_ready(self, deadline: float) -> int | str | None:
+        """None once every port accepts; the exit code if a process exits first; what is still
+        not accepting if the deadline passes first."""
         waiting = [(a, p, o) for pr in self.plan.processes for a, p, o in pr.ports]
         exits = [p.exited for p in self.procs]
         if not waiting:
@@ -239,12 +266,10 @@ class ServiceRunner:
             if not waiting:
                 break
             if time.monotonic() > deadline:
-                for a, p, o in waiting:
-                    self.event(f"{o}: {a}:{p} not accepting after {self.sup.plan.ready_timeout:.0f}s; going on")
-                    self.sup.progress(
-                        f" ! Container {self.plan.prefix}  {o}: {a}:{p} not accepting after {self.sup.plan.ready_timeout:.0f}s"
-                    )
-                break
+                deaf = ", ".join(f"{o} {a}:{p}" for a, p, o in waiting)
+                why = f"not accepting connections after {self.sup.plan.ready_timeout:g}s: {deaf}"
+                self.event(why)
+                return why
             done, _ = await asyncio.wait(exits, timeout=POLL, return_when=asyncio.FIRST_COMPLETED)
             if done:
                 return next(iter(done)).result()
@@ -343,12 +368,20 @@ class Supervisor:
         settled = _spawn(self._all_settled(), "settled")
         stop_wait = _spawn(self._stop.wait(), "stop")
         await asyncio.wait([settled, stop_wait], return_when=asyncio.FIRST_COMPLETED)
-        if not self._stop.is_set():
+        failed = [r.plan.name for r in self.runners.values() if r.failure]
+        if self._stop.is_set():
+            self.progress("@@failed stopped before the lab was ready")
+        elif failed:
+            # Stop here rather than leave it to ``up``: whatever happens to the caller (killed,
+            # Ctrl-C), a lab that failed to start leaves nothing running.
+            self.state = "failed"
+            self.write_status()
+            self.progress(f"@@failed {len(failed)} service{'s' if len(failed) > 1 else ''} failed to start: {', '.join(failed)}")
+            self._stop.set()
+        else:
             self.state = "running"
             self.write_status()
             self.progress(f"@@ready {time.monotonic() - started:.2f}")
-        else:
-            self.progress("@@failed stopped before the lab was ready")
         self._detach_stdout()
         await self._stop.wait()
         self.stopping = True
@@ -357,12 +390,12 @@ class Supervisor:
         for t in tasks:
             t.cancel()
         await self._stop_all()
-        self.state = "stopped"
+        self.state = "failed" if failed else "stopped"
         self.write_status()
         for r in self.runners.values():
             r.close()
         settled.cancel()
-        return 0
+        return 1 if failed else 0
 
     async def _all_settled(self) -> None:
         for r in self.runners.values():

@@ -79,7 +79,8 @@ services:
         "service 'e': command: envoy argument '--hot-restart-version' not supported by Sluice; dropped",
     ]
     ports = [(p.address, p.port) for p in proc.ports]
-    assert ports[0][1] == 9901 and ("127.0.0.1", 8001) in ports
+    # 127.0.0.1 is the service's own loopback: Sluice binds its address (SLUICE_LOCALHOST_ADDRESS).
+    assert ports[0][1] == 9901 and (ports[0][0], 8001) in ports
 
 
 def test_envoy_without_a_config_is_not_running(tmp_path: Path) -> None:
