@@ -168,12 +168,19 @@ class ServiceRunner:
         backoff = 0.1
         deadline = time.monotonic() + self.sup.plan.ready_timeout
         while not self.sup.stopping:
+            if self.settled.is_set():
+                # A restart once startup is over gets a window of its own.
+                deadline = time.monotonic() + self.sup.plan.ready_timeout
             self._set("starting")
             err = self._spawn_all()
             if err:
                 self.event(err)
             started = time.monotonic()
             outcome = await self._until_ready(deadline) if not err else 127
+            if isinstance(outcome, str) and self.settled.is_set():
+                # Startup is over (the lab is up, or stopping anyway): say so and go on.
+                self.event(f"{outcome}; going on")
+                outcome = None
             if isinstance(outcome, str) and not self.sup.stopping:
                 # Alive but deaf: as useless as a crash, and the lab is about to be stopped.
                 self._fail(outcome)
@@ -193,7 +200,9 @@ class ServiceRunner:
             self.exit_code = code
             self.event(f"{self.plan.prefix} exited with code {code}")
             restart = self._should_restart(code)
-            if not self.settled.is_set() and (not restart or time.monotonic() > deadline):
+            # A restart that would begin after the deadline cannot be ready in time: the exit
+            # is the reason, not the deafness of a process that has just been started.
+            if not self.settled.is_set() and (not restart or time.monotonic() + backoff > deadline):
                 if err:
                     self._fail(err)
                 elif code == 0 and not self._has_ports():
