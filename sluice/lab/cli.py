@@ -9,9 +9,11 @@
 
 ``NAME`` is one of the labs under the project's ``labs/`` folder; ``DIR`` any folder with a
 docker-compose.yaml/.yml. Without either: the lab in the current folder, else the only running
-lab. ``up`` exits 1 when a service fails to start (each named, with its last log lines) and
-stops the lab; ``down`` with nothing running says so and exits 0. ``--state-dir`` puts the lab's state elsewhere (the default is ``<lab>/.sluice-lab``, or a
+lab. ``--state-dir`` puts the lab's state elsewhere (the default is ``<lab>/.sluice-lab``, or a
 folder under ``$XDG_RUNTIME_DIR``/``/tmp`` for a read-only lab folder).
+
+``up`` exits 1 when a service fails to start (each one named, with its last log lines) and
+stops the lab; ``down`` with nothing running says so and exits 0.
 """
 
 from __future__ import annotations

@@ -200,18 +200,8 @@ class ServiceRunner:
             self.exit_code = code
             self.event(f"{self.plan.prefix} exited with code {code}")
             restart = self._should_restart(code)
-            # A restart that would begin after the deadline cannot be ready in time: the exit
-            # is the reason, not the deafness of a process that has just been started.
-            if not self.settled.is_set() and (not restart or time.monotonic() + backoff > deadline):
-                if err:
-                    self._fail(err)
-                elif code == 0 and not self._has_ports():
-                    # A one-shot job that did its work: done, not failed (compose's "exited (0)").
-                    self.sup.progress(f" - Container {self.plan.prefix}  Exited (0)")
-                    self.settled.set()
-                else:
-                    again = f" (after {self.restarts} restart{'s' if self.restarts != 1 else ''})" if self.restarts else ""
-                    self._fail(f"exited with code {code} before it was ready{again}")
+            if not self.settled.is_set():
+                self._settle_exit(code, err, restart, deadline - backoff)
             if restart:
                 self.restarts += 1
                 if time.monotonic() - started > 10:
@@ -223,6 +213,18 @@ class ServiceRunner:
                 continue
             self._set("exited")
             return
+
+    def _settle_exit(self, code: int, err: str | None, restart: bool, last_restart: float) -> None:
+        """An exit before the service was ever ready: done, failed, or (restart) not yet."""
+        if code == 0 and not err and not self._has_ports():
+            # A one-shot job that did its work: done, not failed (compose's "exited (0)").
+            self.sup.progress(f" - Container {self.plan.prefix}  Exited (0)")
+            self.settled.set()
+        elif not restart or time.monotonic() > last_restart:
+            # A restart that would begin after the deadline cannot be ready in time: the exit is
+            # the reason, not the deafness of a process that has only just been started.
+            again = f" (after {self.restarts} restart{'s' if self.restarts != 1 else ''})" if self.restarts else ""
+            self._fail(err or f"exited with code {code} before it was ready{again}")
 
     def _fail(self, reason: str) -> None:
         """Never ready: the lab will not be either (``Supervisor.run`` stops it once all settle)."""
