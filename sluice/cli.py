@@ -52,10 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.version:
         print(f"sluice version: {__version__}")
         return 0
-    logging.basicConfig(
-        level=LOG_LEVELS[args.log_level],
-        format="[%(asctime)s][%(levelname)s][%(name)s] %(message)s",
-    )
+    from sluice import logs
+
+    logs.configure(args.log_level)
     log = logging.getLogger("sluice")
     if not args.config_path and not args.config_yaml:
         print("error: one of -c/--config-path or --config-yaml is required", file=sys.stderr)

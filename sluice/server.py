@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import random
+import signal
 import time
 from typing import Any
 
@@ -31,6 +32,10 @@ from sluice.upstream.cluster_manager import ClusterManager
 from sluice.upstream.resolver import local_alias
 
 log = logging.getLogger("sluice")
+# Envoy's loggers for the start-up and shutdown lines (``[config]``, ``[upstream]``, ``[admin]``).
+config_log = logging.getLogger("sluice.config")
+upstream_log = logging.getLogger("sluice.upstream")
+admin_log = logging.getLogger("sluice.admin")
 
 HCM_TYPE = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 
@@ -105,6 +110,7 @@ class Server:
     def __init__(self, bootstrap: Any, options: Options | None = None) -> None:
         self.bootstrap = bootstrap
         self.options = options or Options()
+        log.info("initializing epoch 0 (base id=%d, hot restart version=disabled)", self.options.base_id)
         self.store = Store()
         self.rng = random.Random()
         self.start_time = time.time()
@@ -123,9 +129,11 @@ class Server:
         self.runtime_stats = RuntimeStats(self.store, "runtime.")
         self.runtime_stats.num_layers.set(len(self.runtime.layers))
         self.runtime_stats.load_success.inc()
+        config_log.info("loading %d cluster(s)", len(bootstrap.static_resources.clusters))
         self.cluster_manager = ClusterManager(bootstrap.static_resources.clusters, self.store, self.rng, self.runtime)
         self.listener_manager_stats = ListenerManagerStats(self.store, "listener_manager.")
         self.listeners: list[Listener] = []
+        config_log.info("loading %d listener(s)", len(bootstrap.static_resources.listeners))
         self._build_listeners()
         self.admin: Any = None
         self._stopped: asyncio.Event | None = None  # created in start(), inside the loop
@@ -249,6 +257,8 @@ class Server:
         self._stopped = asyncio.Event()
         self.state = "INITIALIZING"
         await self.cluster_manager.initialize()
+        upstream_log.info("cm init: all clusters initialized")
+        log.info("all clusters initialized. initializing init manager")
         for lst in self.listeners:
             lst.server = await loop.create_server(
                 lambda lst=lst: self._connection(lst), lst.ip, lst.port, reuse_address=True, backlog=1024
@@ -256,6 +266,8 @@ class Server:
             sock = lst.server.sockets[0]
             lst.port = sock.getsockname()[1]
             self.listener_manager_stats.listener_create_success.inc()
+            # (Envoy says this at debug; at info a user sees where each listener is.)
+            config_log.info("add active listener: name=%s, address=%s", lst.name, lst.address)
         self.listener_manager_stats.total_listeners_active.set(len(self.listeners))
         self.listener_manager_stats.workers_started.set(1)
         if self.bootstrap.HasField("admin") and self.bootstrap.admin.HasField("address"):
@@ -263,12 +275,15 @@ class Server:
 
             self.admin = AdminServer(self, self.bootstrap.admin)
             await self.admin.start()
+            log.info("Starting admin HTTP server at %s", self.admin.address)
+            admin_log.info("admin address: %s", self.admin.address)
             if self.options.admin_address_path:
                 with open(self.options.admin_address_path, "w", encoding="utf-8") as f:
                     f.write(self.admin.address)
         self.state = "LIVE"
         self._tick()
-        log.info("sluice %s started: %s", __version__, ", ".join(lst.address for lst in self.listeners))
+        config_log.info("all dependencies initialized. starting workers")
+        log.info("starting main dispatch loop (sluice %s)", __version__)
 
     _STATES = {"LIVE": 0, "DRAINING": 1, "PRE_INITIALIZING": 2, "INITIALIZING": 3}
 
@@ -308,10 +323,14 @@ class Server:
         assert self._stopped is not None
         await self._stopped.wait()
 
-    def request_stop(self) -> None:
-        """``/quitquitquit``, SIGTERM, SIGINT: drain and stop (idempotent)."""
-        if self._stopped is None or self._stopped.is_set():
+    def request_stop(self, signum: int | None = None) -> None:
+        """``/quitquitquit``, SIGTERM, SIGINT: drain and stop (idempotent). A signal handler that
+        passes its signal number gets Envoy's ``caught ENVOY_SIGTERM`` / ``caught SIGINT`` line."""
+        if self._stopped is None or self._stopped.is_set() or self.state == "DRAINING":
             return
+        if signum is not None:
+            log.warning("caught %s", "ENVOY_SIGTERM" if signum == signal.SIGTERM else signal.Signals(signum).name)
+        log.info("shutting down server instance")
         spawn(self.stop(), name="server:stop")
 
     async def stop(self) -> None:
@@ -322,12 +341,15 @@ class Server:
         for lst in self.listeners:
             if lst.server is not None:
                 lst.server.close()
+        busy = [c for lst in self.listeners for c in lst.connections if c.stream is not None]
+        # Divergence from Envoy: Envoy exits on SIGTERM at once; Sluice lets requests finish.
+        log.info("draining listeners: %d request(s) in flight, waiting up to %gs", len(busy), self.options.drain_time_s)
         deadline = time.monotonic() + self.options.drain_time_s
-        while time.monotonic() < deadline:
-            busy = [c for lst in self.listeners for c in lst.connections if c.stream is not None]
-            if not busy:
-                break
+        while busy and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+            busy = [c for lst in self.listeners for c in lst.connections if c.stream is not None]
+        if busy:
+            log.warning("drain time over: closing %d connection(s) with a request in flight", len(busy))
         for lst in self.listeners:
             for c in list(lst.connections):
                 c.close()
@@ -336,6 +358,8 @@ class Server:
             self._tick_handle.cancel()
         if self.admin is not None:
             await self.admin.stop()
+        log.info("main dispatch loop exited")
+        log.info("exiting")
         self._stopped.set()
 
     def uptime(self) -> int:

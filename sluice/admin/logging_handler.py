@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from sluice import logs
 from sluice.admin.formats import TEXT, Response
 
 if TYPE_CHECKING:
@@ -98,4 +99,5 @@ def handle(server: Server, req: AdminRequest) -> Response:
         return 400, TEXT, f"error: {plan}\n\n{USAGE}{listing()}"
     for lg, level in plan:
         lg.setLevel(level)
+    logs.refresh()  # the hot path's debug flags follow the new levels
     return 200, TEXT, listing()

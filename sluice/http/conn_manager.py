@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
-from sluice.http import http1
+from sluice import logs
+from sluice.http import debug_log, http1
 from sluice.http.date import http_date
 from sluice.http.filter import FilterStatus
 from sluice.http.headers import RequestHeaders, ResponseHeaders
@@ -201,6 +202,7 @@ class DownstreamConnection(asyncio.Protocol):
         "_idle_timer",
         "_idle_since",
         "draining",
+        "cid",
     )
 
     def __init__(self, config: HcmConfig, on_close: Callable[[DownstreamConnection], None] | None = None) -> None:
@@ -231,6 +233,8 @@ class DownstreamConnection(asyncio.Protocol):
         self._idle_since = self._created
         self.draining = False
         """Draining after an idle timeout: responses carry ``connection: close``."""
+        self.cid = next(logs.connection_ids)
+        """Envoy's connection id, for debug lines."""
 
     # -- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -254,6 +258,8 @@ class DownstreamConnection(asyncio.Protocol):
         idle = self.config.idle_timeout
         if idle > 0:
             self._idle_timer = self.config.call_later(idle, self._on_idle_check)
+        if logs.http_debug:
+            debug_log.new_connection(self)
 
     def data_received(self, data: bytes) -> None:
         self.config.stats.downstream_cx_rx_bytes_total.inc(len(data))
@@ -656,6 +662,8 @@ class ActiveStream:
 
     def start(self) -> None:
         self._started = True
+        if logs.http_debug:
+            debug_log.new_stream(self)
         cfg = self.config
         st = cfg.stats
         st.downstream_rq_total.inc()
@@ -991,6 +999,8 @@ class ActiveStream:
             self.reset_stream()
             return
         self.local_reply_sent = True
+        if logs.http_debug:
+            debug_log.local_reply(self, details)
         if flags:
             self.stream_info.response_flags |= flags
         self.stream_info.response_code_details = details
@@ -1046,6 +1056,8 @@ class ActiveStream:
             self.close_connection = True
         if self.close_connection:
             entries.append(["connection", "close"])
+        if logs.http_debug:
+            debug_log.encoding_headers(self, headers, end_stream)
         data, self._chunked = http1.encode_response_head(headers, end_stream, self._head)
         self.conn.write(data)
         if end_stream:
@@ -1111,6 +1123,8 @@ class ActiveStream:
             if cfg.listener_stats is not None:
                 cfg.listener_stats.completed.inc()
         st.downstream_rq_time.record((time.monotonic() - self.stream_info.start_time) * 1000)
+        if logs.http_debug:
+            debug_log.stream_complete(self)
         for f in self.filters:
             try:
                 f.on_destroy()
@@ -1130,6 +1144,8 @@ class ActiveStream:
         if self._destroyed:
             return
         self.config.stats.downstream_rq_tx_reset.inc()
+        if logs.http_debug:
+            debug_log.stream_reset(self, "local reset")
         self._destroy()
         self.conn.reset()
 
@@ -1144,6 +1160,8 @@ class ActiveStream:
         if not self.response_complete:
             self.stream_info.set_flag(ResponseFlag.DOWNSTREAM_CONNECTION_TERMINATION)
             self.config.stats.downstream_rq_rx_reset.inc()
+            if logs.http_debug:
+                debug_log.stream_reset(self, "connection termination")
         self._destroy()
 
     def on_downstream_writable(self, writable: bool) -> None:

@@ -23,6 +23,8 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+from sluice import logs
+from sluice.http import debug_log
 from sluice.http.filter import CONTINUE, STOP_ITERATION, STOP_ITERATION_NO_BUFFER, FilterStatus
 from sluice.http.stream_info import ResponseFlag
 from sluice.route.retry_policy import atoi
@@ -130,6 +132,8 @@ class Router:
         self.route = route
         if route is None:
             cfg.stats.no_route.inc()
+            if logs.router_debug:
+                debug_log.no_route(cb)
             cb.send_local_reply(404, "", "route_not_found", ResponseFlag.NO_ROUTE_FOUND)
             return STOP_ITERATION
         if route.direct_status:
@@ -150,11 +154,15 @@ class Router:
         if not cluster_name and route.weighted_clusters:
             # Every runtime weight is 0: Envoy finds no route entry.
             cfg.stats.no_route.inc()
+            if logs.router_debug:
+                debug_log.no_route(cb)
             cb.send_local_reply(404, "", "route_not_found", ResponseFlag.NO_ROUTE_FOUND)
             return STOP_ITERATION
         cluster = cfg.cluster_manager.get(cluster_name)
         if cluster is None:
             cfg.stats.no_cluster.inc()
+            if logs.router_debug:
+                debug_log.unknown_cluster(cb, cluster_name)
             cb.send_local_reply(503, "", "cluster_not_found", ResponseFlag.NO_CLUSTER_FOUND)
             return STOP_ITERATION
         info.upstream_cluster = cluster_name
@@ -202,6 +210,8 @@ class Router:
         host = self._choose_host(cluster)
         if host is None:
             cluster.stats.upstream_cx_none_healthy.inc()
+            if logs.router_debug:
+                debug_log.no_healthy_host(cb, cluster_name)
             cb.send_local_reply(
                 503, "no healthy upstream", "no_healthy_upstream", ResponseFlag.NO_HEALTHY_UPSTREAM, self._finalize_response
             )
@@ -220,6 +230,8 @@ class Router:
                         self.shadows.append(s)
                         if self._timeout > 0:
                             cb.call_later(self._timeout, s.cancel)
+        if logs.router_debug:
+            debug_log.route_decision(cb, cluster_name, host.address, headers)
         up = UpstreamRequest(self, cluster, host, headers, end_stream)
         self.upstream = up
         if self.retry is not None:
@@ -399,12 +411,16 @@ class Router:
         host = self._choose_host(cluster)
         if host is None:
             cluster.stats.upstream_cx_none_healthy.inc()
+            if logs.router_debug:
+                debug_log.no_healthy_host(self.cb, cluster.name)
             self._finish()
             self.cb.send_local_reply(
                 503, "no healthy upstream", "no_healthy_upstream", ResponseFlag.NO_HEALTHY_UPSTREAM, self._finalize_response
             )
             return
         self.cb.stream_info.upstream_host = host.address
+        if logs.router_debug:
+            debug_log.retry(self.cb, self.attempt_count, host.address)
         body = self._body
         end = self._request_end
         up = UpstreamRequest(self, cluster, host, headers, end and not body)
@@ -500,6 +516,8 @@ class Router:
         if req is not self.upstream or self._finished:
             return
         code = headers.status
+        if logs.router_debug:
+            debug_log.upstream_headers(self.cb, code, end_stream)
         if req.cluster.outlier is not None:  # outlier detection (upstream/outlier.py), every attempt
             req.cluster.outlier.put_http_response_code(req.host, code)
         retry = self.retry
@@ -542,6 +560,8 @@ class Router:
     def on_upstream_reset(self, req: UpstreamRequest, reason: str, before_connect: bool) -> None:
         if req is not self.upstream or self._finished:
             return
+        if logs.router_debug:
+            debug_log.upstream_reset(self.cb, reason, req.host.address)
         info = self.cb.stream_info
         overflow = reason == "overflow"
         if not overflow and req.cluster.outlier is not None:

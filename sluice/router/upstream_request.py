@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from sluice.http import http1
+from sluice import logs
+from sluice.http import debug_log, http1
 from sluice.http.headers import RequestHeaders, ResponseHeaders
 
 if TYPE_CHECKING:
@@ -95,6 +96,8 @@ class UpstreamRequest:
             self.pool.release(conn)
             return
         self.conn = conn
+        if logs.router_debug:
+            debug_log.pool_ready(self.owner, self.host.address)
         st = self.cluster.stats
         st.upstream_rq_total.inc()
         st.upstream_rq_active.inc()
