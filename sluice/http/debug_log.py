@@ -101,14 +101,15 @@ def unknown_cluster(stream: ActiveStream, cluster: str) -> None:
     router_log.debug("%s unknown cluster '%s'", tags(stream), cluster, stacklevel=2)
 
 
-def no_healthy_host(stream: ActiveStream, cluster: str) -> None:
-    router_log.debug("%s no healthy host for cluster '%s'", tags(stream), cluster, stacklevel=2)
+def cluster_match(stream: ActiveStream, cluster: str, path: str) -> None:
+    """The route's cluster, before the request headers are finalised (a rewrite is not shown yet);
+    with no healthy host, the local reply's details say ``no_healthy_upstream`` next, as in Envoy."""
+    router_log.debug("%s cluster '%s' match for URL '%s'", tags(stream), cluster, path, stacklevel=2)
 
 
-def route_decision(stream: ActiveStream, cluster: str, host: str, headers: RequestHeaders) -> None:
-    """The router's choice for one request: Envoy's match line, then the headers it forwards."""
+def route_decision(stream: ActiveStream, host: str, headers: RequestHeaders) -> None:
+    """The host the router picked, then (Envoy's line) the headers it forwards."""
     t = tags(stream)
-    router_log.debug("%s cluster '%s' match for URL '%s'", t, cluster, headers.path, stacklevel=2)
     router_log.debug("%s upstream host %s", t, host, stacklevel=2)
     router_log.debug("%s router decoding headers:\n%s", t, request_rows(headers, True), stacklevel=2)
 

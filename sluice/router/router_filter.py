@@ -167,6 +167,8 @@ class Router:
             return STOP_ITERATION
         info.upstream_cluster = cluster_name
         self.cluster = cluster
+        if logs.router_debug:
+            debug_log.cluster_match(cb, cluster_name, headers.path)
         rp = route.retry_policy
         internal = cb.is_internal
         timeout = route.timeout
@@ -210,8 +212,6 @@ class Router:
         host = self._choose_host(cluster)
         if host is None:
             cluster.stats.upstream_cx_none_healthy.inc()
-            if logs.router_debug:
-                debug_log.no_healthy_host(cb, cluster_name)
             cb.send_local_reply(
                 503, "no healthy upstream", "no_healthy_upstream", ResponseFlag.NO_HEALTHY_UPSTREAM, self._finalize_response
             )
@@ -231,7 +231,7 @@ class Router:
                         if self._timeout > 0:
                             cb.call_later(self._timeout, s.cancel)
         if logs.router_debug:
-            debug_log.route_decision(cb, cluster_name, host.address, headers)
+            debug_log.route_decision(cb, host.address, headers)
         up = UpstreamRequest(self, cluster, host, headers, end_stream)
         self.upstream = up
         if self.retry is not None:
@@ -411,8 +411,6 @@ class Router:
         host = self._choose_host(cluster)
         if host is None:
             cluster.stats.upstream_cx_none_healthy.inc()
-            if logs.router_debug:
-                debug_log.no_healthy_host(self.cb, cluster.name)
             self._finish()
             self.cb.send_local_reply(
                 503, "no healthy upstream", "no_healthy_upstream", ResponseFlag.NO_HEALTHY_UPSTREAM, self._finalize_response

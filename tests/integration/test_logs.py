@@ -42,6 +42,7 @@ static_resources:
               domains: ["*"]
               routes:
               - {{match: {{prefix: "/dead"}}, route: {{cluster: gone}}}}
+              - {{match: {{prefix: "/empty"}}, route: {{cluster: empty}}}}
               - {{match: {{prefix: "/"}}, route: {{cluster: app}}}}
           http_filters: [{{name: envoy.filters.http.router}}]
   clusters:
@@ -51,6 +52,9 @@ static_resources:
   - name: gone
     connect_timeout: 1s
     load_assignment: {{cluster_name: gone, endpoints: [{endpoint.format(dead)}]}}
+  - name: empty
+    connect_timeout: 1s
+    load_assignment: {{cluster_name: empty}}
 """
 
 
@@ -122,7 +126,7 @@ def test_info_says_what_envoy_says_and_nothing_per_request(tmp_path: Path, upstr
     said = [(logger, msg) for _, logger, msg in recs]
     expected = [
         ("main", "initializing epoch 0 (base id=0, hot restart version=disabled)"),
-        ("config", "loading 2 cluster(s)"),
+        ("config", "loading 3 cluster(s)"),
         ("config", "loading 1 listener(s)"),
         ("upstream", "cm init: all clusters initialized"),
         ("main", "all clusters initialized. initializing init manager"),
@@ -148,6 +152,7 @@ def test_debug_logs_each_requests_decisions(tmp_path: Path, upstream: int, dead_
     try:
         assert http(proxy.port, "GET", "/hello").status == 200
         assert http(proxy.port, "GET", "/dead/x").status == 503
+        assert http(proxy.port, "GET", "/empty").status == 503
         text = proxy.stop()
     finally:
         proxy.kill()
@@ -167,6 +172,9 @@ def test_debug_logs_each_requests_decisions(tmp_path: Path, upstream: int, dead_
         "] encoding headers via codec (end_stream=false):\n':status', '503'\n",
         f"stream complete: route '-', cluster 'gone', upstream host {dead}, response code 503, response flags UF, "
         "details upstream_reset_before_response_started{remote_connection_failure}\n",
+        "] cluster 'empty' match for URL '/empty'\n",
+        "] Sending local reply with details no_healthy_upstream\n",
+        "stream complete: route '-', cluster 'empty', upstream host -, response code 503, response flags UH, details no_healthy_upstream\n",
     ):
         assert line in text, f"{line!r} missing from:\n{text}"
     loggers = {logger for lvl, logger, _ in records(text) if lvl == "debug"}
