@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from google.protobuf import duration_pb2, json_format
 
-from sluice import __version__
 from sluice.admin import clusters_handler, config_dump, home_page, logging_handler, stats_handler
 from sluice.admin.formats import HTML, JSON, TEXT, Response
+from sluice.version import build_version
 
 if TYPE_CHECKING:
     from sluice.admin.server import AdminRequest
@@ -37,7 +37,6 @@ __all__ = ["ENDPOINTS", "HTML", "JSON", "TEXT", "Endpoint", "Param", "Response",
 
 Handler = Callable[["Server", "AdminRequest"], Response]
 
-VERSION = f"sluice/{__version__}/Clean/RELEASE/Python"
 HOT_RESTART_VERSION = "disabled"  # Sluice has no hot restart, as Envoy with --disable-hot-restart.
 
 
@@ -301,7 +300,7 @@ def _server_info(server: Server, req: AdminRequest) -> Response:
     node = config_dump.node_proto(server)
     node_dict = json_format.MessageToDict(node, always_print_fields_with_no_presence=True, preserving_proto_field_name=True)
     info = {
-        "version": VERSION,
+        "version": build_version(),  # cached: git is asked once per process
         "state": server_state(server),
         "uptime_current_epoch": f"{server.uptime()}s",
         "uptime_all_epochs": f"{server.uptime()}s",
