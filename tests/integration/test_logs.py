@@ -94,7 +94,7 @@ class Proxy:
 
 def records(text: str) -> list[tuple[str, str, str]]:
     """(level, logger, message first line) of every log line; header rows are not records."""
-    return [m.groups() for m in map(LINE.match, text.splitlines()) if m]  # type: ignore[misc]
+    return [(m[1], m[2], m[3]) for m in map(LINE.match, text.splitlines()) if m]
 
 
 @pytest.fixture
