@@ -9,8 +9,8 @@ import gc
 import logging
 import signal
 import sys
+from collections.abc import Sequence
 
-from sluice import __version__
 from sluice.errors import ConfigError
 
 LOG_LEVELS = {
@@ -25,20 +25,46 @@ LOG_LEVELS = {
 }
 
 
+SUBCOMMANDS = """\
+subcommands:
+  sluice lab up [DIR|NAME] [-d]     run one of the course's docker-compose labs on loopback, no Docker
+  sluice lab ps | logs [-f] [SVC…]  its services and their output
+  sluice lab down | hosts | ls      stop it; its name → address table; running labs
+  sluice lab --help                 the lab runner's options
+
+examples:
+  sluice -c front-envoy.yaml                  run a proxy from an Envoy v3 bootstrap (YAML or JSON)
+  sluice --mode validate -c front-envoy.yaml  check a config: every problem, as FILE: PATH: message
+  sluice lab up http-traffic-shifting -d      start the course's traffic-shifting lab
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sluice", description="A Python data plane that runs Envoy v3 configs.")
-    p.add_argument("-c", "--config-path", help="Envoy bootstrap config file (YAML or JSON)")
-    p.add_argument("--config-yaml", help="YAML merged over the config file, as Envoy does")
-    p.add_argument("--mode", choices=("serve", "validate", "init_only"), default="serve")
-    p.add_argument("-l", "--log-level", default="info", choices=sorted(LOG_LEVELS))
-    p.add_argument("--service-cluster", default="")
-    p.add_argument("--service-node", default="")
-    p.add_argument("--drain-time-s", type=float, default=600.0)
-    p.add_argument("--parent-shutdown-time-s", type=float, default=900.0, help="accepted; no hot restart")
-    p.add_argument("--concurrency", type=int, default=1)
-    p.add_argument("--base-id", type=int, default=0, help="accepted, no effect (no hot restart)")
-    p.add_argument("--admin-address-path", help="write the admin address here once it listens")
-    p.add_argument("--version", action="store_true")
+    p = argparse.ArgumentParser(
+        prog="sluice",
+        usage="sluice [-c FILE] [--config-yaml YAML] [--mode serve|validate|init_only] [options]\n       sluice lab COMMAND ...",
+        description="A service-mesh data plane in Python that runs Envoy's v3 configuration (Envoy's flags, Envoy's meaning).",
+        epilog=SUBCOMMANDS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-c", "--config-path", metavar="FILE", help="Envoy bootstrap config file (YAML or JSON)")
+    p.add_argument("--config-yaml", metavar="YAML", help="YAML merged over the config file, as Envoy does")
+    p.add_argument(
+        "--mode",
+        choices=("serve", "validate", "init_only"),
+        default="serve",
+        help="serve (default); validate: check the config and exit; init_only: start, then exit",
+    )
+    levels = ", ".join(LOG_LEVELS)
+    p.add_argument("-l", "--log-level", default="info", choices=sorted(LOG_LEVELS), metavar="LEVEL", help=f"one of {levels} (default info)")
+    p.add_argument("--service-cluster", default="", metavar="NAME", help="the node's cluster (node.cluster)")
+    p.add_argument("--service-node", default="", metavar="NAME", help="the node's id (node.id)")
+    p.add_argument("--drain-time-s", type=float, default=600.0, metavar="S", help="how long shutdown drains connections (default 600)")
+    p.add_argument("--parent-shutdown-time-s", type=float, default=900.0, metavar="S", help="accepted; no hot restart")
+    p.add_argument("--concurrency", type=int, default=1, metavar="N", help="worker threads: Sluice runs one and says so")
+    p.add_argument("--base-id", type=int, default=0, metavar="N", help="accepted, no effect (no hot restart)")
+    p.add_argument("--admin-address-path", metavar="FILE", help="write the admin address here once it listens")
+    p.add_argument("--version", action="store_true", help="print the version line, as Envoy's --version, and exit")
     return p
 
 
@@ -50,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         return lab_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.version:
-        print(f"sluice version: {__version__}")
+        from sluice.version import build_version
+
+        print(f"sluice version: {build_version()}")
         return 0
     from sluice import logs
 
@@ -62,19 +90,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.concurrency != 1:
         log.warning("--concurrency %d: Sluice runs one worker; using 1", args.concurrency)
         args.concurrency = 1
-    from sluice.config.loader import validate
+    from sluice.config.loader import inspect
 
-    try:
-        bootstrap, unsupported = validate(args.config_path, args.config_yaml)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if unsupported:
-        for line in unsupported:
-            print(f"not implemented: {line}", file=sys.stderr)
+    source = args.config_path or "--config-yaml"
+    found = inspect(args.config_path, args.config_yaml)
+    for warning in found.warnings:  # Valid, and what Envoy does too, but likely not what was meant.
         if args.mode == "validate":
-            print(f"{args.config_path or 'config'}: {len(unsupported)} feature(s) not implemented yet", file=sys.stderr)
+            print(f"warning: {warning}", file=sys.stderr)
+        else:
+            log.warning("%s", warning)
+    if not report_problems(source, found.errors, found.unsupported) or found.bootstrap is None:
         return 1
+    bootstrap = found.bootstrap
     from sluice.server import Options, Server
 
     try:
@@ -95,12 +122,31 @@ def main(argv: list[str] | None = None) -> int:
             ),
         )
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{source}: {exc}", file=sys.stderr)
         return 1
     if args.mode == "validate":
         print(f"configuration '{args.config_path or '--config-yaml'}' OK")
         return 0
     return run(server, init_only=args.mode == "init_only")
+
+
+def report_problems(source: str, errors: Sequence[object], unsupported: Sequence[object]) -> bool:
+    """Print every problem, one ``FILE: PATH: message`` line each, then a summary; True if none."""
+    for problem in [*errors, *unsupported]:
+        print(problem, file=sys.stderr)
+    if not errors and not unsupported:
+        return True
+    parts = []
+    if errors:
+        parts.append(_count(len(errors), "error") + " (Envoy refuses these too)")
+    if unsupported:
+        parts.append(_count(len(unsupported), "feature") + " Sluice does not implement yet")
+    print(f"configuration '{source}' not loaded: {', '.join(parts)}", file=sys.stderr)
+    return False
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def run(server: object, init_only: bool = False) -> int:
@@ -133,7 +179,7 @@ async def _serve(server: object, init_only: bool) -> int:
     gc.set_threshold(10_000, 20, 20)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, server.request_stop)
+        loop.add_signal_handler(sig, server.request_stop, sig)
     await server.wait_stopped()
     return 0
 

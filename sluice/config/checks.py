@@ -1,6 +1,8 @@
 """The checks Envoy makes on a parsed bootstrap that protobuf parsing does not.
 
-Two kinds, both raising ``ConfigError`` with the path of the offending field:
+Two kinds, each problem a message that starts with the path of the offending field; all of them
+are collected in one pass (``check_bootstrap`` returns the list), so a user sees every problem at
+once, as ``envoy --mode validate`` would have shown them one run at a time:
 
 1. **Proto constraints.** Envoy's protos carry protoc-gen-validate rules (``(validate.rules)``:
    ``min_len``, ``required``, ``gt``, ``min_items``, required oneofs...). They are in the
@@ -30,6 +32,7 @@ from typing import Any
 
 from envoy.config.bootstrap.v3.bootstrap_pb2 import Bootstrap
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
@@ -53,18 +56,20 @@ from sluice.errors import ConfigError
 _DNS_CLUSTER_TYPES = frozenset({cluster_pb2.Cluster.STRICT_DNS, cluster_pb2.Cluster.LOGICAL_DNS})
 
 
-def check_bootstrap(bootstrap: Bootstrap) -> None:
-    """Raise ConfigError for the first thing Envoy would refuse in this (merged) bootstrap."""
+def check_bootstrap(bootstrap: Bootstrap) -> list[str]:
+    """Everything Envoy would refuse in this (merged) bootstrap, one ``path: message`` each."""
     nodes = list(iter_messages(bootstrap))
+    problems: list[str] = []
     for path, message in nodes:
-        check_constraints(message, path)
-    _check_clusters(bootstrap.static_resources.clusters)
-    _check_listeners(bootstrap.static_resources.listeners)
+        problems += check_constraints(message, path)
+    problems += _check_clusters(bootstrap.static_resources.clusters)
+    problems += _check_listeners(bootstrap)
     context = _Context.of(bootstrap)
     for path, message in nodes:
         check = _NODE_CHECKS.get(message.DESCRIPTOR.full_name)
         if check is not None:
-            check(message, path, context)
+            problems += check(message, path, context)
+    return problems
 
 
 def iter_messages(message: Message, path: str = "") -> Iterator[tuple[str, Message]]:
@@ -97,20 +102,25 @@ def _iter_value(message: Message, path: str) -> Iterator[tuple[str, Message]]:
 # --- 1. proto constraints (protoc-gen-validate rules read from the descriptors) -----------------
 
 
-def check_constraints(message: Message, path: str) -> None:
-    """Enforce the ``(validate.rules)`` of ``message``'s own fields (not of nested messages)."""
+def check_constraints(message: Message, path: str) -> list[str]:
+    """The ``(validate.rules)`` of ``message``'s own fields (not of nested messages) it breaks."""
     descriptor = message.DESCRIPTOR
     if _validation_disabled(descriptor):
-        return
+        return []
+    problems = []
     for oneof in _required_oneofs(descriptor):
         if message.WhichOneof(oneof.name) is None:
             names = ", ".join(f.name for f in oneof.fields)
-            raise ConfigError(f"{path or '<bootstrap>'}: one of {names} is required")
+            problems.append(f"{path or '<bootstrap>'}: one of {names} is required")
     for field, rules in _field_rules(descriptor):
         oneof = field.containing_oneof
         if oneof is not None and message.WhichOneof(oneof.name) != field.name:
             continue  # Rules on a oneof member (or proto3 optional) apply only when it is set.
-        _check_field_rules(message, field, rules, join_path(path, field.name))
+        try:
+            _check_field_rules(message, field, rules, join_path(path, field.name))
+        except ConfigError as err:  # The rule helpers stop at a field's first broken rule.
+            problems.append(str(err))
+    return problems
 
 
 @functools.cache
@@ -328,45 +338,64 @@ def _is_ip(value: str, kind: str) -> bool:
 
 
 # --- 2. semantic checks --------------------------------------------------------------------------
+# Each yields its problems, so one bad item does not hide the next.
 
 
-def _check_clusters(clusters: Sequence[cluster_pb2.Cluster]) -> None:
+def _check_clusters(clusters: Sequence[cluster_pb2.Cluster]) -> Iterator[str]:
     seen: set[str] = set()
     for index, cluster in enumerate(clusters):
         if cluster.name in seen:
-            path = f"static_resources.clusters[{index}].name"
-            raise ConfigError(f"{path}: duplicate cluster '{cluster.name}'")
+            yield f"static_resources.clusters[{index}].name: duplicate cluster '{cluster.name}'"
         seen.add(cluster.name)
 
 
-def _check_listeners(listeners: Sequence[Any]) -> None:
-    names: dict[str, int] = {}
+def duplicate_listeners(listeners: Sequence[Any]) -> dict[int, int]:
+    """Index of each static listener whose name an earlier one has → that earlier index.
+
+    Envoy 1.40 keeps the first listener of a name and drops the others ("duplicate/locked
+    listener 'x'. no add/update", a debug line); the loader drops them too, with a warning.
+    """
+    first: dict[str, int] = {}
+    dropped: dict[int, int] = {}
+    for index, listener in enumerate(listeners):
+        if listener.name and listener.name in first:
+            dropped[index] = first[listener.name]
+        else:
+            first.setdefault(listener.name, index)
+    return dropped
+
+
+def _check_listeners(bootstrap: Bootstrap) -> Iterator[str]:
+    listeners = bootstrap.static_resources.listeners
+    dropped = duplicate_listeners(listeners)
+    internal_extension = any(
+        e.typed_config.type_url.endswith(".InternalListener") for e in bootstrap.bootstrap_extensions
+    )
     addresses: dict[str, str] = {}
     for index, listener in enumerate(listeners):
+        if index in dropped:
+            continue  # Never built by Envoy, so never checked further.
         path = f"static_resources.listeners[{index}]"
-        # Divergence from Envoy: 1.40 keeps the first listener of a name and silently drops the
-        # others (a debug log only); Sluice refuses, as that is never what the author meant.
-        if listener.name and listener.name in names:
-            first = names[listener.name]
-            raise ConfigError(
-                f"{path}.name: duplicate listener name '{listener.name}' (also static_resources.listeners[{first}])"
-            )
-        names.setdefault(listener.name, index)
-        _check_listener_address(listener, path, addresses)
-        _check_filter_chains(listener, path)
+        yield from _check_listener_address(listener, path, addresses, internal_extension)
+        yield from _check_filter_chains(listener, path)
 
 
-def _check_listener_address(listener: Any, path: str, seen: dict[str, str]) -> None:
+def _check_listener_address(listener: Any, path: str, seen: dict[str, str], internal_extension: bool) -> Iterator[str]:
     if not listener.HasField("address"):
-        raise ConfigError(f"{path}.address: a listener needs an address (Envoy: address is necessary)")
+        if not listener.HasField("internal_listener"):
+            yield f"{path}.address: a listener needs an address (Envoy: address is necessary)"
+        elif not internal_extension:
+            yield (
+                f"{path}.internal_listener: an internal listener needs the bootstrap extension "
+                "envoy.bootstrap.internal_listener (Envoy: InternalListener bootstrap extension is mandatory)"
+            )
+        return
     key = _address_key(listener.address)
     if key is None:
         return
     if key in seen:
-        raise ConfigError(
-            f"{path}.address: listener '{listener.name}' has duplicate address '{key}' "
-            f"as existing listener '{seen[key]}'"
-        )
+        yield f"{path}.address: listener '{listener.name}' has duplicate address '{key}' as existing listener '{seen[key]}'"
+        return
     seen[key] = listener.name
 
 
@@ -382,18 +411,27 @@ def _address_key(address: Any) -> str | None:
     return f"{kind}:{getattr(address, kind)}".strip()
 
 
-def _check_filter_chains(listener: Any, path: str) -> None:
+def _check_filter_chains(listener: Any, path: str) -> Iterator[str]:
+    if listener.address.socket_address.protocol == address_pb2.SocketAddress.UDP:
+        # A UDP listener is driven by its listener_filters (udp_proxy), never by filter chains.
+        if listener.filter_chains:
+            key = _address_key(listener.address)
+            yield (
+                f"{path}.filter_chains: {len(listener.filter_chains)} filter chain(s) specified for "
+                f"connection-less UDP listener (Envoy: error adding listener '{key}')"
+            )
+        return
     if not listener.filter_chains and not listener.HasField("default_filter_chain"):
-        raise ConfigError(f"{path}.filter_chains: no filter chains specified")
+        yield f"{path}.filter_chains: no filter chains specified"
     matches: dict[bytes, int] = {}
     for index, chain in enumerate(listener.filter_chains):
         key = chain.filter_chain_match.SerializeToString(deterministic=True)
         if key in matches:
-            raise ConfigError(
+            yield (
                 f"{path}.filter_chains[{index}].filter_chain_match: the same matching rules "
                 f"as filter_chains[{matches[key]}]"
             )
-        matches[key] = index
+        matches.setdefault(key, index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,7 +453,7 @@ class _Context:
         return cls(frozenset(c.name for c in clusters), dns)
 
 
-def _check_socket_address(socket: Any, path: str, context: _Context) -> None:
+def _check_socket_address(socket: Any, path: str, context: _Context) -> Iterator[str]:
     """Envoy resolves names only in DNS clusters; everywhere else it wants an IP literal."""
     if socket.resolver_name or path.startswith(context.dns_cluster_paths):
         return
@@ -425,13 +463,13 @@ def _check_socket_address(socket: Any, path: str, context: _Context) -> None:
         hint = ""
         if path.startswith("static_resources.clusters["):
             hint = " (use cluster type STRICT_DNS or LOGICAL_DNS for host names)"
-        raise ConfigError(f"{path}.address: malformed IP address '{socket.address}'{hint}") from None
+        yield f"{path}.address: malformed IP address '{socket.address}'{hint}"
 
 
-def _check_regex(matcher: Any, path: str, context: _Context) -> None:
+def _check_regex(matcher: Any, path: str, context: _Context) -> Iterator[str]:
     problem = re2_problem(matcher.regex)
     if problem is not None:
-        raise ConfigError(f"{path}.regex: invalid regex {matcher.regex!r}: {problem}")
+        yield f"{path}.regex: invalid regex {matcher.regex!r}: {problem}"
 
 
 def re2_problem(pattern: str) -> str | None:
@@ -488,16 +526,16 @@ def _to_python_syntax(pattern: str) -> str:
     return re.sub(r"\(\?<(?=[A-Za-z_])", "(?P<", pattern)  # RE2 also reads (?<name>...).
 
 
-def _check_hcm(hcm: Any, path: str, context: _Context) -> None:
+def _check_hcm(hcm: Any, path: str, context: _Context) -> Iterator[str]:
     filters = hcm.http_filters
     for index, http_filter in enumerate(filters):
         if _is_terminal(http_filter) is True and index != len(filters) - 1:
-            raise ConfigError(
+            yield (
                 f"{path}.http_filters[{index}]: terminal filter '{http_filter.name}' "
                 "must be the last filter in the http filter chain"
             )
     if filters and _is_terminal(filters[-1]) is False:
-        raise ConfigError(
+        yield (
             f"{path}.http_filters[{len(filters) - 1}]: non-terminal filter "
             f"'{filters[-1].name}' is the last filter in the http filter chain"
         )
@@ -519,19 +557,19 @@ def _is_terminal(http_filter: Any) -> bool | None:
     return None
 
 
-def _check_has_typed_config(extension: Any, path: str, context: _Context) -> None:
+def _check_has_typed_config(extension: Any, path: str, context: _Context) -> Iterator[str]:
     """Envoy 1.40 finds extensions by their typed_config's type only, never by name."""
     config_type = extension.WhichOneof("config_type")
     if config_type is not None or getattr(extension, "is_optional", False):
         return
-    raise ConfigError(
+    yield (
         f"{path}: no typed_config for extension '{extension.name}', and Sluice knows no "
         "'@type' for that name (Envoy: Didn't find a registered implementation)"
     )
 
 
-def _check_route_configuration(config: Any, path: str, context: _Context) -> None:
-    _check_domains(config, path)
+def _check_route_configuration(config: Any, path: str, context: _Context) -> Iterator[str]:
+    yield from _check_domains(config, path)
     # validate_clusters defaults to true for a route table given inline, as here.
     if config.HasField("validate_clusters") and not config.validate_clusters.value:
         return
@@ -539,10 +577,10 @@ def _check_route_configuration(config: Any, path: str, context: _Context) -> Non
         for route_index, route in enumerate(virtual_host.routes):
             if route.HasField("route"):
                 route_path = f"{path}.virtual_hosts[{vh_index}].routes[{route_index}].route"
-                _check_route_action(route.route, route_path, context)
+                yield from _check_route_action(route.route, route_path, context)
 
 
-def _check_domains(config: Any, path: str) -> None:
+def _check_domains(config: Any, path: str) -> Iterator[str]:
     seen: dict[str, int] = {}
     for vh_index, virtual_host in enumerate(config.virtual_hosts):
         for d_index, domain in enumerate(virtual_host.domains):
@@ -552,45 +590,45 @@ def _check_domains(config: Any, path: str) -> None:
                 what = f"duplicate domain '{domain}'"
                 if key == "*":
                     what = "only a single wildcard domain '*' is permitted"
-                raise ConfigError(f"{where}: {what} (also in virtual_hosts[{seen[key]}])")
+                yield f"{where}: {what} (also in virtual_hosts[{seen[key]}])"
             seen[key] = vh_index
 
 
-def _check_route_action(action: Any, path: str, context: _Context) -> None:
+def _check_route_action(action: Any, path: str, context: _Context) -> Iterator[str]:
     known = context.cluster_names
     if action.WhichOneof("cluster_specifier") == "cluster" and action.cluster not in known:
-        raise ConfigError(f"{path}.cluster: unknown cluster '{action.cluster}'")
+        yield f"{path}.cluster: unknown cluster '{action.cluster}'"
     if action.HasField("weighted_clusters"):
-        _check_weighted_clusters(action.weighted_clusters, f"{path}.weighted_clusters", known)
+        yield from _check_weighted_clusters(action.weighted_clusters, f"{path}.weighted_clusters", known)
     for index, mirror in enumerate(action.request_mirror_policies):
         if mirror.cluster and mirror.cluster not in known:
             where = f"{path}.request_mirror_policies[{index}].cluster"
-            raise ConfigError(f"{where}: unknown shadow cluster '{mirror.cluster}'")
+            yield f"{where}: unknown shadow cluster '{mirror.cluster}'"
 
 
-def _check_weighted_clusters(weighted: Any, path: str, known: frozenset[str]) -> None:
+def _check_weighted_clusters(weighted: Any, path: str, known: frozenset[str]) -> Iterator[str]:
     for index, cluster in enumerate(weighted.clusters):
         if cluster.name and cluster.name not in known:
-            raise ConfigError(f"{path}.clusters[{index}].name: unknown weighted cluster '{cluster.name}'")
+            yield f"{path}.clusters[{index}].name: unknown weighted cluster '{cluster.name}'"
     if sum(c.weight.value for c in weighted.clusters) == 0:
-        raise ConfigError(f"{path}: sum of weights in the weighted_cluster must be greater than 0")
+        yield f"{path}: sum of weights in the weighted_cluster must be greater than 0"
 
 
-def _check_zipkin(zipkin: Any, path: str, context: _Context) -> None:
+def _check_zipkin(zipkin: Any, path: str, context: _Context) -> Iterator[str]:
     if zipkin.collector_cluster not in context.cluster_names:
-        raise ConfigError(f"{path}.collector_cluster: unknown cluster '{zipkin.collector_cluster}'")
+        yield f"{path}.collector_cluster: unknown cluster '{zipkin.collector_cluster}'"
 
 
-def _check_statsd(statsd: Any, path: str, context: _Context) -> None:
+def _check_statsd(statsd: Any, path: str, context: _Context) -> Iterator[str]:
     # Envoy also wants node id and cluster for a TCP sink; not checked here because the CLI's
     # --service-node/--service-cluster may still supply them after loading.
     if statsd.WhichOneof("statsd_specifier") != "tcp_cluster_name":
         return
     if statsd.tcp_cluster_name not in context.cluster_names:
-        raise ConfigError(f"{path}.tcp_cluster_name: unknown cluster '{statsd.tcp_cluster_name}'")
+        yield f"{path}.tcp_cluster_name: unknown cluster '{statsd.tcp_cluster_name}'"
 
 
-_NodeCheck = Callable[[Any, str, _Context], None]
+_NodeCheck = Callable[[Any, str, _Context], Iterator[str]]
 _NODE_CHECKS: dict[str, _NodeCheck] = {
     "envoy.config.core.v3.SocketAddress": _check_socket_address,
     "envoy.type.matcher.v3.RegexMatcher": _check_regex,

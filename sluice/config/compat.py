@@ -9,7 +9,11 @@ data, before it is parsed, so that it means what Envoy 1.21 took it to mean:
   accepts them, ParseDict does not);
 * ``typed_config: {}`` is dropped, and an extension given only by ``name`` (``name:
   envoy.filters.http.router``) gets the ``@type`` that name stands for (``type_url_for_name``);
-* ``filter_chains:`` written as one mapping is wrapped in a list.
+* a single value where a list goes (``filter_chains:`` as one mapping, ``domains: "*"``) is
+  wrapped in a one-item list, as Envoy 1.40 still reads it (its JSON parser takes a lone value
+  for a repeated field): a mapping for a list of messages, a scalar for a list of scalars;
+* a duration written as an object (``connect_timeout: {seconds: 5, nanos: 0}``, the protobuf
+  message form Envoy's parser also takes) becomes its string form (``"5s"``).
 
 The rewrite is schema-driven: the data is walked alongside the protobuf descriptors from
 ``Bootstrap`` down, switching to the ``@type``'s descriptor inside each ``typed_config``, so only
@@ -42,6 +46,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 
 TYPE_URL_PREFIX = "type.googleapis.com/"
@@ -69,10 +74,6 @@ TYPES_BY_URL_ONLY: tuple[type[Message], ...] = (cors_pb2.CorsPolicy,)
 
 # Only these packages are imported on demand: a config must not be able to import arbitrary code.
 _LAZY_IMPORT_ROOTS = ("envoy.", "xds.", "udpa.", "contrib.")
-
-# Repeated fields Envoy 1.21 accepted as a single mapping. Kept to exactly this one on purpose:
-# any other list given as a mapping is reported by the loader.
-SINGLE_MAPPING_AS_LIST = frozenset({"filter_chains"})
 
 # Well-known types whose JSON form is not a plain field-by-field mapping; the walk stops there.
 WRAPPER_TYPES = frozenset(
@@ -211,10 +212,30 @@ def _field(field: FieldDescriptor, value: Any) -> Any:
     if is_repeated(field):
         if isinstance(value, list):
             return [_single(field, v) for v in value]
-        if isinstance(value, Mapping) and field.name in SINGLE_MAPPING_AS_LIST:
+        if _is_lone_item(field, value):
             return [_single(field, value)]
         return value
     return _single(field, value)
+
+
+def _is_lone_item(field: FieldDescriptor, value: Any) -> bool:
+    """A value Envoy reads as a one-item list for repeated ``field`` (checked against 1.40)."""
+    if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name not in WRAPPER_TYPES:
+        return isinstance(value, Mapping)
+    return isinstance(value, (str, int, float, bool))
+
+
+def _duration_string(value: Mapping[str, Any]) -> str | None:
+    """``{seconds: 5, nanos: 500000000}`` → ``"5.500s"``; None unless it is exactly that form."""
+    if not value or not set(value) <= {"seconds", "nanos"}:
+        return None
+    seconds, nanos = value.get("seconds", 0), value.get("nanos", 0)
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (seconds, nanos)):
+        return None
+    try:
+        return str(Duration(seconds=seconds, nanos=nanos).ToJsonString())
+    except (ValueError, OverflowError):
+        return None  # Out of range: the loader reports it as an invalid duration.
 
 
 def _single(field: FieldDescriptor, value: Any) -> Any:
@@ -226,6 +247,8 @@ def _single(field: FieldDescriptor, value: Any) -> Any:
     if scalar.type == FieldDescriptor.TYPE_BOOL and value in ("true", "false"):
         return value == "true"
     if field.type == FieldDescriptor.TYPE_MESSAGE and isinstance(value, Mapping):
+        if field.message_type.full_name == "google.protobuf.Duration":
+            return _duration_string(value) or value
         return _message(value, field.message_type)
     return value
 
