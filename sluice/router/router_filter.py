@@ -29,6 +29,7 @@ from sluice.http.filter import CONTINUE, STOP_ITERATION, STOP_ITERATION_NO_BUFFE
 from sluice.http.stream_info import ResponseFlag
 from sluice.route.retry_policy import atoi
 from sluice.router.retry import RetryState, RetryStatus, retry_resource
+from sluice.router.rewrite import redirect_location, rewrite_path_and_host
 from sluice.router.shadow import start_shadow
 from sluice.router.upstream_request import UpstreamRequest
 
@@ -142,7 +143,7 @@ class Router:
             return STOP_ITERATION
         if route.redirect is not None:
             cfg.stats.rq_redirect.inc()
-            location = self._redirect_location(headers, route)
+            location = redirect_location(headers, route)
 
             def add_location(h: ResponseHeaders) -> None:
                 h.set("location", location)
@@ -438,22 +439,7 @@ class Router:
             self.weighted.request_mutations.apply(headers, headers, info)
         for mutations in route.request_chain:
             mutations.apply(headers, headers, info)
-        path = headers.path
-        if route.prefix_rewrite is not None and route.path_matcher.kind in ("prefix", "path", "path_separated_prefix"):
-            matched = len(route.path_matcher.value)
-            headers.set("x-envoy-original-path", path)
-            headers.path = route.prefix_rewrite + path[matched:]
-        elif route.regex_rewrite is not None:
-            q = ""
-            p = path
-            i = p.find("?")
-            if i >= 0:
-                p, q = p[:i], p[i:]
-            headers.set("x-envoy-original-path", path)
-            headers.path = route.regex_rewrite.sub(route.regex_rewrite_sub, p) + q
-        if route.host_rewrite_literal:
-            headers.set("x-envoy-original-host", headers.authority or "")
-            headers.authority = route.host_rewrite_literal
+        rewrite_path_and_host(headers, route)
 
     def _finalize_response(self, headers: ResponseHeaders) -> None:
         route = self.route
@@ -467,47 +453,6 @@ class Router:
             mutations.apply(headers, req, info)
         if self.attempt_count and route.vhost.include_attempt_count_in_response:
             headers.set("x-envoy-attempt-count", str(self.attempt_count))
-
-    @staticmethod
-    def _redirect_location(headers: RequestHeaders, route: RouteEntry) -> str:
-        rd = route.redirect
-        assert rd is not None
-        # Envoy's Http::Utility::newUri: host_redirect replaces the whole Host (its port too);
-        # otherwise the request's Host is kept, minus its port when port_redirect is set or
-        # when the scheme changes and the port was the old scheme's default (":80" for http).
-        scheme = rd.scheme or headers.scheme
-        new_port = f":{rd.port}" if rd.port else ""
-        hostport = headers.authority or ""
-        if rd.host:
-            hostport = rd.host
-        elif hostport:
-            end = hostport.rfind("]:") + 1 if hostport.startswith("[") else hostport.rfind(":")
-            if end > 0:
-                request_port = hostport[end:]
-                remove = bool(new_port)
-                if scheme != headers.scheme:
-                    remove |= (headers.scheme, request_port) in (("https", ":443"), ("http", ":80"))
-                if remove:
-                    hostport = hostport[:end]
-        path = headers.path
-        query = ""
-        i = path.find("?")
-        if i >= 0:
-            path, query = path[:i], path[i:]
-        if rd.path is not None:
-            # path_redirect replaces path and query unless it has none of its own.
-            if "?" in rd.path:
-                path, query = rd.path, ""
-            else:
-                path = rd.path
-        elif rd.prefix is not None:
-            matched = len(route.path_matcher.value) if route.path_matcher.kind == "prefix" else 0
-            path = rd.prefix + path[matched:]
-        elif rd.regex is not None:
-            path = rd.regex.sub(rd.regex_sub, path)
-        if rd.strip_query:
-            query = ""
-        return f"{scheme}://{hostport}{new_port}{path}{query}"
 
     # -- upstream callbacks -------------------------------------------------------------
     def on_upstream_headers(self, req: UpstreamRequest, headers: ResponseHeaders, end_stream: bool) -> None:
