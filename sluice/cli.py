@@ -11,19 +11,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from sluice import logs
 from sluice.errors import ConfigError
-
-LOG_LEVELS = {
-    "trace": logging.DEBUG,
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "warn": logging.WARNING,
-    "error": logging.ERROR,
-    "critical": logging.CRITICAL,
-    "off": logging.CRITICAL + 10,
-}
-
 
 SUBCOMMANDS = """\
 subcommands:
@@ -55,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="serve",
         help="serve (default); validate: check the config and exit; init_only: start, then exit",
     )
-    levels = ", ".join(LOG_LEVELS)
-    p.add_argument("-l", "--log-level", default="info", choices=sorted(LOG_LEVELS), metavar="LEVEL", help=f"one of {levels} (default info)")
+    levels = ", ".join(logs.LEVELS)
+    p.add_argument("-l", "--log-level", default="info", choices=sorted(logs.LEVELS), metavar="LEVEL", help=f"{levels} (default info)")
     p.add_argument("--service-cluster", default="", metavar="NAME", help="the node's cluster (node.cluster)")
     p.add_argument("--service-node", default="", metavar="NAME", help="the node's id (node.id)")
     p.add_argument("--drain-time-s", type=float, default=600.0, metavar="S", help="how long shutdown drains connections (default 600)")
@@ -80,8 +69,6 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"sluice version: {build_version()}")
         return 0
-    from sluice import logs
-
     logs.configure(args.log_level)
     log = logging.getLogger("sluice")
     if not args.config_path and not args.config_yaml:

@@ -18,17 +18,10 @@ if TYPE_CHECKING:
     from sluice.admin.server import AdminRequest
     from sluice.server import Server
 
-TRACE = 5
-OFF = logging.CRITICAL + 10
-LEVELS = {
-    "trace": TRACE,
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "critical": logging.CRITICAL,
-    "off": OFF,
-}
+TRACE = logs.TRACE
+OFF = logs.OFF
+LEVELS = {name: level for name, level in logs.LEVELS.items() if name != "warn"}
+"""The names /logging takes: Envoy's, which (unlike ``-l``) has no ``warn`` spelling."""
 USAGE = (
     "usage: /logging?<name>=<level> (change single level)\n"
     "usage: /logging?paths=name1:level1,name2:level2,... (change multiple levels)\n"
