@@ -26,6 +26,9 @@ from sluice.network_util import listener_stat_name, local_address
 from sluice.route.table import RouteTable
 from sluice.runtime import Runtime
 from sluice.stats.blocks import ListenerManagerStats, ListenerStats, RuntimeStats, ServerStats
+from sluice.stats.sinks import Sink
+from sluice.stats.sinks.snapshot import take_snapshot
+from sluice.stats.sinks.statsd import StatsdSinkConfig, TcpStatsdSink, UdpStatsdSink, parse_config
 from sluice.stats.store import Store
 from sluice.tasks import spawn
 from sluice.upstream.cluster_manager import ClusterManager
@@ -38,6 +41,9 @@ upstream_log = logging.getLogger("sluice.upstream")
 admin_log = logging.getLogger("sluice.admin")
 
 HCM_TYPE = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+STATSD_TYPE = "envoy.config.metrics.v3.StatsdSink"
+SINK_CLOSE_TIMEOUT_S = 1.0
+"""How long shutdown waits for the final flush to leave a TCP sink (a dead target costs this)."""
 
 
 def _type_name(any_msg: Any) -> str:
@@ -122,6 +128,10 @@ class Server:
         self.server_stats.live.set(1)
         self.server_stats.hot_restart_generation.set(1)
         service_cluster = self.options.service_cluster or bootstrap.node.cluster
+        self.service_cluster = service_cluster
+        """The local cluster name (``--service-cluster`` or ``node.cluster``)."""
+        self.service_node = self.options.service_node or bootstrap.node.id
+        """The node name (``--service-node`` or ``node.id``)."""
         self.runtime = Runtime.from_config(
             bootstrap.layered_runtime if bootstrap.HasField("layered_runtime") else None,
             service_cluster,
@@ -132,15 +142,58 @@ class Server:
         config_log.info("loading %d cluster(s)", len(bootstrap.static_resources.clusters))
         self.cluster_manager = ClusterManager(bootstrap.static_resources.clusters, self.store, self.rng, self.runtime)
         self.listener_manager_stats = ListenerManagerStats(self.store, "listener_manager.")
+        interval = bootstrap.stats_flush_interval
+        self.stats_flush_interval_s = _seconds(interval) if bootstrap.HasField("stats_flush_interval") else 5.0
+        """``stats_flush_interval`` (Envoy's default 5 s); unused with ``stats_flush_on_admin``."""
+        self.sinks: list[Sink] = self._build_sinks()
+        for sink in self.sinks:
+            self.store.add_histogram_sink(sink.on_histogram)
         self.listeners: list[Listener] = []
         config_log.info("loading %d listener(s)", len(bootstrap.static_resources.listeners))
         self._build_listeners()
         self.admin: Any = None
         self._stopped: asyncio.Event | None = None  # created in start(), inside the loop
         self._stream_observers: list[Any] = []
-        self._tick_handle: asyncio.TimerHandle | None = None
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._built_at = time.monotonic()
 
     # -- construction -------------------------------------------------------------------
+    def _build_sinks(self) -> list[Sink]:
+        """``stats_sinks``: StatsD only (the config walk reports every other sink as unsupported)."""
+        sinks: list[Sink] = []
+        for i, entry in enumerate(self.bootstrap.stats_sinks):
+            path = f"stats_sinks[{i}].typed_config"
+            if not entry.HasField("typed_config") or _type_name(entry.typed_config) != STATSD_TYPE:
+                raise UnsupportedError(f"stats_sinks[{i}]: stats sink '{entry.name}' is not implemented yet")
+            config = parse_config(unpack_any(entry.typed_config))
+            sinks.append(self._statsd_sink(config, path))
+        return sinks
+
+    def _statsd_sink(self, config: StatsdSinkConfig, path: str) -> Sink:
+        if config.address is not None:
+            ip, port = config.address
+            return UdpStatsdSink(config.prefix, (local_alias(ip), port))
+        if not self.service_node or not self.service_cluster:
+            raise ConfigError(
+                f"{path}: tcp statsd: node 'id' and 'cluster' are required. Set it either in 'node' config "
+                "or via --service-node and --service-cluster options."
+            )
+        cluster = self.cluster_manager.get(config.tcp_cluster_name)
+        if cluster is None:
+            raise ConfigError(f"{path}: tcp statsd: unknown cluster '{config.tcp_cluster_name}'")
+
+        def choose_host() -> tuple[str, int] | None:
+            host = cluster.choose_host()
+            return None if host is None else (host.ip, host.port)
+
+        return TcpStatsdSink(
+            config.prefix,
+            choose_host,
+            cluster.connect_timeout,
+            cluster.stats.upstream_cx_tx_bytes_total,
+            self.store.counter("statsd.cx_overflow"),
+        )
+
     def _build_listeners(self) -> None:
         seen_names: set[str] = set()
         seen_addrs: set[tuple[str, int]] = set()
@@ -204,6 +257,9 @@ class Server:
             route_table=route_table,
             filter_factories=[],
             server_name=msg.server_name or "envoy",
+            # add_user_agent: Envoy's user agent is the local cluster name (HCM config.cc).
+            user_agent=self.service_cluster if msg.add_user_agent.value else None,
+            service_node=self.service_node,
             generate_request_id=msg.generate_request_id.value if msg.HasField("generate_request_id") else True,
             preserve_external_request_id=msg.preserve_external_request_id,
             use_remote_address=msg.use_remote_address.value if msg.HasField("use_remote_address") else False,
@@ -256,6 +312,9 @@ class Server:
         loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         self.state = "INITIALIZING"
+        if not self.bootstrap.stats_flush_on_admin:
+            # As Envoy: the flush timer is armed at start, before the clusters initialize.
+            self._flush_handle = loop.call_later(self.stats_flush_interval_s, self._flush_timer)
         await self.cluster_manager.initialize()
         upstream_log.info("cm init: all clusters initialized")
         log.info("all clusters initialized. initializing init manager")
@@ -281,14 +340,15 @@ class Server:
                 with open(self.options.admin_address_path, "w", encoding="utf-8") as f:
                     f.write(self.admin.address)
         self.state = "LIVE"
-        self._tick()
+        self.server_stats.initialization_time_ms.record((time.monotonic() - self._built_at) * 1000)
+        self._update_server_stats()
         config_log.info("all dependencies initialized. starting workers")
         log.info("starting main dispatch loop (sluice %s)", __version__)
 
     _STATES = {"LIVE": 0, "DRAINING": 1, "PRE_INITIALIZING": 2, "INITIALIZING": 3}
 
-    def _tick(self) -> None:
-        """Refresh the server gauges once a second (Envoy updates them on its stats flush)."""
+    def _update_server_stats(self) -> None:
+        """The ``server.*`` gauges Envoy refreshes at each stats flush (``updateServerStats``)."""
         st = self.server_stats
         st.uptime.set(self.uptime())
         st.state.set(self._STATES.get("DRAINING" if self.draining else self.state, 0))
@@ -299,8 +359,25 @@ class Server:
             st.memory_physical_size.set(rss_pages * os.sysconf("SC_PAGE_SIZE"))
         except (OSError, ValueError, IndexError):
             pass
-        if self._stopped is not None and not self._stopped.is_set():
-            self._tick_handle = asyncio.get_event_loop().call_later(1.0, self._tick)
+
+    def flush_stats(self) -> None:
+        """Envoy's ``flushStats``: server gauges, then each histogram's new samples become its
+        interval (``/stats`` shows them), then counter deltas and gauges go to every sink.
+        Without sinks there is nothing to latch for, so the snapshot is skipped."""
+        self._update_server_stats()
+        if self.state in ("LIVE", "DRAINING"):  # as Envoy: no merge before initialization completes
+            for h in self.store.histograms.values():
+                h.merge()
+        if self.sinks:
+            snapshot = take_snapshot(self.store)
+            for sink in self.sinks:
+                sink.flush(snapshot)
+
+    def _flush_timer(self) -> None:
+        self.flush_stats()
+        # Re-armed after the flush, as Envoy's timer (intervals are the interval plus the flush).
+        if self._stopped is not None and not self._stopped.is_set() and self._flush_handle is not None:
+            self._flush_handle = asyncio.get_running_loop().call_later(self.stats_flush_interval_s, self._flush_timer)
 
     def _connection(self, lst: Listener) -> DownstreamConnection:
         lst.stats.downstream_cx_total.inc()
@@ -353,9 +430,14 @@ class Server:
         for lst in self.listeners:
             for c in list(lst.connections):
                 c.close()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        # As Envoy: one last flush at shutdown, so the sinks see the final deltas.
+        self.flush_stats()
+        for sink in self.sinks:
+            await sink.close(SINK_CLOSE_TIMEOUT_S)
         self.cluster_manager.stop()
-        if self._tick_handle is not None:
-            self._tick_handle.cancel()
         if self.admin is not None:
             await self.admin.stop()
         log.info("main dispatch loop exited")

@@ -19,7 +19,6 @@ from sluice.http.filter import STOP_ITERATION, STOP_ITERATION_NO_BUFFER, FilterS
 from sluice.http.headers import RequestHeaders, ResponseHeaders
 from sluice.paths import host_path
 from sluice.stats.blocks import ListenerStats
-from sluice.tasks import spawn
 
 if TYPE_CHECKING:
     from sluice.server import Server
@@ -118,10 +117,6 @@ class AdminServer:
             server=None,
         )
         self._server: asyncio.AbstractServer | None = None
-        self._flusher: asyncio.Task[None] | None = None
-        boot = server.bootstrap
-        interval = boot.stats_flush_interval
-        self.flush_interval_s = interval.seconds + interval.nanos / 1e9 if boot.HasField("stats_flush_interval") else 5.0
 
     @property
     def address(self) -> str:
@@ -142,22 +137,9 @@ class AdminServer:
 
         self._server = await loop.create_server(make, self.ip, self.port, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
-        if not self.server.bootstrap.stats_flush_on_admin:
-            self._flusher = spawn(self._flush_loop(), name="admin:stats-flush")
-
-    async def _flush_loop(self) -> None:
-        """Envoy's stats flush: every ``stats_flush_interval`` (5 s by default) each histogram's
-        new samples become its interval and join its cumulative set, which ``/stats`` shows.
-        Histograms are only observable through the admin, so the admin drives the flush."""
-        while True:
-            await asyncio.sleep(self.flush_interval_s)
-            for h in self.server.store.histograms.values():
-                h.merge()
+        # The stats flush (histogram merge included) is the server's: Server.flush_stats.
 
     async def stop(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            self._flusher = None
         if self._server is not None:
             self._server.close()
 

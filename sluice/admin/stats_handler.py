@@ -106,9 +106,8 @@ def handle(server: Server, req: AdminRequest) -> Response:
     if not isinstance(parsed, StatsParams):
         return parsed
     if server.bootstrap.stats_flush_on_admin:
-        # stats_flush_on_admin: the flush happens when the admin asks, not on a timer.
-        for h in server.store.histograms.values():
-            h.merge()
+        # stats_flush_on_admin: the flush (sinks included) happens when the admin asks.
+        server.flush_stats()
     scalars, hists = select(server, parsed)
     if parsed.format == "json":
         return 200, JSON, render_json(scalars, hists, parsed.buckets)

@@ -59,7 +59,8 @@ _HEADER_FIELDS = (
 # fmt: off
 SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields) for name, fields in {
     # bootstrap, admin, runtime
-    "envoy.config.bootstrap.v3.Bootstrap": {"node", "static_resources", "admin", "layered_runtime"},
+    "envoy.config.bootstrap.v3.Bootstrap": {"node", "static_resources", "admin", "layered_runtime",
+                                            "stats_sinks", "stats_flush_interval", "stats_flush_on_admin"},
     "envoy.config.bootstrap.v3.Bootstrap.StaticResources": {"listeners", "clusters"},
     "envoy.config.core.v3.Node": {"id", "cluster"},
     "envoy.config.bootstrap.v3.Admin": {"address", "access_log_path", "profile_path"},
@@ -67,6 +68,9 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
     "envoy.config.bootstrap.v3.RuntimeLayer": {"name", "static_layer", "disk_layer", "admin_layer"},
     "envoy.config.bootstrap.v3.RuntimeLayer.DiskLayer": {"symlink_root", "subdirectory", "append_service_cluster"},
     "envoy.config.bootstrap.v3.RuntimeLayer.AdminLayer": set(),
+    # stats sinks (sluice/stats/sinks/)
+    "envoy.config.metrics.v3.StatsSink": {"name", "typed_config"},
+    "envoy.config.metrics.v3.StatsdSink": {"address", "tcp_cluster_name", "prefix"},
     # listeners
     "envoy.config.listener.v3.Listener": {"name", "address", "filter_chains"},
     "envoy.config.listener.v3.FilterChain": {"filters"},
@@ -78,7 +82,7 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
            "preserve_external_request_id", "use_remote_address", "server_name",
            "xff_num_trusted_hops", "skip_xff_append", "stream_idle_timeout",
            "request_timeout", "request_headers_timeout", "drain_timeout", "common_http_protocol_options",
-           "internal_address_config"},
+           "internal_address_config", "add_user_agent"},
     _HCM.rsplit(".", 1)[0] + ".HttpFilter": {"name", "typed_config"},
     "envoy.config.core.v3.HttpProtocolOptions": {"idle_timeout", "max_stream_duration"},
     "envoy.extensions.filters.http.router.v3.Router": set(),
@@ -178,6 +182,11 @@ SUPPORTED_VALUES: Final[Mapping[str, frozenset[str]]] = {
     "envoy.config.core.v3.SocketAddress.protocol": frozenset({"TCP"}),
     "envoy.config.cluster.v3.CircuitBreakers.Thresholds.priority": frozenset({"DEFAULT", "HIGH"}),
 }
+# Values allowed under one top-level field only: a StatsD sink's address may be UDP (the walk
+# enters stats_sinks only for a sink Sluice implements).
+_SUPPORTED_VALUES_UNDER: Final[Mapping[str, Mapping[str, frozenset[str]]]] = {
+    "stats_sinks": {"envoy.config.core.v3.SocketAddress.protocol": frozenset({"TCP", "UDP"})},
+}
 
 SUPPORTED_EXTENSIONS: Final[frozenset[str]] = frozenset({
     type_url_for_name("envoy.filters.network.http_connection_manager") or "",
@@ -185,6 +194,7 @@ SUPPORTED_EXTENSIONS: Final[frozenset[str]] = frozenset({
     type_url_for_name("envoy.filters.http.fault") or "",
     type_url_for_name("envoy.filters.http.cors") or "",
     "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
+    "type.googleapis.com/envoy.config.metrics.v3.StatsdSink",
 })
 
 # The typed_per_filter_config values (route, virtual host, route configuration) Sluice applies;
@@ -268,7 +278,8 @@ def _visit_field(field: FieldDescriptor, value: Any, path: str, found: list[str]
 
 
 def _check_value(field: FieldDescriptor, value: Any, path: str, found: list[str]) -> None:
-    allowed = SUPPORTED_VALUES.get(field.full_name)
+    under = _SUPPORTED_VALUES_UNDER.get(path.split("[", 1)[0].split(".", 1)[0])
+    allowed = (under or {}).get(field.full_name) or SUPPORTED_VALUES.get(field.full_name)
     if allowed is None:
         return
     values = value if is_repeated(field) else [value]

@@ -107,6 +107,8 @@ class HcmConfig:
         max_stream_duration: float = 0.0,
         idle_timeout: float = 3600.0,
         drain_timeout: float = 5.0,
+        user_agent: str | None = None,
+        service_node: str = "",
     ) -> None:
         self.stat_prefix = stat_prefix
         self.store = store
@@ -154,6 +156,10 @@ class HcmConfig:
         """``drain_timeout`` (Envoy's default 5 s): how long a draining connection stays open;
         its responses carry ``connection: close`` meanwhile."""
         self.stream_timers = request_timeout > 0 or max_stream_duration > 0
+        self.user_agent = user_agent
+        """``add_user_agent``: the local cluster name (possibly empty) when set, else None."""
+        self.service_node = service_node
+        """The node name (``--service-node`` / ``node.id``), sent with ``add_user_agent``."""
         self.begin_timers = self.stream_timers or request_headers_timeout > 0
 
     def _loop_call_later(self, delay: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
@@ -745,8 +751,17 @@ class ActiveStream:
             drop = names & (_INTERNAL_AND_EDGE if edge else _INTERNAL_ONLY)
             if drop:
                 headers.entries = [e for e in headers.entries if e[0] not in drop]
-            if edge and remote_ip:
-                headers.set("x-envoy-external-address", remote_ip)
+        ua = cfg.user_agent
+        if ua is not None:
+            # add_user_agent, as ConnectionManagerUtility::mutateRequestHeaders: the downstream
+            # cluster always (internal or not), user-agent only when absent or empty.
+            headers.set("x-envoy-downstream-service-cluster", ua)
+            if not headers.get("user-agent"):
+                headers.set("user-agent", ua)
+            if cfg.service_node:
+                headers.set("x-envoy-downstream-service-node", cfg.service_node)
+        if edge and remote_ip:
+            headers.set("x-envoy-external-address", remote_ip)
         if cfg.generate_request_id:
             rid = headers.get("x-request-id") if "x-request-id" in names else None
             if rid is None or (edge and not cfg.preserve_external_request_id):

@@ -12,7 +12,12 @@ Rules (after Envoy's ``source/docs/stats.md``):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import ClassVar
+
+HistogramSink = Callable[[str, int], None]
+"""A stats sink's per-sample hook (``Sink::onHistogramComplete``): the histogram's full name and
+the integer sample."""
 
 
 class Counter:
@@ -150,7 +155,7 @@ class Histogram:
     ``/stats`` shows both as of the last merge; a histogram is ``used`` once a merge saw samples.
     """
 
-    __slots__ = ("name", "unit", "count", "sum", "_pending", "interval", "cumulative")
+    __slots__ = ("name", "unit", "count", "sum", "_pending", "interval", "cumulative", "sinks")
 
     def __init__(self, name: str, unit: str = "ms") -> None:
         self.name = name
@@ -160,6 +165,8 @@ class Histogram:
         self._pending: dict[BucketKey, int] = {}
         self.interval: dict[BucketKey, int] = {}
         self.cumulative: dict[BucketKey, int] = {}
+        self.sinks: tuple[HistogramSink, ...] = ()
+        """Read only by :class:`SinkedHistogram`, which a histogram becomes once a sink exists."""
 
     def record(self, value: float) -> None:
         # Envoy records an integer: durations are truncated to whole milliseconds.
@@ -213,15 +220,44 @@ class Histogram:
         return f"<Histogram {self.name} n={self.count}>"
 
 
+class SinkedHistogram(Histogram):
+    """A histogram whose samples also go to the stats sinks, each as it is recorded (Envoy sends
+    histogram samples straight to ``onHistogramComplete``; they are not part of the flush).
+
+    Same slots as :class:`Histogram`, so :meth:`Store.add_histogram_sink` turns existing
+    histograms into this class in place (``__class__`` assignment): without a sink,
+    :meth:`Histogram.record` pays nothing for the hook.
+    """
+
+    __slots__ = ()
+
+    def record(self, value: float) -> None:
+        Histogram.record(self, value)
+        v = int(value) if value > 0 else 0  # the integer Histogram.record kept
+        for sink in self.sinks:
+            sink(self.name, v)
+
+
 class Store:
     """All stats of one server, by full name."""
 
-    __slots__ = ("counters", "gauges", "histograms")
+    __slots__ = ("counters", "gauges", "histograms", "_histogram_sinks")
 
     def __init__(self) -> None:
         self.counters: dict[str, Counter] = {}
         self.gauges: dict[str, Gauge] = {}
         self.histograms: dict[str, Histogram] = {}
+        self._histogram_sinks: tuple[HistogramSink, ...] = ()
+
+    def add_histogram_sink(self, sink: HistogramSink) -> None:
+        """Send every histogram sample, from now on, to ``sink`` as well (see SinkedHistogram)."""
+        self._histogram_sinks = (*self._histogram_sinks, sink)
+        for h in self.histograms.values():
+            self._attach(h)
+
+    def _attach(self, h: Histogram) -> None:
+        h.sinks = self._histogram_sinks
+        h.__class__ = SinkedHistogram
 
     def counter(self, name: str) -> Counter:
         c = self.counters.get(name)
@@ -239,6 +275,8 @@ class Store:
         h = self.histograms.get(name)
         if h is None:
             h = self.histograms[name] = Histogram(name, unit)
+            if self._histogram_sinks:
+                self._attach(h)
         return h
 
     def value(self, name: str) -> int:

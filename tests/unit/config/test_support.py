@@ -43,9 +43,29 @@ def test_zipkin_names_the_tracer() -> None:
     assert f"{HCM_PATH}.tracing: tracing (envoy.tracers.zipkin) is not implemented yet" in lines
 
 
-def test_statsd_names_the_sink() -> None:
-    lines = lines_for(LABS / "statsd-sink-and-prometheus" / "front-envoy.yaml")
-    assert "stats_sinks[0]: stats sink 'envoy.statsd' is not implemented yet" in lines
+@pytest.mark.parametrize(
+    "path",
+    ["statsd-sink-and-prometheus/front-envoy.yaml", "statsd-sink-and-prometheus/service_blue/service-envoy.yaml",
+     "monitoring/front_envoy/envoy-config.yaml", "monitoring/service_a/envoy-config.yaml"],
+)
+def test_statsd_sink_and_add_user_agent_are_supported(path: str) -> None:
+    assert lines_for(LABS / path) == []
+
+
+def _with_sink(sink: dict[str, Any]) -> str:
+    return config(lambda d: d.update(stats_sinks=[sink], stats_flush_interval="1s"))
+
+
+def test_a_udp_statsd_address_is_supported_but_not_other_sinks() -> None:
+    udp = {"socket_address": {"address": "127.0.0.1", "port_value": 9125, "protocol": "UDP"}}
+    statsd = {"name": "envoy.stat_sinks.statsd",
+              "typed_config": {"@type": "type.googleapis.com/envoy.config.metrics.v3.StatsdSink", "address": udp}}
+    assert unsupported_features(load_bootstrap(config_yaml=_with_sink(statsd))) == []
+    dog = {"name": "envoy.stat_sinks.dog_statsd",
+           "typed_config": {"@type": "type.googleapis.com/envoy.config.metrics.v3.DogStatsdSink", "address": udp}}
+    assert unsupported_features(load_bootstrap(config_yaml=_with_sink(dog))) == [
+        "stats_sinks[0]: stats sink 'envoy.stat_sinks.dog_statsd' is not implemented yet"
+    ]
 
 
 @pytest.mark.parametrize("name", ["front-envoy.yaml", "front-envoy.yaml.2"])
@@ -88,9 +108,9 @@ def test_retry_policy_reports_only_what_is_not_implemented() -> None:
 
 
 def test_unsupported_hcm_field() -> None:
-    bootstrap = load_bootstrap(config_yaml=config(lambda d: hcm(d).update(add_user_agent=True)))
+    bootstrap = load_bootstrap(config_yaml=config(lambda d: hcm(d).update(via="edge")))
     assert unsupported_features(bootstrap) == [
-        f"{HCM_PATH}.add_user_agent: field 'add_user_agent' is not implemented yet"
+        f"{HCM_PATH}.via: field 'via' is not implemented yet"
     ]
 
 
