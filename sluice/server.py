@@ -433,13 +433,14 @@ class Server:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        # As Envoy: one last flush at shutdown, so the sinks see the final deltas.
-        self.flush_stats()
-        for sink in self.sinks:
-            await sink.close(SINK_CLOSE_TIMEOUT_S)
         self.cluster_manager.stop()
         if self.admin is not None:
             await self.admin.stop()
+        # As Envoy: one last flush at shutdown, so the sinks see the final deltas; last, so that
+        # the samples of closing connections go out before it. A closed sink drops what follows.
+        self.flush_stats()
+        for sink in self.sinks:
+            await sink.close(SINK_CLOSE_TIMEOUT_S)
         log.info("main dispatch loop exited")
         log.info("exiting")
         self._stopped.set()

@@ -197,6 +197,7 @@ class TcpStatsdSink:
         self._next_attempt = 0.0
         self.connects = 0
         self.connect_failures = 0
+        self.closed = False
 
     # -- the two sink calls -----------------------------------------------------------------
     def flush(self, snapshot: Snapshot) -> None:
@@ -210,6 +211,8 @@ class TcpStatsdSink:
 
     # -- writing ----------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
+        if self.closed:
+            return
         t = self._transport
         if t is not None:
             if t.get_write_buffer_size() + len(data) > self.limit:
@@ -266,6 +269,7 @@ class TcpStatsdSink:
     async def close(self, timeout: float) -> None:
         """The final flush's bytes get up to ``timeout`` to leave: a connect under way is
         waited for, then the transport is closed (asyncio sends its buffer first)."""
+        self.closed = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         if self._transport is None and self.buffer.size and self._connecting is None:
