@@ -26,10 +26,10 @@ from sluice.network_util import listener_stat_name, local_address
 from sluice.route.table import RouteTable
 from sluice.runtime import Runtime
 from sluice.stats.blocks import ListenerManagerStats, ListenerStats, RuntimeStats, ServerStats
+from sluice.stats.matcher import store_for
 from sluice.stats.sinks import Sink
 from sluice.stats.sinks.snapshot import take_snapshot
 from sluice.stats.sinks.statsd import StatsdSinkConfig, TcpStatsdSink, UdpStatsdSink, parse_config
-from sluice.stats.store import Store
 from sluice.tasks import spawn
 from sluice.upstream.cluster_manager import ClusterManager
 from sluice.upstream.resolver import local_alias
@@ -117,7 +117,7 @@ class Server:
         self.bootstrap = bootstrap
         self.options = options or Options()
         log.info("initializing epoch 0 (base id=%d, hot restart version=disabled)", self.options.base_id)
-        self.store = Store()
+        self.store = store_for(bootstrap)  # stats_config.stats_matcher: rejected stats are null
         self.rng = random.Random()
         self.start_time = time.time()
         self.draining = False

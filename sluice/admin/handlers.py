@@ -11,8 +11,8 @@ Envoy's format. Dispatch rules, as Envoy 1.40 answers:
   ``405 Method GET not allowed, POST required.`` (no newline) and changes nothing;
 - a GET endpoint answers any method.
 
-Sluice lists only the endpoints it implements; Envoy's profilers, heap dumps, tcmalloc stats and
-``/stats/prometheus`` are unknown paths here.
+Sluice lists only the endpoints it implements; Envoy's profilers, heap dumps and tcmalloc stats
+are unknown paths here.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from google.protobuf import duration_pb2, json_format
 
-from sluice.admin import clusters_handler, config_dump, home_page, logging_handler, stats_handler
+from sluice.admin import clusters_handler, config_dump, home_page, logging_handler, prometheus, stats_handler
 from sluice.admin.formats import HTML, JSON, TEXT, Response
 from sluice.version import build_version
 
@@ -478,6 +478,18 @@ ENDPOINTS: dict[str, Endpoint] = {
             _enum("format", "Format to use", *stats_handler.FORMATS),
             _enum("type", "Stat types to include.", *stats_handler.TYPES),
             _enum("histogram_buckets", "Histogram bucket display mode", *stats_handler.BUCKET_MODES),
+        ),
+    ),
+    "/stats/prometheus": Endpoint(
+        stats_handler.handle,
+        "print server stats in prometheus format",
+        False,
+        (
+            _bool("usedonly", USED_ONLY_HELP),
+            _bool("text_readouts", "Render text_readouts as new gaugues with value 0 (increases Prometheus data size)"),
+            Param("filter", FILTER_HELP),
+            _bool("invert_filter", "Invert the filter regex"),
+            _enum("histogram_buckets", "Histogram bucket display mode", *prometheus.BUCKET_MODES),
         ),
     ),
     "/stats/recentlookups": Endpoint(_recent_lookups, "Show recent stat-name lookups", False),

@@ -1,4 +1,5 @@
-"""``/stats``: counters, gauges and histograms in Envoy's text, JSON and (plain) HTML formats.
+"""``/stats``: counters, gauges and histograms in Envoy's text, JSON and (plain) HTML formats;
+Prometheus' format is :mod:`sluice.admin.prometheus`.
 
 Rules, as observed on Envoy 1.40:
 - Counters and gauges come first, as one list sorted by full name (``name: value``); histograms
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from sluice.admin import prometheus
 from sluice.admin.formats import HTML, JSON, TEXT, Response, compile_re2, fmt_double, fmt_g, html_escape, json_number
 from sluice.stats.store import DEFAULT_BUCKETS, QUANTILES, Histogram
 
@@ -75,8 +77,7 @@ def parse_params(params: dict[str, str]) -> StatsParams | Response:
             return 400, TEXT, BUCKETS_USAGE
         p.buckets = params["histogram_buckets"]
     if "format" in params:
-        # Divergence from Envoy: format=prometheus is not implemented yet and gets the usage text.
-        if params["format"] not in FORMATS:
+        if params["format"] not in (*FORMATS, "prometheus"):
             return 400, TEXT, FORMAT_USAGE
         p.format = params["format"]
     if "type" in params:
@@ -102,12 +103,22 @@ def select(server: Server, p: StatsParams) -> tuple[list[tuple[str, int]], list[
 
 
 def handle(server: Server, req: AdminRequest) -> Response:
+    """``/stats`` and ``/stats/prometheus`` (the latter is ``/stats?format=prometheus``)."""
+    if req.path == "/stats/prometheus" and req.params.get("histogram_buckets") == "prometheusnative":
+        return 400, TEXT, prometheus.NATIVE_NOT_SUPPORTED
     parsed = parse_params(req.params)
     if not isinstance(parsed, StatsParams):
         return parsed
+    if req.path == "/stats/prometheus":
+        parsed.format = "prometheus"
+    bucket_mode = req.params.get("histogram_buckets", "cumulative")
+    if parsed.format == "prometheus" and (problem := prometheus.bucket_mode_problem(bucket_mode)) is not None:
+        return 400, TEXT, problem
     if server.bootstrap.stats_flush_on_admin:
         # stats_flush_on_admin: the flush (sinks included) happens when the admin asks.
         server.flush_stats()
+    if parsed.format == "prometheus":
+        return 200, TEXT, prometheus.render(server, parsed, bucket_mode)
     scalars, hists = select(server, parsed)
     if parsed.format == "json":
         return 200, JSON, render_json(scalars, hists, parsed.buckets)

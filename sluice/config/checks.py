@@ -51,6 +51,7 @@ from sluice.config.compat import (
     type_url_for_name,
     unpack_any,
 )
+from sluice.config.well_known_names import DEFAULT_TAG_NAMES, std_regex_problem
 from sluice.errors import ConfigError
 
 _DNS_CLUSTER_TYPES = frozenset({cluster_pb2.Cluster.STRICT_DNS, cluster_pb2.Cluster.LOGICAL_DNS})
@@ -619,6 +620,22 @@ def _check_zipkin(zipkin: Any, path: str, context: _Context) -> Iterator[str]:
         yield f"{path}.collector_cluster: unknown cluster '{zipkin.collector_cluster}'"
 
 
+def _check_stats_config(config: Any, path: str, context: _Context) -> Iterator[str]:
+    """Envoy builds its tag extractors at startup and stops at the first bad ``stats_tags``
+    entry; the messages are Envoy's (the matchers' regexes are RegexMatcher nodes)."""
+    for index, spec in enumerate(config.stats_tags):
+        where = f"{path}.stats_tags[{index}]"
+        if spec.WhichOneof("tag_value") == "fixed_value":
+            continue
+        if not spec.regex:
+            if spec.tag_name not in DEFAULT_TAG_NAMES:
+                yield f"{where}: No regex specified for tag specifier and no default regex for name: '{spec.tag_name}'"
+        elif not spec.tag_name:
+            yield f"{where}.tag_name: tag_name cannot be empty"
+        elif (problem := std_regex_problem(spec.regex)) is not None:
+            yield f"{where}.regex: {problem}"
+
+
 def _check_statsd(statsd: Any, path: str, context: _Context) -> Iterator[str]:
     # Envoy also wants node id and cluster for a TCP sink; not checked here because the CLI's
     # --service-node/--service-cluster may still supply them after loading.
@@ -641,4 +658,5 @@ _NODE_CHECKS: dict[str, _NodeCheck] = {
     route_pb2.RouteConfiguration.DESCRIPTOR.full_name: _check_route_configuration,
     "envoy.config.trace.v3.ZipkinConfig": _check_zipkin,
     "envoy.config.metrics.v3.StatsdSink": _check_statsd,
+    "envoy.config.metrics.v3.StatsConfig": _check_stats_config,
 }

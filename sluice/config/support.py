@@ -60,7 +60,8 @@ _HEADER_FIELDS = (
 SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields) for name, fields in {
     # bootstrap, admin, runtime
     "envoy.config.bootstrap.v3.Bootstrap": {"node", "static_resources", "admin", "layered_runtime",
-                                            "stats_sinks", "stats_flush_interval", "stats_flush_on_admin"},
+                                            "stats_sinks", "stats_flush_interval", "stats_flush_on_admin",
+                                            "stats_config"},
     "envoy.config.bootstrap.v3.Bootstrap.StaticResources": {"listeners", "clusters"},
     "envoy.config.core.v3.Node": {"id", "cluster"},
     "envoy.config.bootstrap.v3.Admin": {"address", "access_log_path", "profile_path"},
@@ -68,6 +69,11 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
     "envoy.config.bootstrap.v3.RuntimeLayer": {"name", "static_layer", "disk_layer", "admin_layer"},
     "envoy.config.bootstrap.v3.RuntimeLayer.DiskLayer": {"symlink_root", "subdirectory", "append_service_cluster"},
     "envoy.config.bootstrap.v3.RuntimeLayer.AdminLayer": set(),
+    # stats_config: tag extraction (sluice/stats/tags.py), stats_matcher (sluice/stats/matcher.py)
+    "envoy.config.metrics.v3.StatsConfig": {"stats_tags", "use_all_default_tags", "stats_matcher"},
+    "envoy.config.metrics.v3.TagSpecifier": {"tag_name", "regex", "fixed_value"},
+    "envoy.config.metrics.v3.StatsMatcher": {"reject_all", "exclusion_list", "inclusion_list"},
+    "envoy.type.matcher.v3.ListStringMatcher": {"patterns"},
     # stats sinks (sluice/stats/sinks/)
     "envoy.config.metrics.v3.StatsSink": {"name", "typed_config"},
     "envoy.config.metrics.v3.StatsdSink": {"address", "tcp_cluster_name", "prefix"},

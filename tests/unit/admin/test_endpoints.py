@@ -48,7 +48,7 @@ def test_unknown_path_is_404_with_help(call: Any, golden: Path) -> None:
     assert body == "invalid path. " + handlers.help_text()
     captured = json.loads((golden / "admin" / "admin.json").read_text())["GET /nonexistent"]
     assert captured["status"] == 404 and captured["body"].startswith("invalid path. admin commands are:\n  /: Admin home page\n")
-    for path in ("/ready/", "/READY", "/ready/.", "/stats/prometheus", "/cpuprofiler"):
+    for path in ("/ready/", "/READY", "/ready/.", "/stats/prometheus/", "/cpuprofiler"):
         assert call("GET", path)[0] == 404
     assert call("GET", "//x/../%72eady") == (200, TEXT, "LIVE\n")  # normalized first, as Envoy does
 
