@@ -15,7 +15,12 @@ Current entries:
   ``:80`` with the mounted ``/etc/envoy/envoy.yaml`` or the image's default sidecar config; the
   sidecar's ``127.0.0.1:8080`` cluster reaches the app through ``SLUICE_LOCALHOST_ADDRESS``;
 - ``build:`` folders running ``go run main.go`` → the program built with a local Go toolchain,
-  else ``sluice.lab.apps.mesh_service`` reading the same ``main.go``.
+  else ``sluice.lab.apps.mesh_service`` reading the same ``main.go``;
+- ``prom/statsd-exporter`` → ``sluice.lab.backends.statsd_exporter`` with the ``command:`` flags,
+  listening on the service's address;
+- ``prom/prometheus`` → the real Prometheus (Debian's ``/usr/bin/prometheus``; "not running", with
+  the install command, where it is missing) with the ``command:`` flags (else the image's CMD),
+  container paths through the mounts, its TSDB in the service's folder.
 
 A factory sees the service through :class:`ImageContext` and never imports the data plane: Sluice
 is always started as a process (STYLE §3.1).
@@ -360,6 +365,134 @@ def _go_build(ctx: ImageContext) -> Decision:
     return Decision("mesh_service (main.go)", [Process("main", argv, ports=ports)], problems=problems)
 
 
+# --- prom/statsd-exporter, prom/prometheus ------------------------------------------------
+
+
+def _go_flags(args: list[str], rewrite: dict[str, Callable[[str], str]]) -> tuple[list[str], dict[str, str]]:
+    """A kingpin command line with the value of each flag in ``rewrite`` rewritten (``--f=v`` or
+    ``--f v``); everything else passes through as written. Also the flags' final values."""
+    out: list[str] = []
+    seen: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        flag, eq, value = arg.partition("=")
+        if flag in rewrite and (eq or i + 1 < len(args)):
+            if not eq:
+                value = args[i + 1]
+                i += 1
+            seen[flag] = rewrite[flag](value)
+            out.append(f"{flag}={seen[flag]}")
+        else:
+            out.append(arg)
+        i += 1
+    return out, seen
+
+
+def _on_own_address(ctx: ImageContext) -> Callable[[str], str]:
+    """A Go listen address (``:9102``, ``0.0.0.0:9102``) on the service's own address; ``""``
+    (a listener turned off) stays off."""
+
+    def rewrite(value: str) -> str:
+        _, sep, port = value.rpartition(":")
+        return f"{ctx.address}:{port}" if sep and port.isdigit() else value
+
+    return rewrite
+
+
+def _strip_entrypoint(command: tuple[str, ...] | None, program: str) -> list[str] | str:
+    """The image's ENTRYPOINT is the program: ``command:`` holds its flags (a leading program
+    name is dropped); a message when it names something else."""
+    args = list(command or ())
+    if args and not args[0].startswith("-"):
+        if Path(args[0]).name != program:
+            return f"command: '{' '.join(args)}' is not a {program} command line"
+        args = args[1:]
+    return args
+
+
+STATSD_EXPORTER_LISTEN = {"--web.listen-address": ":9102", "--statsd.listen-udp": ":9125", "--statsd.listen-tcp": ":9125"}
+
+
+def _statsd_exporter(ctx: ImageContext, tag: str) -> Decision:
+    """``sluice.lab.backends.statsd_exporter`` with the service's flags, listening on its address."""
+    program = f"statsd_exporter stand-in ({tag})"
+    args = _strip_entrypoint(ctx.service.command, "statsd_exporter")
+    if isinstance(args, str):
+        return Decision(program, not_running=args)
+    out, seen = _go_flags(args, dict.fromkeys(STATSD_EXPORTER_LISTEN, _on_own_address(ctx)))
+    for flag, default in STATSD_EXPORTER_LISTEN.items():
+        if flag not in seen:
+            seen[flag] = f"{ctx.address}{default}"
+            out.append(f"{flag}={seen[flag]}")
+    ports = []
+    for flag, origin in (("--web.listen-address", "statsd_exporter web"), ("--statsd.listen-tcp", "statsd_exporter StatsD TCP")):
+        _, _, port = seen[flag].rpartition(":")
+        if port.isdigit():
+            ports.append(Port(ctx.address, int(port), origin))
+    argv = [ctx.python, "-m", "sluice.lab.backends.statsd_exporter", *out]
+    return Decision(program, [Process("statsd_exporter", argv, ports=ports)])
+
+
+PROMETHEUS_BINARY = "/usr/bin/prometheus"
+PROMETHEUS_INSTALL = "apt-get install prometheus"
+PROMETHEUS_DEFAULT_COMMAND = (
+    "--config.file=/etc/prometheus/prometheus.yml",
+    "--storage.tsdb.path=/prometheus",
+    "--web.console.libraries=/usr/share/prometheus/console_libraries",
+    "--web.console.templates=/usr/share/prometheus/consoles",
+)
+"""The image's CMD (``command:`` replaces all of it)."""
+PROMETHEUS_WORKDIR = "/prometheus"
+_PROMETHEUS_PATH_FLAGS = ("--config.file", "--web.config.file", "--web.user-assets", "--storage.tsdb.path", "--storage.agent.path")
+_PROMETHEUS_CONSOLES = {
+    "--web.console.templates": "/etc/prometheus/consoles",
+    "--web.console.libraries": "/etc/prometheus/console_libraries",
+}
+"""Debian's consoles stand in for the image's when the lab mounts none."""
+
+
+def _prometheus(ctx: ImageContext, tag: str) -> Decision:
+    """The real Prometheus (Debian's ``/usr/bin/prometheus``) with the service's flags: container
+    paths through the service's mounts, storage in its folder, listening on its address."""
+    program = f"prometheus ({PROMETHEUS_BINARY})"
+    binary = Path(PROMETHEUS_BINARY)
+    if not binary.is_file():
+        return Decision(program, not_running=f"{PROMETHEUS_BINARY} is not installed (install it with: {PROMETHEUS_INSTALL})")
+    args = _strip_entrypoint(ctx.service.command if ctx.service.command is not None else PROMETHEUS_DEFAULT_COMMAND, "prometheus")
+    if isinstance(args, str):
+        return Decision(program, not_running=args)
+
+    def path(value: str) -> str:
+        # Relative paths are relative to the image's WORKDIR, as in the container.
+        return ctx.host_path(value if value.startswith("/") else f"{PROMETHEUS_WORKDIR}/{value}")
+
+    def console(flag: str) -> Callable[[str], str]:
+        return lambda value: path(value) if Path(path(value)).exists() else _PROMETHEUS_CONSOLES[flag]
+
+    rewrite: dict[str, Callable[[str], str]] = dict.fromkeys(_PROMETHEUS_PATH_FLAGS, path)
+    rewrite.update({flag: console(flag) for flag in _PROMETHEUS_CONSOLES})
+    rewrite["--web.listen-address"] = _on_own_address(ctx)
+    out, seen = _go_flags(args, rewrite)
+    defaults = {
+        "--config.file": path("/etc/prometheus/prometheus.yml"),
+        "--storage.tsdb.path": path(f"{PROMETHEUS_WORKDIR}/data"),
+        "--web.listen-address": f"{ctx.address}:9090",
+    }
+    for flag, value in defaults.items():
+        if flag not in seen:
+            seen[flag] = value
+            out.append(f"{flag}={value}")
+    config = seen["--config.file"]
+    if not Path(config).is_file():
+        return Decision(program, not_running=f"volumes: no prometheus config mounted for --config.file (looked for {config})")
+    _, _, port = seen["--web.listen-address"].rpartition(":")
+    ports = [Port(ctx.address, int(port), "prometheus web")] if port.isdigit() else []
+    return Decision(program, [Process("prometheus", [PROMETHEUS_BINARY, *out], ports=ports)])
+
+
 register("envoyproxy/envoy*", _envoy, first=False)
 register("ikubernetes/demoapp:*", _demoapp, first=False)
 register("ikubernetes/servicemesh-app:*", _servicemesh, first=False)
+register("prom/statsd-exporter:*", _statsd_exporter, first=False)
+register("prom/prometheus:*", _prometheus, first=False)

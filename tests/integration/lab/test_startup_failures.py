@@ -54,7 +54,7 @@ def broken_proxy_lab(tmp_path: Path, name: str, restart: str = "no") -> tuple[Pa
         name,
         f"  proxy:\n    image: envoyproxy/envoy:v1.21.0\n    restart: '{restart}'\n    volumes: [./envoy.yaml:/etc/envoy/envoy.yaml]\n"
         f"  web:\n    image: ikubernetes/demoapp:v1.0\n    hostname: web1\n    ports: ['127.0.0.1:{published}:80']\n"
-        "  metrics:\n    image: prom/prometheus:v2.30.3\n",
+        "  metrics:\n    image: example/no-local-program:v1\n",
         {"envoy.yaml": BAD_ENVOY},
     )
     return d, published
@@ -90,7 +90,7 @@ def test_detached_up_fails_when_the_proxy_cannot_start(make_lab: Any, tmp_path: 
     assert_failure_reported(r, "badproxy", "exited with code 1 before it was ready")
     assert "Container badproxy-proxy-1  Failed: exited with code 1 before it was ready" in r.stdout
     # An image without a local program is still only listed, with its reason.
-    assert "Container badproxy-metrics-1  Not running: image prom/prometheus:v2.30.3 has no local program yet" in r.stdout
+    assert "Container badproxy-metrics-1  Not running: image example/no-local-program:v1 has no local program yet" in r.stdout
     assert_nothing_left(lab, published)
     # The logs outlive the lab, for a closer look.
     assert "listeners[0].no_such_field" in lab.cli("logs", "proxy").stdout
@@ -121,19 +121,19 @@ def test_only_images_without_a_local_program_missing_still_succeeds(make_lab: An
         tmp_path,
         "partial",
         f"  web:\n    image: ikubernetes/demoapp:v1.0\n    hostname: web1\n    ports: ['127.0.0.1:{published}:80']\n"
-        "  metrics:\n    image: prom/prometheus:v2.30.3\n    depends_on: [web]\n"
-        "  dashboards:\n    image: grafana/grafana:8.2.2\n    depends_on: [metrics]\n",
+        "  metrics:\n    image: example/no-local-program:v1\n    depends_on: [web]\n"
+        "  dashboards:\n    image: example/no-local-program-either:v2\n    depends_on: [metrics]\n",
     )
     lab = make_lab(d)
     r, _ = lab.up()
     assert r.returncode == 0, r.stdout + r.stderr
     assert "[+] 1/3 services running" in r.stdout
-    assert "    metrics: image prom/prometheus:v2.30.3 has no local program yet" in r.stdout
-    assert "    dashboards: image grafana/grafana:8.2.2 has no local program yet" in r.stdout
+    assert "    metrics: image example/no-local-program:v1 has no local program yet" in r.stdout
+    assert "    dashboards: image example/no-local-program-either:v2 has no local program yet" in r.stdout
     # The published port forwards to the service's own address.
     assert get("127.0.0.1", "/hostname", port=published) == (200, "ServerName: web1\n")
     ps = lab.cli("ps").stdout
-    assert "running (pid " in ps and "not running: image prom/prometheus" in ps
+    assert "running (pid " in ps and "not running: image example/no-local-program" in ps
 
 
 def test_down_when_nothing_is_running(make_lab: Any, tmp_path: Path) -> None:

@@ -128,9 +128,9 @@ def test_servicemesh_app_runs_app_and_sidecar(tmp_path: Path) -> None:
 
 
 def test_unknown_images_say_why(tmp_path: Path) -> None:
-    project = lab(tmp_path, "services:\n  p:\n    image: prom/prometheus:v2.30.3\n")
+    project = lab(tmp_path, "services:\n  p:\n    image: example/no-local-program:v1\n")
     d = images.decide(ctx_for(project, "p", tmp_path))
-    assert d.processes == [] and d.not_running == "image prom/prometheus:v2.30.3 has no local program yet"
+    assert d.processes == [] and d.not_running == "image example/no-local-program:v1 has no local program yet"
 
 
 def test_registry_is_extensible(tmp_path: Path) -> None:
