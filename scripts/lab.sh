@@ -8,5 +8,10 @@ cd "$(dirname "$0")/.."
 ensure_venv
 lab="${1:-http-traffic-shifting}"
 shift || true
+# A lab that runs prom/prometheus needs the real one (Debian's package).
+dir="$lab"; [ -d "$dir" ] || dir="labs/$lab"
+if grep -qsE '^\s*image:\s*"?prom/prometheus' "$dir"/*compose*.y*ml; then
+  ensure_prometheus
+fi
 echo "lab: sluice lab up $lab $*"
 exec .venv/bin/sluice lab up "$lab" "$@"
