@@ -41,6 +41,10 @@ from sluice.errors import ConfigError
 Tag = tuple[str, str]
 Span = tuple[int, int]
 
+CREATED_BEFORE_STATS_CONFIG = frozenset({"server.hot_restart_generation"})
+"""Stats Envoy creates before it installs the bootstrap's tag producer: they carry no tags at
+all, not even a ``fixed_value`` one (observed on Envoy 1.40)."""
+
 _PROMETHEUS_INVALID = re.compile(r"[^a-zA-Z0-9_]")
 
 
@@ -251,6 +255,8 @@ class TagProducer:
         return tagged
 
     def _produce(self, name: str) -> TaggedName:
+        if name in CREATED_BEFORE_STATS_CONFIG:
+            return TaggedName(name, name, ())
         tokens = name.split(".")
         tags: list[Tag] = []
         spans: list[Span] = []

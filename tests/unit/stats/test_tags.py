@@ -211,3 +211,9 @@ def test_specifier_errors_are_envoys() -> None:
 )
 def test_sanitize(raw: str, clean: str) -> None:
     assert sanitize(raw) == clean
+
+
+def test_stats_made_before_stats_config_have_no_tags() -> None:
+    producer = TagProducer.from_config(_config({"stats_tags": [{"tag_name": "lab", "fixed_value": "x"}]}))
+    assert tags_of("server.hot_restart_generation", producer) == ("server.hot_restart_generation", [])
+    assert tags_of("server.live", producer) == ("server.live", [("lab", "x")])
