@@ -16,6 +16,9 @@ Current entries:
   sidecar's ``127.0.0.1:8080`` cluster reaches the app through ``SLUICE_LOCALHOST_ADDRESS``;
 - ``build:`` folders running ``go run main.go`` → the program built with a local Go toolchain,
   else ``sluice.lab.apps.mesh_service`` reading the same ``main.go``;
+- ``grafana/grafana*`` → ``sluice.lab.backends.grafana`` with the image's command line (mounted
+  ``/etc/grafana/grafana.ini``, provisioning under ``/etc/grafana/provisioning``), on the
+  service's address and the ini's ``http_port`` (3000);
 - ``prom/statsd-exporter`` → ``sluice.lab.backends.statsd_exporter`` with the ``command:`` flags,
   listening on the service's address;
 - ``prom/prometheus`` → the real Prometheus (Debian's ``/usr/bin/prometheus``; "not running", with
@@ -365,6 +368,37 @@ def _go_build(ctx: ImageContext) -> Decision:
     return Decision("mesh_service (main.go)", [Process("main", argv, ports=ports)], problems=problems)
 
 
+# --- grafana -------------------------------------------------------------------------------
+
+GRAFANA_INI = "/etc/grafana/grafana.ini"
+
+
+def _grafana(ctx: ImageContext, tag: str) -> Decision:
+    from sluice.lab.backends.grafana import settings as grafana_settings  # the stand-in's own ini reader
+
+    problems: list[Problem] = []
+    if ctx.service.command:
+        problems.append(ctx.problem("command", "not honoured for the grafana image (grafana-server runs as the image starts it)"))
+    ini = ctx.host_path(GRAFANA_INI)
+    try:
+        cfg = grafana_settings.load(ini if Path(ini).is_file() else None, environ=ctx.service.environment)
+        port = cfg.http_port
+    except grafana_settings.SettingsError as exc:
+        return Decision(f"grafana {tag}", not_running=f"{GRAFANA_INI}: {exc}")
+    argv = [
+        ctx.python, "-m", "sluice.lab.backends.grafana",
+        "--homepath=/usr/share/grafana", f"--config={GRAFANA_INI}", "--packaging=docker",
+        "cfg:default.log.mode=console", "cfg:default.paths.data=/var/lib/grafana",
+        "cfg:default.paths.logs=/var/log/grafana", "cfg:default.paths.plugins=/var/lib/grafana/plugins",
+        "cfg:default.paths.provisioning=/etc/grafana/provisioning",
+        # The container listens on all its interfaces: here, the service's own address.
+        f"cfg:server.http_addr={ctx.address}",
+    ]
+    if not Path(ini).is_file():
+        argv.remove(f"--config={GRAFANA_INI}")  # the image's own grafana.ini sets nothing
+    return Decision(f"grafana {tag}", [Process("grafana", argv, ports=[Port(ctx.address, port, "grafana http_port")])], problems=problems)
+
+
 # --- prom/statsd-exporter, prom/prometheus ------------------------------------------------
 
 
@@ -496,3 +530,4 @@ register("ikubernetes/demoapp:*", _demoapp, first=False)
 register("ikubernetes/servicemesh-app:*", _servicemesh, first=False)
 register("prom/statsd-exporter:*", _statsd_exporter, first=False)
 register("prom/prometheus:*", _prometheus, first=False)
+register("grafana/grafana*", _grafana, first=False)
