@@ -34,7 +34,9 @@ def test_version_has_envoys_shape() -> None:
     assert found is not None, line
     assert found.group(2) == __version__
     assert found.group(4).startswith(("CPython-", "PyPy-"))
-    assert line == f"sluice version: {build_version()}"
+    # Clean/Modified may change between the two reads while files are being edited; the rest may not.
+    mine = build_version().split("/")
+    assert [found.group(1), found.group(2), found.group(4)] == [mine[0], mine[1], mine[4]]
 
 
 def test_lab_help_is_reachable() -> None:
