@@ -302,3 +302,68 @@ def test_lines_are_envoys(expositions: tuple[str, str]) -> None:
             assert re.fullmatch(r'# TYPE envoy_\w+ (counter|gauge|histogram)|envoy_\w+\{([\w]+="[^"]*"(,[\w]+="[^"]*")*)?\} \S+', line), (
                 line
             )
+
+
+# Stat prefixes and cluster alt_stat_names shaped to reach the default extractors Sluice's own
+# stats never reach (gRPC bridge, health check name, TLS certificate, ext_authz, user agent,
+# DynamoDB, RDS, scoped RDS, RBAC, fault downstream cluster): Envoy makes the names, and Sluice's
+# extraction of each must give the family and labels Envoy printed.
+CRAFTED_HCM_PREFIXES = (
+    "p.user_agent.ios", "q.dynamodb.table.t1", "r.dynamodb.operation.Query", "s.ext_authz.ea", "t.rds.rc.one",
+    "u.scoped_rds.sc1", "w.rbac.rp", "x.fault.dc", "y.dynamodb.error.t2",
+)  # fmt: skip
+CRAFTED_ALT_STAT_NAMES = ("c0.grpc.svc.Method", "c1.health_check.name.hc1", "c2.ssl.certificate.cert1", "c3.ext_authz.ea", "c4.grpc.svc2")
+
+
+def _crafted_config() -> dict[str, Any]:
+    router = {"name": "envoy.filters.http.router", "typed_config": ROUTER_TYPED_CONFIG}
+    listeners = []
+    for i, prefix in enumerate(CRAFTED_HCM_PREFIXES):
+        cluster = f"c{i % len(CRAFTED_ALT_STAT_NAMES)}"
+        routes = [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}]
+        hcm = {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": prefix,
+            "route_config": {"virtual_hosts": [{"name": f"vh{i}", "domains": ["*"], "routes": routes}]},
+            "http_filters": [router],
+        }
+        address = {"socket_address": {"address": "127.0.0.1", "port_value": free_port()}}
+        chain = {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+        listeners.append({"name": f"l{i}", "address": address, "filter_chains": [chain]})
+    clusters = []
+    for i, alt in enumerate(CRAFTED_ALT_STAT_NAMES):
+        endpoint = {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": free_port()}}}}
+        assignment = {"cluster_name": f"c{i}", "endpoints": [{"lb_endpoints": [endpoint]}]}
+        clusters.append(
+            {"name": f"c{i}", "alt_stat_name": alt, "connect_timeout": "0.25s", "type": "STATIC", "load_assignment": assignment}
+        )
+    admin = {"address": {"socket_address": {"address": "127.0.0.1", "port_value": free_port()}}}
+    return {"admin": admin, "static_resources": {"listeners": listeners, "clusters": clusters}}
+
+
+def test_tag_extraction_matches_envoy_on_crafted_names() -> None:
+    from sluice.stats.tags import TagProducer
+
+    envoy = ProxyProcess("envoy", _crafted_config()).start()
+    try:
+        for port in envoy.listener_ports:
+            with Client(port) as c:
+                assert c.get("/x").status == 503  # each cluster's request stats come to exist
+        names = [line.split(":", 1)[0] for line in envoy.admin("GET", "/stats").text.splitlines()]
+        exposition = _parse(envoy.admin("GET", "/stats/prometheus").text)
+    finally:
+        envoy.stop()
+    printed = set()
+    for family, (_, samples) in exposition.items():
+        for _, labels in samples:
+            printed.add((family, frozenset((k, v) for k, v in labels if k not in ("le", "quantile"))))
+    producer = TagProducer.from_config()
+    ours = {(t.prometheus_name, frozenset((k.replace(".", "_"), v) for k, v in t.tags)) for t in map(producer.extract, names)}
+    assert ours == printed
+    # The crafted names did reach the extractors they were made for.
+    tag_names = {k for _, labels in ours for k, _ in labels}
+    assert {
+        "envoy_grpc_bridge_method", "envoy_grpc_bridge_service", "envoy_health_check_name", "envoy_tls_certificate",
+        "envoy_ext_authz_prefix", "envoy_http_user_agent", "envoy_dynamo_table", "envoy_dynamo_operation",
+        "envoy_rds_route_config", "envoy_scoped_rds_config", "envoy_rbac_http_prefix", "envoy_fault_downstream_cluster",
+    } <= tag_names  # fmt: skip

@@ -146,7 +146,7 @@ def _golden_ids(prometheus_text: str) -> set[tuple[str, str]]:
         family, labels = m.groups()
         if kind == "histogram":
             family = re.sub(r"_(bucket|sum|count)$", "", family)
-            labels = re.sub(r',?le="[^"]*"', "", labels)
+            labels = re.sub(r'(?:^|,)le="[^"]*"$', "", labels)
         ids.add((family, labels))
     return ids
 
