@@ -53,6 +53,11 @@ def sanitize(name: str) -> str:
     return _PROMETHEUS_INVALID.sub("_", name)
 
 
+def escape_label_value(value: str) -> str:
+    """A label value as Envoy prints it: backslash, double quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def _regex_prefix(regex: str) -> str:
     """Envoy's ``extractRegexPrefix``: the literal first token of a ``^word\\.`` regex, else ''."""
     if not regex.startswith("^"):
@@ -197,7 +202,7 @@ class TaggedName:
         self.extracted = extracted
         self.tags = tags
         self.prometheus_name = "envoy_" + sanitize(extracted)
-        self.labels = ",".join(f'{sanitize(k)}="{v}"' for k, v in tags)
+        self.labels = ",".join(f'{sanitize(k)}="{escape_label_value(v)}"' for k, v in tags)
         """``envoy_cluster_name="colord"``: what goes between the braces (empty: ``{}``)."""
         self.sort_key = tuple(full_name.split("."))
         """Envoy sorts stat names token by token (its symbol table's order)."""

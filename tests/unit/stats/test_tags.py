@@ -217,3 +217,10 @@ def test_stats_made_before_stats_config_have_no_tags() -> None:
     producer = TagProducer.from_config(_config({"stats_tags": [{"tag_name": "lab", "fixed_value": "x"}]}))
     assert tags_of("server.hot_restart_generation", producer) == ("server.hot_restart_generation", [])
     assert tags_of("server.live", producer) == ("server.live", [("lab", "x")])
+
+
+def test_label_values_are_escaped_as_envoy_prints_them() -> None:
+    # Observed on Envoy 1.40 with fixed_value 'a"b\c dé' and 'x<newline>y'.
+    for value, printed in (('a"b\\c d\u00e9', 'a\\"b\\\\c d\u00e9'), ("x\ny", "x\\ny")):
+        producer = TagProducer.from_config(_config({"stats_tags": [{"tag_name": "my-tag.x", "fixed_value": value}]}))
+        assert producer.extract("server.live").labels == f'my_tag_x="{printed}"'
