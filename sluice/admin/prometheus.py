@@ -70,7 +70,7 @@ def _families(stats: Iterable[Stat], producer: TagProducer, p: StatsParams) -> l
             continue
         tagged = producer.extract(stat.name)
         groups.setdefault(tagged.extracted, []).append((tagged, stat))
-    out = []
+    out: list[tuple[str, list[tuple[TaggedName, Stat]]]] = []
     for extracted in sorted(groups, key=lambda n: tuple(n.split("."))):
         members = groups[extracted]
         members.sort(key=lambda m: m[0].sort_key)
