@@ -270,3 +270,58 @@ def test_services_dashboard_draws_live_panels_in_chromium(grafana: tuple[StandIn
         driver.quit()
     log = stand_in.log.read_text()
     assert "inserting datasource from configuration" in log and "saving dashboard from file" in log
+
+
+def test_dashboard_files_are_reread_and_sigterm_stops_cleanly(tmp_path: Path) -> None:
+    """A provider's ``updateIntervalSeconds``: an edited dashboard file shows in the API without
+    a restart, as in Grafana; SIGTERM ends the server with status 0."""
+    prov = tmp_path / "provisioning"
+    (prov / "dashboards").mkdir(parents=True)
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    (boards / "one.json").write_text(json.dumps({"title": "First Title", "uid": "one", "rows": []}))
+    (prov / "dashboards" / "p.yaml").write_text(
+        f"apiVersion: 1\nproviders:\n- name: p\n  type: file\n  updateIntervalSeconds: 1\n  options:\n    path: {boards}\n"
+    )
+    (tmp_path / "grafana.ini").write_text("[auth.anonymous]\nenabled = true\n")
+    argv = [
+        sys.executable, "-m", "sluice.lab.backends.grafana", f"--config={tmp_path / 'grafana.ini'}",
+        f"cfg:default.paths.provisioning={prov}", f"cfg:default.paths.data={tmp_path / 'data'}",
+        "cfg:server.http_addr=127.0.0.1", "cfg:server.http_port=0",
+    ]
+    stand_in = StandIn(argv, {**os.environ, "PYTHONUNBUFFERED": "1"}, tmp_path / "grafana.log")
+    try:
+
+        def titles() -> list[str]:
+            with urllib.request.urlopen(stand_in.base + "/api/search", timeout=5) as r:  # anonymous
+                return [h["title"] for h in json.load(r)]
+
+        assert titles() == ["First Title"]
+        (boards / "one.json").write_text(json.dumps({"title": "Second Title", "uid": "one", "rows": []}))
+        deadline = time.monotonic() + 10
+        while titles() != ["Second Title"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert titles() == ["Second Title"]
+        with urllib.request.urlopen(stand_in.base + "/api/dashboards/uid/one", timeout=5) as r:
+            assert json.load(r)["meta"]["version"] == 2
+        assert (tmp_path / "data" / "grafana.db").is_file()
+    finally:
+        stand_in.stop()
+    assert stand_in.proc.returncode == 0
+    assert 'msg="Shutdown started" logger=server reason="System signal: sigterm"' in stand_in.log.read_text()
+
+
+def test_a_bad_provisioning_file_stops_startup(tmp_path: Path) -> None:
+    prov = tmp_path / "provisioning"
+    (prov / "datasources").mkdir(parents=True)
+    (prov / "datasources" / "ds.yaml").write_text("apiVersion: 1\ndatasources:\n- {type: prometheus, url: 'http://x'}\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "sluice.lab.backends.grafana", f"cfg:default.paths.provisioning={prov}",
+         f"cfg:default.paths.data={tmp_path / 'data'}", "cfg:server.http_addr=127.0.0.1", "cfg:server.http_port=0"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert r.returncode == 1
+    assert "datasources[0]: datasource is missing a name" in r.stdout + r.stderr
+    r = subprocess.run([sys.executable, "-m", "sluice.lab.backends.grafana", "--config=/nonexistent/grafana.ini"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and 'failed to parse "/nonexistent/grafana.ini"' in r.stderr

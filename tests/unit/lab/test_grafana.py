@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -362,8 +363,6 @@ def test_metrics_text_format(api: dict[str, Any]) -> None:
     assert 'grafana_datasource_request_total{code="200",datasource="prometheus",method="GET"} 1' in text
     assert "grafana_stat_totals_dashboard 1" in text and 'grafana_stat_totals_datasource{plugin_id="prometheus"} 2' in text
     sample = r'[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*")*\})? [-+0-9.eEInf]+'
-    import re
-
     for line in text.splitlines():
         assert line.startswith("# HELP ") or line.startswith("# TYPE ") or re.fullmatch(sample, line), line
     api["app"].settings.raw["metrics"].update(basic_auth_username="m", basic_auth_password="p")
