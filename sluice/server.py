@@ -28,6 +28,7 @@ from sluice.runtime import Runtime
 from sluice.stats.blocks import ListenerManagerStats, ListenerStats, RuntimeStats, ServerStats
 from sluice.stats.matcher import store_for
 from sluice.stats.sinks import Sink
+from sluice.stats.sinks.fanout import HistogramFanout
 from sluice.stats.sinks.snapshot import take_snapshot
 from sluice.stats.sinks.statsd import StatsdSinkConfig, TcpStatsdSink, UdpStatsdSink, parse_config
 from sluice.tasks import spawn
@@ -146,8 +147,9 @@ class Server:
         self.stats_flush_interval_s = _seconds(interval) if bootstrap.HasField("stats_flush_interval") else 5.0
         """``stats_flush_interval`` (Envoy's default 5 s); unused with ``stats_flush_on_admin``."""
         self.sinks: list[Sink] = self._build_sinks()
-        for sink in self.sinks:
-            self.store.add_histogram_sink(sink.on_histogram)
+        self._histogram_fanout = HistogramFanout(self.sinks)
+        if self.sinks:
+            self._histogram_fanout.attach(self.store)
         self.listeners: list[Listener] = []
         config_log.info("loading %d listener(s)", len(bootstrap.static_resources.listeners))
         self._build_listeners()
@@ -369,6 +371,7 @@ class Server:
             for h in self.store.histograms.values():
                 h.merge()
         if self.sinks:
+            self._histogram_fanout.drain()  # samples recorded before the flush go first
             snapshot = take_snapshot(self.store)
             for sink in self.sinks:
                 sink.flush(snapshot)
@@ -439,6 +442,7 @@ class Server:
         # As Envoy: one last flush at shutdown, so the sinks see the final deltas; last, so that
         # the samples of closing connections go out before it. A closed sink drops what follows.
         self.flush_stats()
+        self._histogram_fanout.sinks = ()  # what is recorded from here on is dropped
         for sink in self.sinks:
             await sink.close(SINK_CLOSE_TIMEOUT_S)
         log.info("main dispatch loop exited")

@@ -15,9 +15,8 @@ import math
 from collections.abc import Callable
 from typing import ClassVar
 
-HistogramSink = Callable[[str, int], None]
-"""A stats sink's per-sample hook (``Sink::onHistogramComplete``): the histogram's full name and
-the integer sample."""
+SampleQueue = list[tuple[str, int]]
+"""Histogram samples ``(full name, integer value)`` waiting for the stats sinks."""
 
 
 class Counter:
@@ -155,7 +154,7 @@ class Histogram:
     ``/stats`` shows both as of the last merge; a histogram is ``used`` once a merge saw samples.
     """
 
-    __slots__ = ("name", "unit", "count", "sum", "_pending", "interval", "cumulative", "sinks")
+    __slots__ = ("name", "unit", "count", "sum", "_pending", "interval", "cumulative", "sink_queue", "sink_wake")
 
     def __init__(self, name: str, unit: str = "ms") -> None:
         self.name = name
@@ -165,8 +164,11 @@ class Histogram:
         self._pending: dict[BucketKey, int] = {}
         self.interval: dict[BucketKey, int] = {}
         self.cumulative: dict[BucketKey, int] = {}
-        self.sinks: tuple[HistogramSink, ...] = ()
-        """Read only by :class:`SinkedHistogram`, which a histogram becomes once a sink exists."""
+        self.sink_queue: SampleQueue = []
+        """Read only by :class:`SinkedHistogram` (which a histogram becomes once a sink exists):
+        the store's one queue of samples for the sinks, and what to call when it stops being
+        empty (the sinks' owner then takes the samples: sinks/fanout.py)."""
+        self.sink_wake: Callable[[], None] | None = None
 
     def record(self, value: float) -> None:
         # Envoy records an integer: durations are truncated to whole milliseconds.
@@ -224,39 +226,50 @@ class SinkedHistogram(Histogram):
     """A histogram whose samples also go to the stats sinks, each as it is recorded (Envoy sends
     histogram samples straight to ``onHistogramComplete``; they are not part of the flush).
 
-    Same slots as :class:`Histogram`, so :meth:`Store.add_histogram_sink` turns existing
+    Same slots as :class:`Histogram`, so :meth:`Store.set_histogram_sink` turns existing
     histograms into this class in place (``__class__`` assignment): without a sink,
-    :meth:`Histogram.record` pays nothing for the hook.
+    :meth:`Histogram.record` pays nothing for the hook. With one, a sample costs one append to
+    the store's queue (no call into the sinks here: this runs several times per request).
     """
 
     __slots__ = ()
 
     def record(self, value: float) -> None:
-        Histogram.record(self, value)
-        v = int(value) if value > 0 else 0  # the integer Histogram.record kept
-        for sink in self.sinks:
-            sink(self.name, v)
+        # Histogram.record inlined (this runs several times per request).
+        v = int(value) if value > 0 else 0
+        self.count += 1
+        self.sum += v
+        k = bucket_key(v)
+        pending = self._pending
+        pending[k] = pending.get(k, 0) + 1
+        queue = self.sink_queue
+        queue.append((self.name, v))
+        if len(queue) == 1:
+            self.sink_wake()  # type: ignore[misc]  # set together with the class
 
 
 class Store:
     """All stats of one server, by full name."""
 
-    __slots__ = ("counters", "gauges", "histograms", "_histogram_sinks")
+    __slots__ = ("counters", "gauges", "histograms", "_sink_queue", "_sink_wake")
 
     def __init__(self) -> None:
         self.counters: dict[str, Counter] = {}
         self.gauges: dict[str, Gauge] = {}
         self.histograms: dict[str, Histogram] = {}
-        self._histogram_sinks: tuple[HistogramSink, ...] = ()
+        self._sink_queue: SampleQueue | None = None
+        self._sink_wake: Callable[[], None] | None = None
 
-    def add_histogram_sink(self, sink: HistogramSink) -> None:
-        """Send every histogram sample, from now on, to ``sink`` as well (see SinkedHistogram)."""
-        self._histogram_sinks = (*self._histogram_sinks, sink)
+    def set_histogram_sink(self, queue: SampleQueue, wake: Callable[[], None]) -> None:
+        """From now on every histogram sample is also appended to ``queue``; ``wake`` is called
+        when it goes from empty to non-empty (see SinkedHistogram)."""
+        self._sink_queue, self._sink_wake = queue, wake
         for h in self.histograms.values():
             self._attach(h)
 
     def _attach(self, h: Histogram) -> None:
-        h.sinks = self._histogram_sinks
+        assert self._sink_queue is not None
+        h.sink_queue, h.sink_wake = self._sink_queue, self._sink_wake
         h.__class__ = SinkedHistogram
 
     def counter(self, name: str) -> Counter:
@@ -275,7 +288,7 @@ class Store:
         h = self.histograms.get(name)
         if h is None:
             h = self.histograms[name] = Histogram(name, unit)
-            if self._histogram_sinks:
+            if self._sink_queue is not None:
                 self._attach(h)
         return h
 

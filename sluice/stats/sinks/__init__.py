@@ -4,12 +4,12 @@ A sink gets two calls (``envoy/stats/sink.h``):
 
 - :meth:`Sink.flush` once per stats flush with a :class:`~sluice.stats.sinks.snapshot.Snapshot`
   (counter deltas since the previous flush, gauge values);
-- :meth:`Sink.on_histogram` for every histogram sample as it is recorded - histograms are not
-  flushed, the store hands each sample to the sinks (:meth:`Store.add_histogram_sink`).
+- :meth:`Sink.on_histograms` with the histogram samples recorded since the loop's last turn
+  (Envoy's ``onHistogramComplete``, per sample): histograms are not flushed, every sample is
+  sent as it is recorded. :class:`~sluice.stats.sinks.fanout.HistogramFanout` collects them.
 
-A sink MUST NOT block or raise into its caller: the flush runs on the event loop and the
-histogram hook on the request path, so a sink target that is down or slow costs at most a
-dropped metric (counted by the sink), never a request.
+A sink MUST NOT block or raise into its caller: both calls run on the event loop, so a sink
+target that is down or slow costs at most dropped metrics (counted by the sink), never a request.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from sluice.stats.sinks.snapshot import Snapshot
 class Sink(Protocol):
     def flush(self, snapshot: Snapshot) -> None: ...
 
-    def on_histogram(self, name: str, value: int) -> None: ...
+    def on_histograms(self, samples: list[tuple[str, int]]) -> None:
+        """``(histogram full name, integer sample)`` in the order they were recorded."""
+        ...
 
     async def close(self, timeout: float) -> None:
         """Send what is buffered (at most ``timeout`` seconds) and release the socket."""

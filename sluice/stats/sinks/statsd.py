@@ -39,6 +39,9 @@ log = logging.getLogger("sluice.stats")
 DEFAULT_PREFIX = "envoy"
 MAX_BUFFERED_BYTES = 16 * 1024 * 1024
 """Envoy's ``TcpStatsdSink::MAX_BUFFERED_STATS_BYTES``."""
+UDP_CHUNK = 256
+"""Datagrams sent per loop callback."""
+UDP_MAX_PENDING = 100_000
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0
 
@@ -83,42 +86,79 @@ def timer_line(prefix: str, name: str, value: int) -> str:
 
 
 class UdpStatsdSink:
-    """Datagrams to ``address``; never blocks (non-blocking socket), drops and counts on error."""
+    """Datagrams to ``address``; never blocks (non-blocking socket), drops and counts on error.
 
-    __slots__ = ("prefix", "target", "send_errors", "_sock")
+    Sends are deferred to the loop (``call_soon``) and made at most :data:`UDP_CHUNK` per
+    callback, so a flush of 10 000 stats does not hold the loop for 10 000 syscalls at once and
+    a histogram sample costs the request path one list append. At most
+    :data:`UDP_MAX_PENDING` datagrams wait; more are dropped and counted in ``send_errors``.
+    """
+
+    __slots__ = ("prefix", "target", "send_errors", "_sock", "_dot", "_pending", "_loop", "_closed")
 
     def __init__(self, prefix: str, target: tuple[str, int], sock: socket.socket | None = None) -> None:
         self.prefix = prefix
+        self._dot = prefix + "."
         self.target = target
         self.send_errors = 0
-        """Metrics dropped because the send failed (Envoy ignores these errors silently)."""
+        """Metrics dropped because the send failed or too many waited (Envoy drops them silently)."""
         if sock is None:
             family = socket.AF_INET6 if ":" in target[0] else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_DGRAM)
             sock.setblocking(False)
         self._sock = sock
+        self._pending: list[bytes] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
 
-    def _send(self, data: bytes) -> None:
-        try:
-            self._sock.sendto(data, self.target)
-        except OSError as exc:
-            self.send_errors += 1
-            if self.send_errors == 1 or self.send_errors % 1000 == 0:
-                log.debug("statsd: udp send to %s:%d failed (%d so far): %s", *self.target, self.send_errors, exc)
+    def _queue(self, datagrams: list[bytes]) -> None:
+        if self._closed:
+            return
+        pending = self._pending
+        room = UDP_MAX_PENDING - len(pending)
+        if len(datagrams) > room:
+            self.send_errors += len(datagrams) - max(room, 0)
+            datagrams = datagrams[: max(room, 0)]
+        was_empty = not pending
+        pending += datagrams
+        if was_empty and pending:
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self._send_pending)
+
+    def _send_pending(self) -> None:
+        pending = self._pending
+        chunk, self._pending = pending[:UDP_CHUNK], pending[UDP_CHUNK:]
+        sendto, target = self._sock.sendto, self.target
+        errors = 0
+        for data in chunk:
+            try:
+                sendto(data, target)
+            except OSError as exc:
+                errors += 1
+                last = exc
+        if errors:
+            self.send_errors += errors
+            log.debug("statsd: %d udp send(s) to %s:%d failed (%d so far): %s", errors, *target, self.send_errors, last)
+        if self._pending and self._loop is not None:
+            self._loop.call_soon(self._send_pending)
 
     def flush(self, snapshot: Snapshot) -> None:
-        send = self._send
-        for line in flush_lines(self.prefix, snapshot):
-            send(line.encode())
+        self._queue([line.encode() for line in flush_lines(self.prefix, snapshot)])
 
-    def on_histogram(self, name: str, value: int) -> None:
-        self._send(timer_line(self.prefix, name, value).encode())
+    def on_histograms(self, samples: list[tuple[str, int]]) -> None:
+        dot = self._dot
+        self._queue([f"{dot}{name}:{value}|ms".encode() for name, value in samples])
 
     async def close(self, timeout: float) -> None:
+        self._closed = True
+        while self._pending:
+            self._send_pending()
         self._sock.close()
 
     def __repr__(self) -> str:
-        return f"<UdpStatsdSink {self.target[0]}:{self.target[1]} errors={self.send_errors}>"
+        return f"<UdpStatsdSink {self.target[0]}:{self.target[1]} pending={len(self._pending)} errors={self.send_errors}>"
 
 
 # -- TCP --------------------------------------------------------------------------------------
@@ -198,6 +238,7 @@ class TcpStatsdSink:
         self.connects = 0
         self.connect_failures = 0
         self.closed = False
+        self._dot = prefix + "."
 
     # -- the two sink calls -----------------------------------------------------------------
     def flush(self, snapshot: Snapshot) -> None:
@@ -206,8 +247,10 @@ class TcpStatsdSink:
             lines.append("")  # every line ends in a newline
             self._write("\n".join(lines).encode())
 
-    def on_histogram(self, name: str, value: int) -> None:
-        self._write(f"{self.prefix}.{name}:{value}|ms\n".encode())
+    def on_histograms(self, samples: list[tuple[str, int]]) -> None:
+        # One loop turn's samples in one write (Envoy's connection buffers a pass's writes too).
+        dot = self._dot
+        self._write("".join([f"{dot}{name}:{value}|ms\n" for name, value in samples]).encode())
 
     # -- writing ----------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:

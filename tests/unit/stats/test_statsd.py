@@ -6,6 +6,7 @@ import asyncio
 import socket
 from typing import Any
 
+from sluice.stats.sinks.fanout import SAMPLE_WINDOW_S, HistogramFanout
 from sluice.stats.sinks.snapshot import Snapshot, take_snapshot
 from sluice.stats.sinks.statsd import (
     BoundedBuffer,
@@ -60,19 +61,47 @@ def test_counters_are_deltas_and_every_used_counter_is_resent() -> None:
     assert third.gauges == [("a.active", 0)]  # absolute, a used gauge at 0 is still sent
 
 
+class ListSink:
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[str, int]]] = []
+
+    def flush(self, snapshot: Snapshot) -> None: ...
+
+    def on_histograms(self, samples: list[tuple[str, int]]) -> None:
+        self.batches.append(samples)
+
+    async def close(self, timeout: float) -> None: ...
+
+
 def test_histogram_samples_reach_sinks_only_once_a_sink_exists() -> None:
+    async def main() -> None:
+        store = Store()
+        before = store.histogram("x.rq_time")
+        assert type(before) is Histogram  # no sink: the plain record(), no hook cost
+        sink = ListSink()
+        HistogramFanout([sink]).attach(store)
+        after = store.histogram("y.cx_length_ms")
+        assert type(before) is SinkedHistogram and type(after) is SinkedHistogram
+        before.record(43.9)
+        after.record(-1)
+        assert sink.batches == []  # handed over once the window closes, in one call
+        await asyncio.sleep(SAMPLE_WINDOW_S * 1.5)
+        assert sink.batches == [[("x.rq_time", 43), ("y.cx_length_ms", 0)]]
+        before.record(2)
+        await asyncio.sleep(SAMPLE_WINDOW_S * 1.5)
+        assert sink.batches[1:] == [[("x.rq_time", 2)]]
+        before.merge()
+        assert before.count == 2 and before.used  # still a histogram for /stats
+
+    asyncio.run(main())
+
+
+def test_fanout_outside_a_loop_hands_over_at_once() -> None:
     store = Store()
-    before = store.histogram("x.rq_time")
-    assert type(before) is Histogram  # no sink: the plain record(), no hook cost
-    got: list[tuple[str, int]] = []
-    store.add_histogram_sink(lambda name, v: got.append((name, v)))
-    after = store.histogram("y.cx_length_ms")
-    assert type(before) is SinkedHistogram and type(after) is SinkedHistogram
-    before.record(43.9)
-    after.record(-1)
-    assert got == [("x.rq_time", 43), ("y.cx_length_ms", 0)]
-    before.merge()
-    assert before.count == 1 and before.used  # still a histogram for /stats
+    sink = ListSink()
+    HistogramFanout([sink]).attach(store)
+    store.histogram("x").record(5)
+    assert sink.batches == [[("x", 5)]]
 
 
 class FakeSock:
@@ -92,19 +121,48 @@ class FakeSock:
 
 
 def test_udp_one_metric_per_datagram_without_newline() -> None:
-    sock = FakeSock()
-    sink = UdpStatsdSink("p", ("127.0.0.1", 9125), sock)  # type: ignore[arg-type]
-    sink.flush(Snapshot([("c1", 1), ("c2", 0)], [("g1", 7)]))
-    sink.on_histogram("h", 12)
-    assert [d for d, _ in sock.sent] == [b"p.c1:1|c", b"p.c2:0|c", b"p.g1:7|g", b"p.h:12|ms"]
-    assert all(a == ("127.0.0.1", 9125) for _, a in sock.sent)
+    async def main() -> list[tuple[bytes, Any]]:
+        sock = FakeSock()
+        sink = UdpStatsdSink("p", ("127.0.0.1", 9125), sock)  # type: ignore[arg-type]
+        sink.flush(Snapshot([("c1", 1), ("c2", 0)], [("g1", 7)]))
+        sink.on_histograms([("h", 12)])
+        assert sock.sent == []  # sent from the loop, not from the caller
+        await asyncio.sleep(0)
+        return sock.sent
+
+    sent = asyncio.run(main())
+    assert [d for d, _ in sent] == [b"p.c1:1|c", b"p.c2:0|c", b"p.g1:7|g", b"p.h:12|ms"]
+    assert all(a == ("127.0.0.1", 9125) for _, a in sent)
+
+
+def test_udp_a_large_flush_is_sent_in_chunks_and_the_queue_is_bounded() -> None:
+    from sluice.stats.sinks import statsd
+
+    async def main() -> None:
+        sock = FakeSock()
+        sink = UdpStatsdSink("p", ("127.0.0.1", 9125), sock)  # type: ignore[arg-type]
+        sink.flush(Snapshot([(f"c{i}", 1) for i in range(statsd.UDP_CHUNK * 2 + 1)], []))
+        await asyncio.sleep(0)
+        assert len(sock.sent) == statsd.UDP_CHUNK
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert len(sock.sent) == statsd.UDP_CHUNK * 2 + 1
+        sink.flush(Snapshot([(f"c{i}", 1) for i in range(statsd.UDP_MAX_PENDING + 5)], []))
+        assert sink.send_errors == 5
+        await sink.close(0.1)
+
+    asyncio.run(main())
 
 
 def test_udp_send_errors_are_counted_and_dropped() -> None:
-    sink = UdpStatsdSink("p", ("127.0.0.1", 9125), FakeSock(BlockingIOError()))  # type: ignore[arg-type]
-    sink.flush(Snapshot([("c1", 1)], [("g1", 7)]))
-    sink.on_histogram("h", 1)
-    assert sink.send_errors == 3
+    async def main() -> int:
+        sink = UdpStatsdSink("p", ("127.0.0.1", 9125), FakeSock(BlockingIOError()))  # type: ignore[arg-type]
+        sink.flush(Snapshot([("c1", 1)], [("g1", 7)]))
+        sink.on_histograms([("h", 1)])
+        await asyncio.sleep(0)
+        return sink.send_errors
+
+    assert asyncio.run(main()) == 3
 
 
 def test_udp_to_a_closed_port_never_raises() -> None:
@@ -112,10 +170,15 @@ def test_udp_to_a_closed_port_never_raises() -> None:
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()  # nobody listens there now
-    sink = UdpStatsdSink("p", ("127.0.0.1", port))
-    for _ in range(50):
-        sink.on_histogram("h", 1)
-    asyncio.run(sink.close(0.1))
+
+    async def main() -> None:
+        sink = UdpStatsdSink("p", ("127.0.0.1", port))
+        for _ in range(50):
+            sink.on_histograms([("h", 1)])
+            await asyncio.sleep(0)
+        await sink.close(0.1)
+
+    asyncio.run(main())
 
 
 def test_bounded_buffer_drops_whole_writes_and_counts() -> None:
@@ -141,12 +204,13 @@ def test_tcp_down_target_buffers_within_the_bound_and_backs_off() -> None:
         probe.close()  # refused
         sink = _tcp_sink(lambda: ("127.0.0.1", port), limit=64)
         for _ in range(20):
-            sink.on_histogram("h", 1)  # "p.h:1|ms\n": 9 bytes each, 7 fit
+            sink.on_histograms([("h", 1)])  # "p.h:1|ms\n": 9 bytes each, 7 fit
+            await asyncio.sleep(0)  # one write per loop iteration
         await asyncio.sleep(0.05)
         assert sink.buffer.size == 63
         assert sink.overflow.value == 20 - 7
         assert sink.connect_failures == 1 and sink.backoff_s == 0.5
-        sink.on_histogram("h", 1)  # within the back-off: no new attempt
+        sink.on_histograms([("h", 1)])  # within the back-off: no new attempt
         await asyncio.sleep(0.05)
         assert sink.connect_failures == 1
         await sink.close(0.2)
@@ -167,13 +231,14 @@ def test_tcp_newline_lines_buffered_until_connected_then_one_stream() -> None:
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         sink = _tcp_sink(lambda: ("127.0.0.1", port), limit=1 << 20)
-        sink.on_histogram("h", 3)
+        sink.on_histograms([("h", 3)])
         sink.flush(Snapshot([("c", 2)], [("g", 1)]))
+        sink.on_histograms([("h", 1), ("h", 2)])
         await asyncio.sleep(0.05)
-        sink.on_histogram("h", 4)
+        sink.on_histograms([("h", 4)])
         await sink.close(1.0)
         await asyncio.wait_for(done.wait(), 2)
-        assert got.decode() == "p.h:3|ms\np.c:2|c\np.g:1|g\np.h:4|ms\n"
+        assert got.decode() == "p.h:3|ms\np.c:2|c\np.g:1|g\np.h:1|ms\np.h:2|ms\np.h:4|ms\n"
         assert sink._tx_bytes.value == len(got)
         server.close()
 
@@ -197,5 +262,5 @@ def test_tcp_backed_up_connection_is_closed_and_counted() -> None:
     sink = _tcp_sink(lambda: None, limit=64)
     t = Transport()
     sink._transport = t  # type: ignore[assignment]
-    sink.on_histogram("h", 1)  # 60 + 9 > 64
+    sink.flush(Snapshot([("c", 1)], []))  # 60 + len("p.c:1|c\n") > 64
     assert t.aborted and sink.overflow.value == 1
