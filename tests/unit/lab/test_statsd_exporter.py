@@ -269,6 +269,16 @@ def test_series_are_bounded() -> None:
     assert own(reg, "events_error_total", "series_limit") == 10
 
 
+def test_summaries_have_a_bound_of_their_own() -> None:
+    reg = Registry(max_summaries=3)
+    parser = LineParser(reg.own)
+    for i in range(5):
+        reg.handle(parser.parse(f"t{i}:1|ms".encode()))
+        reg.handle(parser.parse(f"c{i}:1|c".encode()))
+    assert (reg.summary_count, reg.series_count) == (3, 8)
+    assert own(reg, "events_error_total", "series_limit") == 2
+
+
 def test_random_garbage_never_raises() -> None:
     rng = random.Random(7)
     alphabet = b"ab:|@#,=[]+-.0123456789cgmshd\xff\n\r "
