@@ -443,6 +443,25 @@ def test_event_queue_flushes_at_threshold_and_on_its_timer() -> None:
     asyncio.run(run())
 
 
+# --- web ----------------------------------------------------------------------------------
+
+
+def test_web_paths_and_a_custom_telemetry_path() -> None:
+    from sluice.lab.backends.statsd_exporter.web import Web
+
+    async def run() -> None:
+        web = Web(Registry(), telemetry_path="/stats", lifecycle=True)
+        status, headers, body = web.respond("GET", "/stats", {})
+        assert status == 200 and ("Content-Type", "text/plain; version=0.0.4; charset=utf-8") in headers
+        assert b"# TYPE statsd_exporter_lines_total counter" in body
+        assert b'<a href="/stats">' in web.respond("GET", "/metrics", {})[2]
+        assert web.respond("POST", "/-/healthy", {})[2] == b""
+        assert web.respond("POST", "/-/quit", {})[2] == b"Requesting termination... Goodbye!"
+        assert web.quit.is_set()
+
+    asyncio.run(run())
+
+
 # --- flags ----------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sluice.lab.backends.statsd_exporter.line import LineParser, TagStyles
@@ -68,7 +69,7 @@ class Options:
 
 
 class Exporter:
-    def __init__(self, options: Options, log=print) -> None:  # noqa: ANN001 - any line sink
+    def __init__(self, options: Options, log: Callable[[str], None] = print) -> None:
         self.options = options
         self.log = log
         self.own = OwnMetrics()
@@ -77,7 +78,7 @@ class Exporter:
         self.queue = EventQueue(self.registry.handle, self.own, threshold=options.flush_threshold, interval=options.flush_interval)
         self.web = Web(self.registry, telemetry_path=options.telemetry_path, lifecycle=options.lifecycle)
         self.web.log = log
-        self._closers: list = []
+        self._closers: list[Callable[[], object]] = []
         self.web_port = self.udp_port = self.tcp_port = 0
 
     async def start(self) -> None:
