@@ -245,6 +245,20 @@ def test_services_dashboard_draws_live_panels_in_chromium(grafana: tuple[StandIn
         )
         assert source_options == ["service_a", "service_b"]
 
+        # Hovering a graph shows Grafana's tooltip: the time and each series' value.
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        over = driver.find_element(By.CSS_SELECTOR, '[data-panel-title="Latency"] .u-over')
+        ActionChains(driver).move_to_element(over).perform()
+        tip = driver.find_element(By.CSS_SELECTOR, '[data-panel-title="Latency"] .graph-tooltip')
+        deadline = time.monotonic() + 5
+        while not tip.is_displayed() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert tip.is_displayed()
+        lines = tip.text.splitlines()
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", lines[0]), lines
+        assert [line.split(":")[0] for line in lines[1:]] == ["0.5", "0.9", "0.99"], lines
+
         # The dashboard's own refresh (10s) redraws with new queries.
         before = len(prom.calls("/api/v1/query_range"))
         wait_for(driver, lambda s: s["refreshes"] >= 2, 15, "no refresh after 10s")

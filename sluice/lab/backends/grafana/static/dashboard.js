@@ -191,6 +191,13 @@
     return splits.map(function (v) { return C.formatShort(v); });
   }
 
+  /* "2026-12-02 01:40:30", as Grafana's tooltips show a time. */
+  function fullTime(ts, utc) {
+    var d = new Date(ts * 1000);
+    var iso = utc ? d.toISOString() : new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString();
+    return iso.slice(0, 10) + " " + iso.slice(11, 19);
+  }
+
   /* Grafana's time axis labels: 24-hour clock, more detail for shorter ranges. */
   function timeValues(utc) {
     function two(n) { return (n < 10 ? "0" : "") + n; }
@@ -235,6 +242,7 @@
       tzDate: utc ? function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); } : undefined,
       legend: { show: !(p.legend && p.legend.show === false), live: false },
       cursor: { drag: { x: false, y: false } },
+      hooks: { setCursor: [function (u) { showTooltip(panel, u, utc); }] },
       scales: { x: { time: true }, y: { range: yRange } },
       axes: [
         { stroke: "#8e8e8e", grid: { stroke: "rgba(255,255,255,0.08)", width: 1 }, ticks: { stroke: "rgba(255,255,255,0.08)" },
@@ -242,6 +250,37 @@
         { stroke: "#8e8e8e", grid: { stroke: "rgba(255,255,255,0.08)", width: 1 }, ticks: { show: false }, values: axisValues, size: 50 },
       ],
     };
+  }
+
+  /* The graph panel's shared tooltip: the time and every series' value under the cursor. */
+  function showTooltip(panel, u, utc) {
+    var tip = panel.tooltip;
+    if (!tip) {
+      tip = panel.tooltip = el("div", { class: "graph-tooltip" });
+      panel.plot.parentNode.appendChild(tip);
+    }
+    var idx = u.cursor.idx;
+    if (idx === null || idx === undefined || u.cursor.left < 0) {
+      tip.style.display = "none";
+      return;
+    }
+    var ts = u.data[0][idx];
+    var rows = [el("div", { class: "graph-tooltip-time", text: fullTime(ts, utc) })];
+    for (var i = 1; i < u.series.length; i++) {
+      var v = u.data[i][idx];
+      if (v === null || v === undefined) continue;
+      var mark = el("span", { class: "graph-tooltip-marker" });
+      mark.style.background = u.series[i].stroke();
+      rows.push(el("div", { class: "graph-tooltip-row" }, [mark, el("span", { text: u.series[i].label + ": " }),
+        el("b", { text: C.formatShort(v) })]));
+    }
+    tip.innerHTML = "";
+    rows.forEach(function (r) { tip.appendChild(r); });
+    var left = u.cursor.left + u.over.offsetLeft + 12;
+    if (left + 160 > panel.plot.clientWidth) left = Math.max(0, left - 184);
+    tip.style.left = left + "px";
+    tip.style.top = (u.cursor.top + u.over.offsetTop) + "px";
+    tip.style.display = rows.length > 1 ? "block" : "none";
   }
 
   function hexAlpha(hex, alpha) {
