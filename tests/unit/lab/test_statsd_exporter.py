@@ -118,8 +118,7 @@ def test_timers_are_summaries_in_seconds() -> None:
     reg, _ = feed("rq.time:100|ms", "rq.time:300|ms", "rq.time:200|ms")
     out = text(reg)
     assert "# TYPE rq_time summary\n" in out
-    # The Go client's targeted quantiles lean upwards on few samples (rank + ceil(f/2)).
-    assert 'rq_time{quantile="0.5"} 0.3\n' in out
+    assert 'rq_time{quantile="0.5"} 0.2\n' in out
     assert 'rq_time{quantile="0.9"} 0.3\n' in out
     assert 'rq_time{quantile="0.99"} 0.3\n' in out
     assert "rq_time_sum 0.6000000000000001\n" in out
@@ -335,8 +334,22 @@ def test_empty_summary_prints_nan() -> None:
 
 def test_stream_weighted_insert() -> None:
     st = TargetedStream({0.5: 0.05})
-    st.insert_sorted([(1.0, 1), (2.0, 9)])
-    assert st.query(0.5) == 2.0 and st.n == 10
+    st.insert(2.0, 9)
+    st.insert(1.0)
+    assert st.query(0.5) == 2.0 and st.query(0.1) == 1.0 and st.count() == 10
+    for v in range(1000):
+        st.insert(3.0 + v)
+    assert st.values  # merged into the sketch once the buffer filled
+    # Median rank 505 of 1010 is the value 497; the objective allows 5 % either way.
+    assert 447 <= st.query(0.5) <= 547 and st.count() == 1010
+
+
+def test_stream_answers_exactly_until_its_buffer_first_fills() -> None:
+    st = TargetedStream({0.5: 0.05, 0.9: 0.01, 0.99: 0.001})
+    assert math.isnan(st.query(0.5))
+    for v in (0.3, 0.1, 0.2):
+        st.insert(v)
+    assert [st.query(q) for q in (0.5, 0.9, 0.99)] == [0.2, 0.3, 0.3]
 
 
 # --- the text format -----------------------------------------------------------------------

@@ -9,8 +9,9 @@ count every observation since the start, as the Go client does.
 
 Each stream is a targeted-quantile sketch (Cormode, Korn, Muthukrishnan, Srivastava: "Effective
 computation of biased quantiles over data streams", 2005) for the objectives
-{0.5: 0.05, 0.9: 0.01, 0.99: 0.001}: ranks are kept within those errors in a few dozen samples,
-so memory stays bounded however many observations arrive.
+{0.5: 0.05, 0.9: 0.01, 0.99: 0.001}, behind a buffer of 500 that answers exactly until it first
+fills (as the Go client's ``perks`` library): ranks are kept within those errors in a few dozen
+samples, so memory stays bounded however many observations arrive.
 """
 
 from __future__ import annotations
@@ -21,29 +22,50 @@ DEFAULT_OBJECTIVES: dict[float, float] = {0.5: 0.05, 0.9: 0.01, 0.99: 0.001}
 MAX_AGE = 600.0
 AGE_BUCKETS = 5
 BUF_CAP = 500
+STREAM_BUFFER = 500
 
 
 class TargetedStream:
-    """The CKMS sketch: sorted samples ``value``, ``width`` (how many observations it stands for)
-    and ``delta`` (its rank uncertainty)."""
+    """One targeted-quantile stream, as ``beorn7/perks`` keeps it for the Go client: inserts wait
+    in a buffer of ``STREAM_BUFFER`` (500); until the first time it fills, a query is answered
+    exactly from it (nearest rank). After that the buffer is merged into the sketch: sorted samples
+    ``value``, ``width`` (how many observations it stands for) and ``delta`` (its rank
+    uncertainty), compressed after every merge."""
 
-    __slots__ = ("targets", "values", "widths", "deltas", "pure", "n")
+    __slots__ = ("targets", "buffer", "values", "widths", "deltas", "pure", "n")
 
     def __init__(self, objectives: dict[float, float]) -> None:
         self.targets = sorted(objectives.items())
+        self.buffer: list[tuple[float, int]] = []
         self.values: list[float] = []
         self.widths: list[int] = []
         self.deltas: list[float] = []
         self.pure: list[bool] = []
         """Whether every observation a sample stands for has its value (a weighted insert)."""
         self.n = 0
+        """Observations merged into the sketch (the buffer's are not counted here)."""
 
     def reset(self) -> None:
+        self.buffer.clear()
         self.values.clear()
         self.widths.clear()
         self.deltas.clear()
         self.pure.clear()
         self.n = 0
+
+    def count(self) -> int:
+        return self.n + sum(w for _, w in self.buffer)
+
+    def insert(self, value: float, weight: int = 1) -> None:
+        """One observation (``weight`` equal ones: a sampled timer)."""
+        self.buffer.append((value, weight))
+        if len(self.buffer) >= STREAM_BUFFER:
+            self._flush()
+
+    def _flush(self) -> None:
+        batch = sorted(self.buffer)
+        self.buffer.clear()
+        self._merge(batch)
 
     def _allowed(self, rank: float) -> float:
         """The invariant f(r, n): how much rank error the samples around ``rank`` may have."""
@@ -57,10 +79,7 @@ class TargetedStream:
             best = min(best, f)
         return best
 
-    def insert_sorted(self, batch: list[tuple[float, int]]) -> None:
-        """Insert ``(value, weight)`` observations, sorted by value, then compress."""
-        if not batch:
-            return
+    def _merge(self, batch: list[tuple[float, int]]) -> None:
         values, widths, deltas, pure = self.values, self.widths, self.deltas, self.pure
         rank = 0
         i = 0
@@ -68,8 +87,8 @@ class TargetedStream:
             while i < len(values) and values[i] <= value:
                 rank += widths[i]
                 i += 1
-            # A new smallest or largest value is known exactly; one inside may be off by f - 1.
-            delta = 0.0 if i == 0 or i == len(values) else max(0.0, math.floor(self._allowed(rank)) - 1)
+            # The largest value so far is known exactly; one below another may be off by f - 1.
+            delta = 0.0 if i == len(values) else max(0.0, math.floor(self._allowed(rank)) - 1)
             values.insert(i, value)
             widths.insert(i, weight)
             deltas.insert(i, delta)
@@ -80,27 +99,40 @@ class TargetedStream:
         self._compress()
 
     def _compress(self) -> None:
+        """Right to left, merging a sample into its right neighbour while their widths and the
+        neighbour's delta fit in f at the neighbour's rank."""
         values, widths, deltas, pure = self.values, self.widths, self.deltas, self.pure
-        if len(values) < 3:
+        if len(values) < 2:
             return
-        ranks = [0] * len(values)
-        total = 0
-        for j, w in enumerate(widths):
-            ranks[j] = total
-            total += w
-        # Right to left, never merging into the last sample (the maximum stays exact).
-        j = len(values) - 3
-        while j >= 0:
-            if widths[j] + widths[j + 1] + deltas[j + 1] <= self._allowed(ranks[j]):
-                widths[j + 1] += widths[j]
-                pure[j + 1] = pure[j + 1] and pure[j] and values[j] == values[j + 1]
-                del values[j], widths[j], deltas[j], pure[j]
-            j -= 1
+        x = len(values) - 1
+        rank = self.n - 1 - widths[x]
+        for i in range(len(values) - 2, -1, -1):
+            w = widths[i]
+            if w + widths[x] + deltas[x] <= self._allowed(rank):
+                widths[x] += w
+                pure[x] = pure[x] and pure[i] and values[i] == values[x]
+                del values[i], widths[i], deltas[i], pure[i]
+                x -= 1
+            else:
+                x = i
+            rank -= w
 
     def query(self, q: float) -> float:
         """The value at quantile ``q`` (NaN when the stream is empty)."""
         if not self.values:
-            return math.nan
+            if not self.buffer:
+                return math.nan
+            # Exact, from the buffer: the observation at rank ceil(q * count) (at least the first).
+            ordered = sorted(self.buffer)
+            want = max(1, math.ceil(sum(w for _, w in ordered) * q))
+            seen = 0
+            for value, weight in ordered:
+                seen += weight
+                if seen >= want:
+                    return value
+            return ordered[-1][0]
+        if self.buffer:
+            self._flush()
         target = math.ceil(q * self.n)
         target += math.ceil(self._allowed(target) / 2)
         # The classic walk returns the sample before the first one whose highest possible rank
@@ -156,7 +188,7 @@ class Summary:
         """``(count, sum, [(quantile, value), …])`` as a scrape sees them."""
         self._flush(now)
         head = self.streams[self.head]
-        return self.count, self.sum, [(q, head.query(q) if head.n else math.nan) for q, _ in self.objectives]
+        return self.count, self.sum, [(q, head.query(q)) for q, _ in self.objectives]
 
     def _flush(self, now: float) -> None:
         batch, self.hot = self.hot, []
@@ -165,9 +197,11 @@ class Summary:
         for value, weight in batch:
             self.count += weight
             self.sum += value * weight
-        ordered = sorted(b for b in batch if not math.isnan(b[0]))
-        for stream in self.streams:
-            stream.insert_sorted(ordered)
+        for value, weight in batch:
+            if math.isnan(value):
+                continue  # counted, but a NaN has no rank
+            for stream in self.streams:
+                stream.insert(value, weight)
         self._rotate()
 
     def _rotate(self) -> None:
