@@ -280,6 +280,14 @@ def test_services_dashboard_draws_live_panels_in_chromium(grafana: tuple[StandIn
             "changing the destination variable did not redraw",
         )
         assert "var-destination=service_c" in driver.current_url
+
+        # The home page lists the provisioned dashboards (through /api/search) with their links.
+        driver.get(stand_in.base + "/")
+        deadline = time.monotonic() + 10
+        while not driver.find_elements(By.CSS_SELECTOR, "#hits a") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (link,) = driver.find_elements(By.CSS_SELECTOR, "#hits a")
+        assert link.text == "Services Dashboard" and link.get_attribute("href").endswith(f"/d/{uid}/services-dashboard")
     finally:
         driver.quit()
     log = stand_in.log.read_text()
