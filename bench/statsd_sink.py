@@ -183,6 +183,54 @@ async def cpu_per_request(kinds: list[str], port: int, requests: int, repeat: in
     return samples
 
 
+# -- 1b: the sink's own work per request, isolated ---------------------------------------------
+async def sink_path_cost(port: int, samples_per_request: int, rps: float, n: int = 100_000) -> dict[str, float]:
+    """µs per request the TCP sink adds, from its parts (steadier than two load runs on a
+    shared machine): a sinked ``record`` minus a plain one, times the samples of a request;
+    the hand-over and formatting per sample; one ``send`` per fanout window, spread over the
+    requests of that window at ``rps``."""
+    from sluice.stats.sinks.fanout import SAMPLE_WINDOW_S
+    from sluice.stats.sinks.statsd import TcpStatsdSink
+    from sluice.stats.store import Counter, Store
+
+    def per_call(fn: Any, reps: int = 5) -> float:
+        best = float("inf")
+        for _ in range(reps):
+            t0 = time.process_time()
+            fn()
+            best = min(best, (time.process_time() - t0) / n * 1e6)
+        return best
+
+    plain = Store().histogram("cluster.demoappv10.upstream_rq_time")
+    store = Store()
+    sinked = store.histogram("cluster.demoappv10.upstream_rq_time")
+    queue: list[tuple[str, int]] = []
+    store.set_histogram_sink(queue, lambda: None)  # as HistogramFanout.attach; drained by hand here
+    t_plain = per_call(lambda: [plain.record(3.2) for _ in range(n)])
+    t_sinked = per_call(lambda: ([sinked.record(3.2) for _ in range(n)], queue.clear()))
+    sink = TcpStatsdSink("front-envoy", lambda: ("127.0.0.1", port), 0.25, Counter("tx"), Counter("overflow"))
+    sink.on_histograms([("warm", 1)])
+    await asyncio.sleep(0.2)  # connected
+    batch = [("cluster.demoappv10.upstream_rq_time", 3)] * max(1, int(rps * SAMPLE_WINDOW_S * samples_per_request))
+    transport = sink._transport
+    assert transport is not None
+    writes = 200
+    spent = 0.0
+    for _ in range(writes):
+        t0 = time.process_time()
+        sink.on_histograms(batch)  # the lines, the join, the send syscall
+        spent += time.process_time() - t0
+        await asyncio.sleep(0.002)  # let the receiver drain it (not the sink's work)
+    t_window = spent / writes * 1e6
+    await sink.close(1.0)
+    requests_per_window = len(batch) / samples_per_request
+    return {
+        "record_extra_us": (t_sinked - t_plain) * samples_per_request,
+        "window_us_per_request": t_window / requests_per_window,
+        "total_us_per_request": (t_sinked - t_plain) * samples_per_request + t_window / requests_per_window,
+    }
+
+
 # -- 3: one flush with 10 000 stats ------------------------------------------------------------
 async def flush_time(kind: str, port: int, n_stats: int, flushes: int) -> tuple[float, float, int]:
     """(median ms, max ms, stats per flush) of ``Server.flush_stats()``."""
@@ -264,6 +312,7 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--stats", type=int, default=10000, help="used stats in the flush test")
     p.add_argument("--flushes", type=int, default=20)
+    p.add_argument("--rps", type=float, default=5000, help="request rate assumed for the per-window send in 1b")
     p.add_argument("--load", action="store_true", help="also measure under wrk load (needs wrk, nginx)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=float, default=5.0)
@@ -292,6 +341,13 @@ def main() -> int:
                 verdict = f"  min x{lo / base_min:.3f}, median x{med / base_med:.3f}  {'PASS' if passed else 'FAIL'}"
                 ok &= passed
             print(f"   sink {kind:>4}: min {lo:6.1f}, median {med:6.1f} us/request{verdict}")
+        parts = runner(sink_path_cost(rx.port, 3, args.rps))
+        share = parts["total_us_per_request"] / base_min
+        ok &= share <= TARGET_CPU_RATIO - 1
+        print(f"1b. the TCP sink's own work, 3 samples/request at {args.rps:g} req/s: "
+              f"{parts['record_extra_us']:.2f} us (record) + {parts['window_us_per_request']:.2f} us (hand-over, "
+              f"lines, send) = {parts['total_us_per_request']:.2f} us/request = {share * 100:.1f} % of {base_min:.1f} us  "
+              f"{'PASS' if share <= TARGET_CPU_RATIO - 1 else 'FAIL'}")  # fmt: skip
         if args.load:
             print(f"2. CPU per request under load (wrk -c{args.connections}, {args.rounds} rounds x {args.duration:g}s, median)")
             res = load_rounds(args, rx.port)
