@@ -137,3 +137,24 @@ def test_a_dead_or_missing_statsd_target_never_affects_traffic(
     assert stats["cluster.colord.upstream_rq_total"] == 60
     stopped = sigterm(proxy)
     assert time.time() - stopped < 3  # the final flush waits at most 1 s for the dead target
+
+
+def test_stats_flush_on_admin_flushes_on_each_stats_request_only(
+    fleet: Fleet, recorder: Recorder, start_proxy: Callable[[str, dict[str, Any]], ProxyProcess]
+) -> None:
+    cfg = front_config(fleet, recorder.port, udp=True)
+    cfg["stats_flush_on_admin"] = True
+    cfg["stats_flush_interval"] = "0.2s"  # ignored: no flush timer with stats_flush_on_admin
+    proxy = start_proxy("sluice", cfg)  # start-up polls /ready, which flushes nothing
+    get(proxy, 2)
+    time.sleep(0.8)
+    assert flushes(recorder.udp_lines()) == []
+    assert len(timers(recorder.udp_lines())) >= 2  # samples are still sent as recorded
+    proxy.admin("GET", "/stats")
+    assert wait_until(lambda: len(flushes(recorder.udp_lines())) == 1, 3)
+    first = flushes(recorder.udp_lines())[0]
+    assert first.counters["front-envoy.cluster.colord.upstream_rq_total"] == 2
+    proxy.admin("GET", "/stats?format=json")
+    assert wait_until(lambda: len(flushes(recorder.udp_lines())) == 2, 3)
+    assert flushes(recorder.udp_lines())[1].counters["front-envoy.cluster.colord.upstream_rq_total"] == 0
+    sigterm(proxy)
