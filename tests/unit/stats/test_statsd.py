@@ -264,3 +264,30 @@ def test_tcp_backed_up_connection_is_closed_and_counted() -> None:
     sink._transport = t  # type: ignore[assignment]
     sink.flush(Snapshot([("c", 1)], []))  # 60 + len("p.c:1|c\n") > 64
     assert t.aborted and sink.overflow.value == 1
+
+
+def test_tcp_reconnects_after_the_server_goes_away() -> None:
+    async def main() -> None:
+        got: list[bytes] = []
+        conns: list[asyncio.StreamWriter] = []
+
+        async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            conns.append(w)
+            while data := await r.read(65536):
+                got.append(data)
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        sink = _tcp_sink(lambda: ("127.0.0.1", port), limit=1 << 20)
+        sink.on_histograms([("h", 1)])
+        await asyncio.sleep(0.1)
+        assert sink.connects == 1 and b"".join(got) == b"p.h:1|ms\n"
+        conns[0].close()  # the StatsD server drops the connection (a restart)
+        await asyncio.sleep(0.1)
+        sink.on_histograms([("h", 2)])  # noticed: buffered, reconnected, sent
+        await asyncio.sleep(0.1)
+        assert sink.connects == 2 and b"".join(got) == b"p.h:1|ms\np.h:2|ms\n"
+        await sink.close(1.0)
+        server.close()
+
+    asyncio.run(main())
