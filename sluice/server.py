@@ -43,6 +43,8 @@ admin_log = logging.getLogger("sluice.admin")
 
 HCM_TYPE = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 STATSD_TYPE = "envoy.config.metrics.v3.StatsdSink"
+NO_CERT_DAYS = 4294967295
+"""``server.days_until_first_cert_expiring`` without any certificate, as Envoy 1.40 reports it."""
 SINK_CLOSE_TIMEOUT_S = 1.0
 """How long shutdown waits for the final flush to leave a TCP sink (a dead target costs this)."""
 
@@ -128,6 +130,9 @@ class Server:
         self.server_stats.concurrency.set(self.options.concurrency)
         self.server_stats.live.set(1)
         self.server_stats.hot_restart_generation.set(1)
+        # Set once at start by Envoy 1.40 (so flushed as used): no hot restart epoch, no FIPS.
+        self.server_stats.hot_restart_epoch.set(0)
+        self.server_stats.compilation_settings_fips_mode.set(0)
         service_cluster = self.options.service_cluster or bootstrap.node.cluster
         self.service_cluster = service_cluster
         """The local cluster name (``--service-cluster`` or ``node.cluster``)."""
@@ -355,6 +360,8 @@ class Server:
         st.uptime.set(self.uptime())
         st.state.set(self._STATES.get("DRAINING" if self.draining else self.state, 0))
         st.total_connections.set(sum(len(lst.connections) for lst in self.listeners))
+        st.parent_connections.set(0)  # no hot restart, no parent
+        st.days_until_first_cert_expiring.set(NO_CERT_DAYS)
         try:
             with open("/proc/self/statm", encoding="ascii") as f:
                 rss_pages = int(f.read().split()[1])
