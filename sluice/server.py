@@ -148,6 +148,8 @@ class Server:
         config_log.info("loading %d cluster(s)", len(bootstrap.static_resources.clusters))
         self.cluster_manager = ClusterManager(bootstrap.static_resources.clusters, self.store, self.rng, self.runtime)
         self.listener_manager_stats = ListenerManagerStats(self.store, "listener_manager.")
+        if bootstrap.stats_flush_on_admin and bootstrap.HasField("stats_flush_interval"):
+            raise ConfigError("Only one of stats_flush_interval or stats_flush_on_admin should be set!")
         interval = bootstrap.stats_flush_interval
         self.stats_flush_interval_s = _seconds(interval) if bootstrap.HasField("stats_flush_interval") else 5.0
         """``stats_flush_interval`` (Envoy's default 5 s); unused with ``stats_flush_on_admin``."""

@@ -119,6 +119,11 @@ def test_stats_flush_on_admin_flushes_when_stats_are_read() -> None:
     assert len(sink.flushes) == 1
 
 
+def test_stats_flush_on_admin_with_an_interval_is_refused_as_envoy() -> None:
+    with pytest.raises(ConfigError, match=r"^Only one of stats_flush_interval or stats_flush_on_admin should be set!$"):
+        build(UDP_SINK + "stats_flush_on_admin: true\nstats_flush_interval: 1s\n")
+
+
 def test_interval_default_and_configured() -> None:
     assert build()[0].stats_flush_interval_s == 5.0
     assert build(UDP_SINK + "stats_flush_interval: 0.5s\n")[0].stats_flush_interval_s == 0.5
