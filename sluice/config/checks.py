@@ -637,12 +637,12 @@ def _check_stats_config(config: Any, path: str, context: _Context) -> Iterator[s
 
 
 def _check_statsd(statsd: Any, path: str, context: _Context) -> Iterator[str]:
-    # Envoy also wants node id and cluster for a TCP sink; not checked here because the CLI's
-    # --service-node/--service-cluster may still supply them after loading.
+    # Envoy also wants node id and cluster for a TCP sink; the server checks that (the CLI's
+    # --service-node/--service-cluster may still supply them after loading).
     if statsd.WhichOneof("statsd_specifier") != "tcp_cluster_name":
         return
     if statsd.tcp_cluster_name not in context.cluster_names:
-        yield f"{path}.tcp_cluster_name: unknown cluster '{statsd.tcp_cluster_name}'"
+        yield f"{path}.tcp_cluster_name: tcp statsd: unknown cluster '{statsd.tcp_cluster_name}'"
 
 
 _NodeCheck = Callable[[Any, str, _Context], Iterator[str]]

@@ -138,3 +138,16 @@ def test_tcp_sink_needs_node_id_and_cluster_as_envoy() -> None:
     assert server.store.value("statsd.cx_overflow") == 0 and "statsd.cx_overflow" in server.store.counters
     server, _ = build(TCP_SINK + "node: {id: front-envoy, cluster: mycluster}\n")
     assert server.service_cluster == "mycluster"
+
+
+def test_sink_config_errors_in_envoys_words() -> None:
+    from sluice.config.loader import inspect
+
+    unknown = BASE + TCP_SINK.replace("tcp_cluster_name: statsd_exporter", "tcp_cluster_name: nope")
+    assert [str(p) for p in inspect(None, unknown).errors] == [
+        "--config-yaml: stats_sinks[0].typed_config.tcp_cluster_name: tcp statsd: unknown cluster 'nope'"
+    ]
+    neither = BASE + TCP_SINK.replace("tcp_cluster_name: statsd_exporter", "prefix: x")
+    assert [str(p) for p in inspect(None, neither).errors] == [
+        "--config-yaml: stats_sinks[0].typed_config: one of address, tcp_cluster_name is required"
+    ]
