@@ -2,8 +2,9 @@
 
 Every TCP read and every datagram is kept raw with its arrival time, as the golden captures
 (``tests/golden/envoy-part3-5/statsd/*/raw``) keep them. :func:`flushes` groups the lines
-into flushes: a flush is a run of ``|c``/``|g`` lines; it ends at a ``|ms`` line, at a name
-already in the run, or after a quiet gap (a flush is written at once).
+into flushes: a flush is a run of ``|c``/``|g`` lines; it ends at a ``|ms`` line or at a name
+already in the run (every used stat is in every flush). Arrival times are not used to split: a
+loaded test process may read one flush's datagrams over a pause.
 """
 
 from __future__ import annotations
@@ -101,19 +102,17 @@ def parse_line(t: float, text: str) -> Line:
     return Line(t, m["name"], int(float(m["value"])), m["type"])
 
 
-def flushes(lines: list[Line], gap: float = 0.3) -> list[Flush]:
+def flushes(lines: list[Line]) -> list[Flush]:
     out: list[Flush] = []
     current: Flush | None = None
-    last_t = 0.0
     for line in lines:
         if line.type not in ("c", "g"):
             current = None
             continue
-        if current is None or line.name in current.names() or line.t - last_t > gap:
+        if current is None or line.name in current.counters or line.name in current.gauges:
             current = Flush(line.t)
             out.append(current)
         (current.counters if line.type == "c" else current.gauges)[line.name] = line.value
-        last_t = line.t
     return out
 
 

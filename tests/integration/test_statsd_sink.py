@@ -71,9 +71,13 @@ def test_tcp_flush_every_5s_from_start_deltas_gauges_timers_and_a_final_flush(
     assert wait_until(lambda: len(flushes(recorder.tcp_lines())) >= 3, 3)
     lines = recorder.tcp_lines()
     f1, f2, last = flushes(lines)
-    # Timing: 5 s counted from start (Sluice is ready within ~1-2 s of exec), then every 5 s;
-    # the final flush right after SIGTERM.
-    assert 5.0 <= f1.t - t0 <= 8.5, f1.t - t0
+    # Timing: 5 s counted from start, then every 5 s; the final flush right after SIGTERM. The
+    # server.initialization_time_ms sample marks the start (sent as the server goes live, a few
+    # ms after the timer is armed); t0, before exec, only bounds it loosely (a loaded machine
+    # can take seconds to start Python).
+    started = next(m.t for m in timers(lines) if m.name == "front-envoy.server.initialization_time_ms")
+    assert 5.0 <= f1.t - t0 <= 12.0, f1.t - t0
+    assert 4.5 <= f1.t - started <= 5.7, f1.t - started
     assert 4.7 <= f2.t - f1.t <= 5.8, f2.t - f1.t
     assert 0 <= last.t - stopped <= 2.5
     assert recorder.connections == 1  # one thread, one connection (Envoy: one per thread)
