@@ -442,6 +442,7 @@ def dashboard_panels(driver: Any) -> dict[str, Any] | None:
             max.push(m); counts.push(c);
           });
           out.panels[t] = {series: p.series, points: p.points, error: p.error, max: max, counts: counts,
+            data: u ? u.data.slice(1) : [],
             queries: p.queries.map(function (q) { return q.expr; }),
             drawnPaths: u ? u.series.slice(1).filter(function (s) { return s._paths && s._paths.stroke; }).length : 0};
         });
@@ -620,6 +621,27 @@ def dashboard_in_chromium(tmp_path: Path, traffic: Traffic) -> Path:
         driver.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
         print(f"screenshot: {shot}")
+
+        # A minute of data is a few pixels of the hour: the time picker's "Last 5 minutes" as a
+        # user would pick it (a shorter step, so a shorter offset) draws the same series wider.
+        from selenium.webdriver.support.ui import Select
+
+        before = state["refreshes"]
+        Select(driver.find_element(By.ID, "time-range")).select_by_value("now-5m")
+
+        def redrawn() -> dict[str, Any] | None:
+            s = drawn()
+            return s if s and s["refreshes"] > before and "from=now-5m" in driver.current_url else None
+
+        state = poll(redrawn, 15, "the panels redrawn for the last 5 minutes", lambda: json.dumps(dashboard_panels(driver))[:3000])
+        assert state["errors"] == [] and all(p["error"] is None for p in state["panels"].values())
+        # At each point the quantiles are in order (one summary, scraped at once).
+        for row in zip(*state["panels"]["Latency"]["data"], strict=True):
+            if None not in row:
+                assert row[0] <= row[1] <= row[2], state["panels"]["Latency"]["data"]
+        zoomed = tmp_path / "monitoring-services-dashboard-5m.png"
+        driver.save_screenshot(str(zoomed))
+        print(f"screenshot: {zoomed}")
         return shot
     finally:
         driver.quit()
