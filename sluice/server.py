@@ -8,6 +8,7 @@ time to finish, then everything closes and the process exits 0.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import dataclasses
 import logging
 import os
@@ -25,7 +26,15 @@ from sluice.http.conn_manager import DownstreamConnection, HcmConfig, internal_n
 from sluice.network_util import listener_stat_name, local_address
 from sluice.route.table import RouteTable
 from sluice.runtime import Runtime
-from sluice.stats.blocks import ListenerManagerStats, ListenerStats, RuntimeStats, ServerStats
+from sluice.stats.blocks import (
+    ListenerConnections,
+    ListenerManagerStats,
+    ListenerStats,
+    PerHandlerListenerStats,
+    RuntimeStats,
+    ServerStats,
+    WatchdogStats,
+)
 from sluice.stats.matcher import store_for
 from sluice.stats.sinks import Sink
 from sluice.stats.sinks.fanout import HistogramFanout
@@ -34,6 +43,7 @@ from sluice.stats.sinks.statsd import StatsdSinkConfig, TcpStatsdSink, UdpStatsd
 from sluice.tasks import spawn
 from sluice.upstream.cluster_manager import ClusterManager
 from sluice.upstream.resolver import local_alias
+from sluice.version import version_int
 
 log = logging.getLogger("sluice")
 # Envoy's loggers for the start-up and shutdown lines (``[config]``, ``[upstream]``, ``[admin]``).
@@ -90,12 +100,36 @@ class Listener:
         self.port = port
         self.hcm = hcm
         self.stats = stats
+        self.accounting = ListenerConnections(stats, PerHandlerListenerStats.declare(stats.store, f"{stats.prefix}worker_0."))
+        """The listener's and its one worker's connection stats (Envoy's ``worker_0`` copy)."""
         self.server: asyncio.AbstractServer | None = None
         self.connections: set[DownstreamConnection] = set()
 
     @property
     def address(self) -> str:
         return f"{self.ip}:{self.port}"
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]  # fmt: skip
+
+
+try:
+    _MALLINFO2: Any = ctypes.CDLL(None).mallinfo2
+    _MALLINFO2.restype = _MallInfo2
+except (OSError, AttributeError):  # not glibc >= 2.33
+    _MALLINFO2 = None
+
+
+def malloc_heap() -> tuple[int, int] | None:
+    """(bytes allocated, heap size) from glibc's ``mallinfo2`` - what ``server.memory_allocated``
+    and ``server.memory_heap_size`` report (tcmalloc's current allocated bytes and heap size in
+    Envoy); None where there is no ``mallinfo2``."""
+    if _MALLINFO2 is None:
+        return None
+    m = _MALLINFO2()
+    return int(m.uordblks + m.hblkhd), int(m.arena + m.hblkhd)
 
 
 def _seconds(d: Any) -> float:
@@ -126,13 +160,17 @@ class Server:
         self.draining = False
         self.state = "PRE_INITIALIZING"
         self.local_ip = local_address()
-        self.server_stats = ServerStats(self.store, "server.")
+        self.server_stats = ServerStats.declare(self.store, "server.")
+        # The guard dogs' own counters (no watchdog: they stay 0), as Envoy makes them at start.
+        self.watchdog_stats = (WatchdogStats.declare(self.store, "main_thread."), WatchdogStats.declare(self.store, "workers."))
         self.server_stats.concurrency.set(self.options.concurrency)
         self.server_stats.live.set(1)
         self.server_stats.hot_restart_generation.set(1)
         # Set once at start by Envoy 1.40 (so flushed as used): no hot restart epoch, no FIPS.
         self.server_stats.hot_restart_epoch.set(0)
         self.server_stats.compilation_settings_fips_mode.set(0)
+        override = bootstrap.stats_server_version_override.value if bootstrap.HasField("stats_server_version_override") else None
+        self.server_stats.version.set(version_int(override))
         service_cluster = self.options.service_cluster or bootstrap.node.cluster
         self.service_cluster = service_cluster
         """The local cluster name (``--service-cluster`` or ``node.cluster``)."""
@@ -142,12 +180,14 @@ class Server:
             bootstrap.layered_runtime if bootstrap.HasField("layered_runtime") else None,
             service_cluster,
         )
-        self.runtime_stats = RuntimeStats(self.store, "runtime.")
-        self.runtime_stats.num_layers.set(len(self.runtime.layers))
-        self.runtime_stats.load_success.inc()
+        self.runtime_stats = RuntimeStats.declare(self.store, "runtime.")
+        # Envoy loads a snapshot when it builds the runtime loader and again when the loader's
+        # layers are initialized (RTDS ready, at once without RTDS layers): two at start.
+        self.runtime_loaded()
+        self.runtime_loaded()
         config_log.info("loading %d cluster(s)", len(bootstrap.static_resources.clusters))
         self.cluster_manager = ClusterManager(bootstrap.static_resources.clusters, self.store, self.rng, self.runtime)
-        self.listener_manager_stats = ListenerManagerStats(self.store, "listener_manager.")
+        self.listener_manager_stats = ListenerManagerStats.declare(self.store, "listener_manager.")
         if bootstrap.stats_flush_on_admin and bootstrap.HasField("stats_flush_interval"):
             raise ConfigError("Only one of stats_flush_interval or stats_flush_on_admin should be set!")
         interval = bootstrap.stats_flush_interval
@@ -239,7 +279,7 @@ class Server:
 
             hcm_msg = hcm_pb2.HttpConnectionManager()
             f.typed_config.Unpack(hcm_msg)
-            lstats = ListenerStats(self.store, listener_stat_name(ip, port))
+            lstats = ListenerStats.declare(self.store, listener_stat_name(ip, port))
             hcm = self._build_hcm(hcm_msg, f"{fpath}.typed_config", listener_stat_name(ip, port))
             self.listeners.append(Listener(name, ip, port, hcm, lstats))
             self.listener_manager_stats.listener_added.inc()
@@ -291,7 +331,6 @@ class Server:
             runtime=self.runtime,
             cluster_manager=self.cluster_manager,
             route_table=route_table,
-            hcm_stats=hcm.stats,
             stat_prefix=msg.stat_prefix,
             local_ip=self.local_ip,
             rng=self.rng,
@@ -354,6 +393,19 @@ class Server:
         config_log.info("all dependencies initialized. starting workers")
         log.info("starting main dispatch loop (sluice %s)", __version__)
 
+    def runtime_loaded(self) -> None:
+        """A new runtime snapshot, as Envoy's ``loadNewSnapshot`` counts it (at start, and at
+        each ``/runtime_modify``)."""
+        stats = self.runtime_stats
+        layers = self.runtime.layers
+        stats.num_layers.set(len(layers))
+        entries = self.runtime.snapshot_json()["entries"]
+        stats.num_keys.set(len(entries) if isinstance(entries, dict) else 0)
+        stats.load_success.inc()
+        # Observed on Envoy 1.40: counted at each load when no disk layer gives an override dir.
+        if not any(layer.kind == "disk" for layer in layers):
+            stats.override_dir_not_exists.inc()
+
     _STATES = {"LIVE": 0, "DRAINING": 1, "PRE_INITIALIZING": 2, "INITIALIZING": 3}
 
     def _update_server_stats(self) -> None:
@@ -370,6 +422,11 @@ class Server:
             st.memory_physical_size.set(rss_pages * os.sysconf("SC_PAGE_SIZE"))
         except (OSError, ValueError, IndexError):
             pass
+        heap = malloc_heap()
+        if heap is not None:
+            # Divergence from Envoy: glibc malloc's figures stand for tcmalloc's.
+            st.memory_allocated.set(heap[0])
+            st.memory_heap_size.set(heap[1])
 
     def flush_stats(self) -> None:
         """Envoy's ``flushStats``: server gauges, then each histogram's new samples become its
@@ -392,13 +449,13 @@ class Server:
             self._flush_handle = asyncio.get_running_loop().call_later(self.stats_flush_interval_s, self._flush_timer)
 
     def _connection(self, lst: Listener) -> DownstreamConnection:
-        lst.stats.downstream_cx_total.inc()
-        lst.stats.downstream_cx_active.inc()
+        accounting = lst.accounting
+        accounting.opened()
+        opened = time.monotonic()
 
         def closed(conn: DownstreamConnection) -> None:
             lst.connections.discard(conn)
-            lst.stats.downstream_cx_active.dec()
-            lst.stats.downstream_cx_destroy.inc()
+            accounting.closed((time.monotonic() - opened) * 1000)
 
         conn = DownstreamConnection(lst.hcm, closed)
         lst.connections.add(conn)

@@ -38,3 +38,15 @@ def _git_state() -> tuple[str, str]:
 def _git(*args: str) -> str:
     done = subprocess.run(["git", "-C", str(_SOURCE), *args], capture_output=True, text=True, timeout=5, check=True)
     return done.stdout
+
+
+def version_int(override: int | None = None) -> int:
+    """``server.version``: Envoy's integer of the first six hex digits of its commit (or the
+    bootstrap's ``stats_server_version_override``); 0 without a known commit."""
+    if override is not None:
+        return override
+    commit = build_version().split("/", 1)[0]
+    try:
+        return int(commit[:6], 16)
+    except ValueError:
+        return 0

@@ -106,15 +106,9 @@ def _runtime_modify(server: Server, req: AdminRequest) -> Response:
     if not server.runtime.has_admin_layer:
         return 503, TEXT, "No admin layer specified"
     server.runtime.merge_admin(dict(req.pairs))
-    stats = server.runtime_stats
     admin_keys = sum(len(layer.values) for layer in server.runtime.layers if layer.kind == "admin")
-    stats.admin_overrides_active.set(1 if admin_keys else 0)
-    entries = server.runtime.snapshot_json()["entries"]
-    stats.num_keys.set(len(entries) if isinstance(entries, dict) else 0)
-    # Each change loads a new snapshot; Envoy counts it (observed with an admin layer only).
-    stats.load_success.inc()
-    if not any(layer.kind == "disk" for layer in server.runtime.layers):
-        stats.override_dir_not_exists.inc()
+    server.runtime_stats.admin_overrides_active.set(1 if admin_keys else 0)
+    server.runtime_loaded()  # each change loads a new snapshot
     return 200, TEXT, "OK\n"
 
 

@@ -83,18 +83,6 @@ def _numeric(name: str, members: list[tuple[TaggedName, Counter]] | list[tuple[T
         yield f"{name}{{{tagged.labels}}} {stat.value}\n"
 
 
-def approx_sum(buckets: list[tuple[float, float, int]]) -> float:
-    """circllhist's ``hist_approx_sum``: each sample counted at its bucket's harmonic midpoint
-    ``2·lo·hi / (lo + hi)`` (0 for the zero bucket); matches Envoy's ``_sum`` digit for digit."""
-    total = 0.0
-    for lower, width, count in buckets:
-        if lower == 0.0:
-            continue
-        upper = lower + width
-        total += (2.0 * lower * upper / (lower + upper)) * count
-    return total
-
-
 def _g32(x: float) -> str:
     """``fmt::format("{:.32g}")``: exact decimal digits of the double, at most 32 of them."""
     return f"{x:.32g}"
@@ -109,7 +97,7 @@ def _histogram(name: str, members: list[tuple[TaggedName, Histogram]]) -> Iterab
             yield f'{name}_bucket{{{lead}le="{_g32(bound)}"}} {count}\n'
         total = h.cumulative_sample_count()
         yield f'{name}_bucket{{{lead}le="+Inf"}} {total}\n'
-        yield f"{name}_sum{{{labels}}} {_g32(approx_sum(h.detailed(True)))}\n"
+        yield f"{name}_sum{{{labels}}} {_g32(h.cumulative_sample_sum())}\n"
         yield f"{name}_count{{{labels}}} {total}\n"
 
 
@@ -119,9 +107,8 @@ def _summary(name: str, members: list[tuple[TaggedName, Histogram]]) -> Iterable
         lead = labels + "," if labels else ""
         for q, value in zip(QUANTILES, h.interval_quantiles(), strict=True):
             yield f'{name}{{{lead}quantile="{fmt_double(q)}"}} {fmt_double(value)}\n'
-        interval = h.detailed(False)
-        yield f"{name}_sum{{{labels}}} {_g32(approx_sum(interval))}\n"
-        yield f"{name}_count{{{labels}}} {sum(c for _, _, c in interval)}\n"
+        yield f"{name}_sum{{{labels}}} {_g32(h.interval_sample_sum())}\n"
+        yield f"{name}_count{{{labels}}} {sum(h.interval.values())}\n"
 
 
 def render(server: Server, p: StatsParams, bucket_mode: str = "cumulative") -> str:

@@ -18,7 +18,7 @@ from sluice.http.conn_manager import ActiveStream, DownstreamConnection, HcmConf
 from sluice.http.filter import STOP_ITERATION, STOP_ITERATION_NO_BUFFER, FilterStatus
 from sluice.http.headers import RequestHeaders, ResponseHeaders
 from sluice.paths import host_path
-from sluice.stats.blocks import ListenerStats
+from sluice.stats.blocks import AdminListenerStats, ListenerConnections, PerHandlerListenerStats
 
 if TYPE_CHECKING:
     from sluice.server import Server
@@ -106,7 +106,11 @@ class AdminServer:
         self.ip = server._bind_ip(sa.address)
         self.port = sa.port_value
         self.access_log_path = host_path(admin_msg.access_log_path, for_write=True) if admin_msg.access_log_path else ""
-        self.listener_stats = ListenerStats(server.store, "listener.admin.")
+        self.listener_stats = AdminListenerStats.declare(server.store, "listener.admin.")
+        # The admin listener runs on Envoy's main thread: its handler copy is ``main_thread``.
+        self.accounting = ListenerConnections(
+            self.listener_stats, PerHandlerListenerStats.declare(server.store, "listener.admin.main_thread.")
+        )
         self.hcm = HcmConfig(
             stat_prefix="admin",
             store=server.store,
@@ -115,6 +119,7 @@ class AdminServer:
             listener_stats_prefix="listener.admin.",
             rng=server.rng,
             server=None,
+            tracing=False,
         )
         self._server: asyncio.AbstractServer | None = None
 
@@ -126,12 +131,12 @@ class AdminServer:
         loop = asyncio.get_running_loop()
 
         def make() -> DownstreamConnection:
-            self.listener_stats.downstream_cx_total.inc()
-            self.listener_stats.downstream_cx_active.inc()
+            accounting = self.accounting
+            accounting.opened()
+            opened = time.monotonic()
 
             def closed(_c: DownstreamConnection) -> None:
-                self.listener_stats.downstream_cx_active.dec()
-                self.listener_stats.downstream_cx_destroy.inc()
+                accounting.closed((time.monotonic() - opened) * 1000)
 
             return DownstreamConnection(self.hcm, closed)
 

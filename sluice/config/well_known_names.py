@@ -172,7 +172,9 @@ DEFAULT_TOKENIZED_DESCRIPTORS: Final[tuple[TokenizedDescriptor, ...]] = (
 )
 # fmt: on
 
-DEFAULT_TAG_NAMES: Final[frozenset[str]] = frozenset(d.name for d in (*DEFAULT_REGEX_DESCRIPTORS, *DEFAULT_TOKENIZED_DESCRIPTORS))
+DEFAULT_TAG_NAMES: Final[frozenset[str]] = frozenset(
+    [*(d.name for d in DEFAULT_REGEX_DESCRIPTORS), *(d.name for d in DEFAULT_TOKENIZED_DESCRIPTORS)]
+)
 
 # libc++'s std::regex_error texts (Envoy compiles a stats_tags regex with std::regex), by the
 # Python ``re`` error that stands for each.

@@ -30,7 +30,6 @@ class FilterContext:
     runtime: Runtime
     cluster_manager: ClusterManager
     route_table: RouteTable | None
-    hcm_stats: Any
     stat_prefix: str
     local_ip: str
     rng: random.Random
@@ -54,8 +53,10 @@ class FilterEntry:
 
 def _router(config: Any, path: str, ctx: FilterContext) -> StreamFilterMaker:
     from sluice.router.router_filter import RouterConfig, router_factory
+    from sluice.stats.blocks import RouterStats
 
-    rc = RouterConfig(ctx.cluster_manager, ctx.runtime, ctx.hcm_stats, ctx.route_table, ctx.local_ip, ctx.rng)
+    stats = RouterStats.declare(ctx.store, f"http.{ctx.stat_prefix}.")  # with the router's config, as Envoy
+    rc = RouterConfig(ctx.cluster_manager, ctx.runtime, stats, ctx.route_table, ctx.local_ip, ctx.rng)
     return router_factory(rc)  # type: ignore[no-any-return]
 
 

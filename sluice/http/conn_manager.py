@@ -35,11 +35,11 @@ from sluice.http.date import http_date
 from sluice.http.filter import FilterStatus
 from sluice.http.headers import RequestHeaders, ResponseHeaders
 from sluice.http.stream_info import ResponseFlag, StreamInfo
-from sluice.stats.blocks import HttpConnManagerStats
+from sluice.stats.blocks import HcmTracingStats, Http1CodecStats, HttpConnManagerStats, ListenerHttpStats
 
 if TYPE_CHECKING:
     from sluice.route.table import RouteEntry, RouteTable
-    from sluice.stats.store import Store
+    from sluice.stats.store import Counter, Store
 
 log = logging.getLogger("sluice.http")
 
@@ -68,16 +68,6 @@ REQUEST_HOP_BY_HOP = ("connection", "keep-alive", "proxy-connection", "transfer-
 RESPONSE_HOP_BY_HOP = ("connection", "keep-alive", "proxy-connection", "transfer-encoding")
 
 FilterFactory = Callable[["ActiveStream"], Any]
-
-
-class ListenerHttpStats:
-    """``listener.<addr>.http.<prefix>.downstream_rq_<N>xx`` and ``_completed``."""
-
-    __slots__ = ("xx", "completed")
-
-    def __init__(self, store: Store, prefix: str) -> None:
-        self.xx = [store.counter(f"{prefix}downstream_rq_{n}xx") for n in range(1, 6)]
-        self.completed = store.counter(f"{prefix}downstream_rq_completed")
 
 
 class HcmConfig:
@@ -109,17 +99,24 @@ class HcmConfig:
         drain_timeout: float = 5.0,
         user_agent: str | None = None,
         service_node: str = "",
+        tracing: bool = True,
     ) -> None:
         self.stat_prefix = stat_prefix
         self.store = store
-        self.stats = HttpConnManagerStats(store, f"http.{stat_prefix}.")
+        self.stats = HttpConnManagerStats.declare(store, f"http.{stat_prefix}.")
+        self.tracing_stats = HcmTracingStats.declare(store, f"http.{stat_prefix}.tracing.") if tracing else None
+        """Envoy makes them for a listener's HCM (``tracing`` false: the admin HCM has none)."""
+        # Envoy makes the server's http1.* codec stats with the first HTTP/1 codec; Sluice with
+        # the first HCM (the harness's and Envoy's own /ready requests make one at once anyway).
+        self.codec_stats = Http1CodecStats.declare(store, "http1.")
         self.xx = [self.stats.downstream_rq_1xx, self.stats.downstream_rq_2xx, self.stats.downstream_rq_3xx,
                    self.stats.downstream_rq_4xx, self.stats.downstream_rq_5xx]  # fmt: skip
-        self.listener_stats = (
-            ListenerHttpStats(store, f"{listener_stats_prefix}http.{stat_prefix}.")
-            if listener_stats_prefix is not None
-            else None
-        )
+        self.listener_stats: ListenerHttpStats | None = None
+        self.listener_xx: list[Counter] = []
+        if listener_stats_prefix is not None:
+            ls = self.listener_stats = ListenerHttpStats.declare(store, f"{listener_stats_prefix}http.{stat_prefix}.")
+            self.listener_xx = [ls.downstream_rq_1xx, ls.downstream_rq_2xx, ls.downstream_rq_3xx,
+                                ls.downstream_rq_4xx, ls.downstream_rq_5xx]  # fmt: skip
         self.route_table = route_table
         self.filter_factories = filter_factories
         self.server_name = server_name
@@ -198,6 +195,7 @@ class DownstreamConnection(asyncio.Protocol):
         "_write_paused",
         "_queued",
         "_created",
+        "_codec",
         "on_close",
         "_in_message",
         "_wbuf",
@@ -225,6 +223,8 @@ class DownstreamConnection(asyncio.Protocol):
         self._write_paused = False
         self._queued = bytearray()
         self._created = time.monotonic()
+        self._codec = False
+        """Whether bytes have arrived: Envoy makes the HTTP/1 codec then (the http1 stats)."""
         self.on_close = on_close
         self._in_message: ActiveStream | None = None
         self._wbuf: list[bytes] = []
@@ -259,8 +259,6 @@ class DownstreamConnection(asyncio.Protocol):
         st = self.config.stats
         st.downstream_cx_total.inc()
         st.downstream_cx_active.inc()
-        st.downstream_cx_http1_total.inc()
-        st.downstream_cx_http1_active.inc()
         idle = self.config.idle_timeout
         if idle > 0:
             self._idle_timer = self.config.call_later(idle, self._on_idle_check)
@@ -268,7 +266,16 @@ class DownstreamConnection(asyncio.Protocol):
             debug_log.new_connection(self)
 
     def data_received(self, data: bytes) -> None:
-        self.config.stats.downstream_cx_rx_bytes_total.inc(len(data))
+        st = self.config.stats
+        st.downstream_cx_rx_bytes_total.inc(len(data))
+        if not self._codec:
+            # Envoy (codec_type AUTO) creates the codec, and counts the HTTP/1 connection, when
+            # the first bytes arrive: a connection that never sends any is no HTTP/1 connection.
+            self._codec = True
+            st.downstream_cx_http1_total.inc()
+            st.downstream_cx_http1_active.inc()
+            # The codec's read buffer accounts its bytes in this gauge (used from then on).
+            st.downstream_cx_rx_bytes_buffered.used = True
         if self._closing:
             return
         try:
@@ -291,7 +298,8 @@ class DownstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         st = self.config.stats
         st.downstream_cx_active.dec()
-        st.downstream_cx_http1_active.dec()
+        if self._codec:
+            st.downstream_cx_http1_active.dec()
         st.downstream_cx_destroy.inc()
         streams = ([self.stream] if self.stream else []) + self.pending
         if streams and not self._closing:
@@ -1134,9 +1142,9 @@ class ActiveStream:
             if 0 <= idx < 5:
                 cfg.xx[idx].inc()
                 if cfg.listener_stats is not None:
-                    cfg.listener_stats.xx[idx].inc()
+                    cfg.listener_xx[idx].inc()
             if cfg.listener_stats is not None:
-                cfg.listener_stats.completed.inc()
+                cfg.listener_stats.downstream_rq_completed.inc()
         st.downstream_rq_time.record((time.monotonic() - self.stream_info.start_time) * 1000)
         if logs.http_debug:
             debug_log.stream_complete(self)

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from sluice.http.headers import RequestHeaders, ResponseHeaders
     from sluice.route.table import RouteEntry, RouteTable, WeightedClusterEntry
     from sluice.runtime import Runtime
+    from sluice.stats.blocks import RouterStats
     from sluice.upstream.cluster import Cluster
     from sluice.upstream.cluster_manager import ClusterManager
     from sluice.upstream.host import Host
@@ -57,14 +58,14 @@ class RouterConfig:
         self,
         cluster_manager: ClusterManager,
         runtime: Runtime,
-        hcm_stats: Any,
+        stats: RouterStats,
         route_table: RouteTable | None,
         local_ip: str,
         rng: Any,
     ) -> None:
         self.cluster_manager = cluster_manager
         self.runtime = runtime
-        self.stats = hcm_stats
+        self.stats = stats
         self.route_table = route_table
         self.local_ip = local_ip
         self.rng = rng
@@ -363,7 +364,7 @@ class Router:
             return
         self._finish()
         self.upstream = None
-        self._charge_code(up.cluster, up.started, 504)
+        self._charge_code(up.cluster, 504)
         self.cb.stream_info.set_flag(ResponseFlag.UPSTREAM_REQUEST_TIMEOUT)
         if self._response_started:
             self.cb.reset_stream()
@@ -468,9 +469,9 @@ class Router:
             status = retry.should_retry(retry.would_retry_headers(code, headers))
             if status is RetryStatus.YES:
                 req.host.stats.rq_error += 1
-                st = req.cluster.stats
-                st.dynamic_counter(f"retry.upstream_rq_{code}").inc()
-                st.dynamic_counter(f"retry.upstream_rq_{code // 100}xx").inc()
+                # Envoy's chargeBasicResponseStat in the ``retry.`` scope.
+                for c in req.cluster.stats.retry_code_stats(code):
+                    c.value += 1
                 if not end_stream or not self._request_end:
                     # (A response that ended before the request did leaves a connection
                     # still expecting the body: it cannot be reused either.)
@@ -534,7 +535,7 @@ class Router:
             details = "upstream_reset_before_response_started{connection_termination}"
         if not overflow:
             req.host.stats.rq_error += 1
-        self._charge_code(req.cluster, req.started, 503)
+        self._charge_code(req.cluster, 503)
         prefix = RESET_BEFORE_HEADERS_RETRIED if self.attempt_count > 1 else RESET_BEFORE_HEADERS
         # Envoy marks a circuit-breaker overflow answer with ``x-envoy-overloaded: true``.
         modify = self._finalize_overloaded if overflow else self._finalize_response
@@ -579,7 +580,7 @@ class Router:
         if self._response_started:
             self.cb.reset_stream()
             return
-        self._charge_code(cluster, up.started if up is not None else self._complete_time, 504)
+        self._charge_code(cluster, 504)
         self.cb.send_local_reply(504, "upstream request timeout", "upstream_response_timeout", 0, self._finalize_response)
 
     # -- stats --------------------------------------------------------------------------
@@ -588,22 +589,28 @@ class Router:
             req.host.stats.rq_error += 1
         else:
             req.host.stats.rq_success += 1
-        self._charge_code(req.cluster, req.started, code)
+        self._charge_code(req.cluster, code)
 
-    def _charge_code(self, cluster: Cluster, started: float, code: int) -> None:
-        """Envoy's ``chargeResponseStat``: per-code, per-class and completed counters and the
-        request time, for the cluster and (external requests) its ``external.`` scope."""
-        counters, ext_counters, ext_time = cluster.stats.response_code_stats(code)
+    def _charge_code(self, cluster: Cluster, code: int) -> None:
+        """Envoy's ``chargeResponseStat``: per-code, per-class and completed counters, for the
+        cluster and (external requests) its ``external.`` scope."""
+        counters, ext_counters = cluster.stats.response_code_stats(code)
         for c in counters:
             c.value += 1
-        elapsed = (time.monotonic() - started) * 1000
-        cluster.stats.upstream_rq_time.record(elapsed)
         if not self.cb.is_internal:
             for c in ext_counters:
                 c.value += 1
-            ext_time.record(elapsed)
 
     def _upstream_done(self, req: UpstreamRequest) -> None:
+        # Envoy's onUpstreamComplete: the request time is that of a completed upstream response
+        # (not of a local 503/504, nor of a retried attempt), from the end of the downstream
+        # request, and only once the downstream request is complete.
+        if self._request_end:
+            elapsed = (time.monotonic() - self._complete_time) * 1000
+            st = req.cluster.stats
+            (st.upstream_rq_time or st.rq_time()).record(elapsed)
+            if not self.cb.is_internal:
+                st.external_rq_time().record(elapsed)
         self._finish()
 
     def _finish(self) -> None:

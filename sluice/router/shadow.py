@@ -53,7 +53,8 @@ class ShadowOwner:
         import time
 
         req.cluster.stats.dynamic_counter("upstream_rq_completed").inc()
-        req.cluster.stats.upstream_rq_time.record((time.monotonic() - req.started) * 1000)
+        st = req.cluster.stats
+        (st.upstream_rq_time or st.rq_time()).record((time.monotonic() - req.started) * 1000)
 
     def on_upstream_reset(self, req: UpstreamRequest, reason: str, before_connect: bool) -> None:
         pass

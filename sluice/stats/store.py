@@ -1,9 +1,11 @@
 """The stats store: named counters, gauges and histograms, as Envoy keeps them.
 
 Rules (after Envoy's ``source/docs/stats.md``):
-- Every subsystem declares its stats once, at config time, as a :class:`StatsBlock` subclass whose
-  class attributes list the names exactly as Envoy spells them. The hot path only bumps handles
-  (``self._stats.upstream_rq_total.inc()``); it never builds a stat name from strings.
+- Every subsystem declares its stats once, as a :class:`StatsBlock` subclass whose annotated
+  fields are the stats, named as Envoy spells them (``upstream_rq_total: Counter``), and binds
+  them at config time (``ClusterStats.declare(store, "cluster.app.")``). The hot path only bumps
+  handles (``self._stats.upstream_rq_total.inc()``); it never builds a stat name from strings,
+  and ``mypy --strict`` checks every handle it names (tests/unit/stats/test_blocks.py).
 - Names are the full dotted Envoy names (``cluster.demoappv10.upstream_rq_200``).
 - Dynamic names that Envoy also creates lazily (``upstream_rq_<code>``) are looked up through a
   per-scope cache so that each distinct name is formatted once.
@@ -11,9 +13,11 @@ Rules (after Envoy's ``source/docs/stats.md``):
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import typing
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, Self
 
 SampleQueue = list[tuple[str, int]]
 """Histogram samples ``(full name, integer value)`` waiting for the stats sinks."""
@@ -22,14 +26,15 @@ SampleQueue = list[tuple[str, int]]
 class Counter:
     """A monotonically increasing count; ``latch`` gives the delta since the last flush."""
 
-    __slots__ = ("name", "value", "_latched", "_reset")
+    __slots__ = ("name", "value", "_latched", "_touched")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.value = 0
         """Hot paths may bump ``value`` directly; ``used`` is derived from it."""
         self._latched = 0
-        self._reset = False
+        self._touched = False
+        """Used although the value may be 0: reset, or marked at creation (``mark_used``)."""
 
     def inc(self, amount: int = 1) -> None:
         self.value += amount
@@ -37,11 +42,15 @@ class Counter:
     @property
     def used(self) -> bool:
         """Envoy's "used" flag: written at least once since start (a reset keeps it)."""
-        return self.value != 0 or self._reset
+        return self.value != 0 or self._touched
+
+    def mark_used(self) -> None:
+        """Envoy's ``add(0)``: used from now on with its value unchanged."""
+        self._touched = True
 
     def reset(self) -> None:
         if self.value:
-            self._reset = True
+            self._touched = True
         self.value = 0
         self._latched = 0
 
@@ -140,6 +149,19 @@ def _quantiles(buckets: dict[BucketKey, int]) -> list[float]:
     return out
 
 
+def approx_sum(buckets: list[tuple[float, float, int]]) -> float:
+    """circllhist's ``hist_approx_sum`` over ``(lower, width, count)`` buckets in order: each
+    sample counted at its bucket's harmonic midpoint ``2·lo·hi / (lo + hi)`` (0 for the zero
+    bucket); summed in bucket order, it matches Envoy's Prometheus ``_sum`` digit for digit."""
+    total = 0.0
+    for lower, width, count in buckets:
+        if lower == 0.0:
+            continue
+        upper = lower + width
+        total += (2.0 * lower * upper / (lower + upper)) * count
+    return total
+
+
 def _count_below(buckets: dict[BucketKey, int], bound: float) -> int:
     """Samples whose bucket starts at or below ``bound`` (circllhist's approximate count)."""
     return sum(c for k, c in buckets.items() if bucket_bounds(k)[0] <= bound)
@@ -211,12 +233,12 @@ class Histogram:
         return sum(self.cumulative.values())
 
     def cumulative_sample_sum(self) -> float:
-        """circllhist's approximate sum: each sample counted at its bucket's midpoint."""
-        total = 0.0
-        for k, c in self.cumulative.items():
-            lower, width = bucket_bounds(k)
-            total += (lower + width / 2.0) * c
-        return total
+        """circllhist's approximate sum of the cumulative samples (Prometheus ``_sum``)."""
+        return approx_sum(self.detailed(True))
+
+    def interval_sample_sum(self) -> float:
+        """The same over the last interval (the summary's ``_sum``)."""
+        return approx_sum(self.detailed(False))
 
     def __repr__(self) -> str:
         return f"<Histogram {self.name} n={self.count}>"
@@ -302,27 +324,56 @@ class Store:
 
 
 class StatsBlock:
-    """A declared block of stats under one prefix.
+    """A declared block of stats under one prefix: Envoy's ``ALL_*_STATS`` struct of handles.
 
-    Subclasses list names in ``COUNTERS``, ``GAUGES`` and ``HISTOGRAMS``; each becomes an attribute
-    holding the handle (dots in a name become underscores in the attribute).
+    A subclass is a slotted, keyword-only dataclass whose fields are the stats, each annotated
+    ``Counter``, ``Gauge`` or ``Histogram`` (mypy checks every use of a handle). A field is named
+    as Envoy names the stat; a dotted name is given with ``Annotated[Counter, "http1.x"]``.
+    ``TAGS`` names the Envoy tags the block's prefix carries (``envoy.cluster_name``); Envoy's
+    default extractors find them in every stat of the block (tests/unit/stats/test_blocks.py).
+    ``declare`` builds the handles once, at config time; the hot path only bumps them.
     """
 
-    COUNTERS: ClassVar[tuple[str, ...]] = ()
-    GAUGES: ClassVar[tuple[str, ...]] = ()
-    HISTOGRAMS: ClassVar[tuple[str, ...]] = ()
+    __slots__ = ("_store", "_prefix", "_dynamic")
+
+    TAGS: ClassVar[tuple[str, ...]] = ()
+    USED_AT_CREATION: ClassVar[frozenset[str]] = frozenset()
+    """Stats (by Envoy name) that Envoy writes when it creates the subsystem - a gauge set, often
+    to 0, a counter added 0 - which marks them used: ``usedonly`` and the StatsD flush list them
+    from the start."""
 
     def __init__(self, store: Store, prefix: str) -> None:
+        # Only :meth:`declare` calls this (through the dataclass ``__init__`` of the subclass).
         self._store = store
         self._prefix = prefix
         self._dynamic: dict[str, Counter] = {}
-        for name in self.COUNTERS:
-            setattr(self, name.replace(".", "_"), store.counter(prefix + name))
-        for name in self.GAUGES:
-            setattr(self, name.replace(".", "_"), store.gauge(prefix + name))
-        for name in self.HISTOGRAMS:
-            unit = "b" if name.endswith("_bytes") else "ms"
-            setattr(self, name.replace(".", "_"), store.histogram(prefix + name, unit))
+
+    @classmethod
+    def declare(cls, store: Store, prefix: str) -> Self:
+        """The block's handles under ``prefix`` (``"cluster.app."``), created in the store."""
+        handles: dict[str, Counter | Gauge | Histogram] = {}
+        for attr, kind, name in stat_fields(cls):
+            if kind is Counter:
+                c = handles[attr] = store.counter(prefix + name)
+                if name in cls.USED_AT_CREATION:
+                    c.mark_used()
+            elif kind is Gauge:
+                g = handles[attr] = store.gauge(prefix + name)
+                if name in cls.USED_AT_CREATION:
+                    g.used = True
+            else:
+                handles[attr] = store.histogram(prefix + name, "b" if name.endswith("_bytes") else "ms")
+        made: Self = typing.cast(typing.Any, cls)(**handles)
+        StatsBlock.__init__(made, store, prefix)
+        return made
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
+    @property
+    def store(self) -> Store:
+        return self._store
 
     def dynamic_counter(self, suffix: str) -> Counter:
         """A counter whose name is only known at runtime (``upstream_rq_503``), cached."""
@@ -330,3 +381,40 @@ class StatsBlock:
         if c is None:
             c = self._dynamic[suffix] = self._store.counter(self._prefix + suffix)
         return c
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._prefix}*>"
+
+
+StatKind = type[Counter] | type[Gauge] | type[Histogram]
+_FIELDS: dict[type[StatsBlock], tuple[tuple[str, StatKind, str], ...]] = {}
+
+
+def stat_fields(cls: type[StatsBlock]) -> tuple[tuple[str, StatKind, str], ...]:
+    """``(attribute, kind, Envoy name)`` of each stat a block declares, in declaration order."""
+    out = _FIELDS.get(cls)
+    if out is None:
+        hints = typing.get_type_hints(cls, include_extras=True)
+        specs: list[tuple[str, StatKind, str]] = []
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]  # every block is a dataclass
+            if not f.init:  # per-block state that is not a stat (ClusterStats' code cache)
+                continue
+            hint = hints[f.name]
+            name = f.name
+            if typing.get_origin(hint) is typing.Annotated:
+                hint, name = typing.get_args(hint)[:2]
+            if hint not in (Counter, Gauge, Histogram):
+                raise TypeError(f"{cls.__name__}.{f.name}: a stat is a Counter, Gauge or Histogram, not {hint!r}")
+            specs.append((f.name, hint, name))
+        out = _FIELDS[cls] = tuple(specs)
+    return out
+
+
+_B = typing.TypeVar("_B", bound=StatsBlock)
+
+
+@typing.dataclass_transform(kw_only_default=True, eq_default=False)
+def block(cls: type[_B]) -> type[_B]:
+    """Makes a :class:`StatsBlock` subclass a slotted, keyword-only dataclass of its stats
+    (attribute access stays a plain slot read on the hot path)."""
+    return dataclasses.dataclass(slots=True, kw_only=True, eq=False, repr=False)(cls)

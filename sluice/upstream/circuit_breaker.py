@@ -47,19 +47,24 @@ class Resource:
     def limit(self) -> int:
         return self.max
 
-    # The three methods below are on the request path: no calls beyond the gauge update.
+    # The three methods below are on the request path: no calls, only the gauge's fields.
+    # Envoy sets the open gauge at every change, so it is used from the first one on.
     def can_create(self) -> bool:
         return self.count < self.max
 
     def inc(self) -> None:
         self.count += 1
-        if self.count >= self.max and self._open is not None and not self._open.value:
-            self._open.set(1)
+        g = self._open
+        if g is not None:
+            g.value = 1 if self.count >= self.max else 0
+            g.used = True
 
     def dec(self) -> None:
         self.count -= 1
-        if self._open is not None and self._open.value and self.count < self.max:
-            self._open.set(0)
+        g = self._open
+        if g is not None:
+            g.value = 1 if self.count >= self.max else 0
+            g.used = True
 
 
 class RetryBudget(Resource):
@@ -91,9 +96,7 @@ class RetryBudget(Resource):
 
     def _update_open(self) -> None:
         if self._open is not None:
-            full = 0 if self.count < self.limit() else 1
-            if self._open.value != full:
-                self._open.set(full)
+            self._open.set(0 if self.count < self.limit() else 1)
 
 
 class ResourceManager:
@@ -107,7 +110,7 @@ class ResourceManager:
         def gauge(name: str) -> Gauge | None:
             if stats is None:
                 return None
-            g: Gauge = getattr(stats, f"circuit_breakers_{priority}_{name}")
+            g: Gauge = stats.circuit_breaker_gauges(priority)[name]
             return g
 
         limits = dict(DEFAULT_MAX)

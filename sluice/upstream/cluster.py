@@ -70,7 +70,7 @@ class Cluster:
         self.connect_timeout = _duration(c.connect_timeout) if c.HasField("connect_timeout") else 5.0
         self.dns_refresh_rate = _duration(c.dns_refresh_rate) if c.HasField("dns_refresh_rate") else 5.0
         self.lookup_family: int = c.dns_lookup_family
-        self.stats = ClusterStats(store, f"cluster.{self.name}.")
+        self.stats = ClusterStats.declare(store, f"cluster.{self.name}.")
         self.stats_prefix = f"cluster.{self.name}."
         self.store = store
         self.resources, self.resources_high = circuit_breaker.build(
@@ -86,7 +86,7 @@ class Cluster:
         if c.HasField("outlier_detection"):
             self.outlier = OutlierDetector(
                 OutlierConfig(c.outlier_detection),
-                OutlierStats(store, f"cluster.{self.name}.outlier_detection."),
+                OutlierStats.declare(store, f"cluster.{self.name}.outlier_detection."),
                 runtime,
                 time.monotonic,
                 lambda delay, cb: asyncio.get_event_loop().call_later(delay, cb),
@@ -100,7 +100,7 @@ class Cluster:
             if hc.WhichOneof("health_checker") != "http_health_check":
                 raise UnsupportedError(f"{path}.health_checks[0]: only http_health_check is implemented")
             self._hc_config = HealthCheckConfig(hc, self.name)
-            self._hc_stats = HealthCheckStats(store, f"cluster.{self.name}.health_check.")
+            self._hc_stats = HealthCheckStats.declare(store, f"cluster.{self.name}.health_check.")
         self.endpoints: list[EndpointSpec] = []
         for i, group in enumerate(c.load_assignment.endpoints):
             for j, e in enumerate(group.lb_endpoints):
@@ -123,7 +123,9 @@ class Cluster:
         self.hosts: list[Host] = []
         self.pools: dict[str, HostPool] = {}
         self._refresh: asyncio.TimerHandle | None = None
-        self.stats.max_host_weight.set(max((e.weight for e in self.endpoints), default=0))
+        if self.type != STATIC:
+            # Envoy sets it from each DNS resolution's hosts; a STATIC cluster leaves it unset.
+            self.stats.max_host_weight.set(max((e.weight for e in self.endpoints), default=0))
         if self.type == STATIC:
             self._set_hosts([Host(e.address, e.port, e.hostname, e.weight) for e in self.endpoints])
 
@@ -146,7 +148,9 @@ class Cluster:
             self._on_health_change()
             # Envoy's cluster warming: one round of health checks before the cluster is ready.
             await self.health_checker.first_round()
-        self.stats.update_success.inc()
+        if self.type != STATIC:
+            # One per completed resolution; a STATIC cluster's hosts are never "updated".
+            self.stats.update_success.inc()
 
     async def _resolve_all(self) -> None:
         self.stats.update_attempt.inc()
@@ -227,4 +231,9 @@ class Cluster:
             pool = self.pools[host.address] = HostPool(
                 host, self.stats, self.connect_timeout, self.name, self.resources
             )
+            # Envoy checks the connection-pool resource of both priorities when it makes the
+            # first pool (observed on 1.40: default's and high's cx_pool_open become used).
+            st = self.stats
+            st.circuit_breakers_default_cx_pool_open.used = True
+            st.circuit_breakers_high_cx_pool_open.used = True
         return pool

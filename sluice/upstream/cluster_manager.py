@@ -7,7 +7,7 @@ import random
 from typing import Any
 
 from sluice.errors import ConfigError
-from sluice.stats.blocks import ClusterManagerStats
+from sluice.stats.blocks import ClusterManagerStats, RouterStats, ThreadLocalClusterManagerStats
 from sluice.stats.store import Store
 from sluice.upstream.cluster import Cluster
 
@@ -15,7 +15,10 @@ from sluice.upstream.cluster import Cluster
 class ClusterManager:
     def __init__(self, clusters: Any, store: Store, rng: random.Random, runtime: Any = None) -> None:
         self.clusters: dict[str, Cluster] = {}
-        self.stats = ClusterManagerStats(store, "cluster_manager.")
+        self.stats = ClusterManagerStats.declare(store, "cluster_manager.")
+        self.async_client_stats = RouterStats.declare(store, "http.async-client.")
+        """The router stats of Envoy's async client, which the cluster manager owns (Sluice's
+        health checks and StatsD TCP sink open their connections without it: they stay 0)."""
         for i, c in enumerate(clusters):
             path = f"static_resources.clusters[{i}]"
             if not c.name:
@@ -25,6 +28,10 @@ class ClusterManager:
             self.clusters[c.name] = Cluster(c, path, store, rng, runtime)
             self.stats.cluster_added.inc()
         self.stats.active_clusters.set(len(self.clusters))
+        # Every thread holds every (static) cluster: Sluice's one loop stands for both threads.
+        for thread in ("main_thread", "worker_0"):
+            tls = ThreadLocalClusterManagerStats.declare(store, f"thread_local_cluster_manager.{thread}.")
+            tls.clusters_inflated.set(len(self.clusters))
 
     def get(self, name: str) -> Cluster | None:
         return self.clusters.get(name)

@@ -109,6 +109,8 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses (no isinstance check).
         self.transport = cast(asyncio.Transport, transport)
+        # Envoy accounts each read buffer's bytes in this gauge, which marks it used.
+        self.pool.stats.upstream_cx_rx_bytes_buffered.used = True
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -133,7 +135,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self.pool.on_connection_closed(self)
+        # (After a local close the pool has already let the connection go: this counts nothing.)
+        active = self.handler is not None and not self._response_done and not self._close_delimited
+        self.pool.on_connection_closed(self, local=False, active=active)
         if self.handler is not None and not self._response_done:
             if self._close_delimited:
                 self._response_done = True
@@ -222,13 +226,16 @@ class UpstreamConnection(asyncio.Protocol):
     def unbind_and_close(self) -> None:
         """The request gave up on this connection (timeout, downstream reset)."""
         self.handler = None
-        self.close()
+        self._close(active=True)
 
     def close(self) -> None:
+        self._close(active=self.handler is not None)
+
+    def _close(self, active: bool) -> None:
         if self.transport is not None and not self._closed:
             self._closed = True
             self.transport.close()
-            self.pool.on_connection_closed(self)
+            self.pool.on_connection_closed(self, local=True, active=active)
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self._closed:
@@ -326,7 +333,7 @@ class HostPool:
             # not run yet: account for the close now, while the pool still knows the connection
             # (connection_lost then finds it gone and counts nothing).
             conn._closed = True
-            self.on_connection_closed(conn)
+            self.on_connection_closed(conn, local=False, active=False)
         res = self.resources
         if not res.max_pending_requests.can_create():
             self.stats.upstream_rq_pending_overflow.inc()
@@ -393,7 +400,9 @@ class HostPool:
             handler.on_pool_failure(OVERFLOW)
         self.idle.append(conn)
 
-    def on_connection_closed(self, conn: UpstreamConnection) -> None:
+    def on_connection_closed(self, conn: UpstreamConnection, local: bool, active: bool) -> None:
+        """``local``: Sluice closed it (else the upstream did); ``active``: a request was in
+        flight on it. Counted as Envoy's pool counts a connection's close event."""
         self._end_request(conn)
         if conn in self.busy:
             self.busy.discard(conn)
@@ -404,8 +413,20 @@ class HostPool:
         self.resources.max_connections.dec()
         self.stats.upstream_cx_active.dec()
         self.host.stats.cx_active -= 1
-        self.stats.upstream_cx_destroy.inc()
+        st = self.stats
+        st.upstream_cx_destroy.inc()
+        if local:
+            st.upstream_cx_destroy_local.inc()
+        else:
+            st.upstream_cx_destroy_remote.inc()
+        if active:
+            st.upstream_cx_destroy_with_active_rq.inc()
+            if local:
+                st.upstream_cx_destroy_local_with_active_rq.inc()
+            else:
+                st.upstream_cx_destroy_remote_with_active_rq.inc()
         self.stats.upstream_cx_length_ms.record((time.monotonic() - conn.created) * 1000)
+        st.upstream_rq_per_cx.record(conn.requests)  # how many requests the connection served
 
     def _connect(self) -> None:
         self.connecting += 1

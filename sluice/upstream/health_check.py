@@ -28,25 +28,36 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httptools
 
-from sluice.stats.store import StatsBlock
+from sluice.stats.store import Counter, Gauge, StatsBlock, block
 from sluice.tasks import spawn
 
 if TYPE_CHECKING:
-    from sluice.stats.store import Counter
     from sluice.upstream.host import Host
 
 UNCHANGED, PENDING, CHANGED = 0, 1, 2
 
 
+@block
 class HealthCheckStats(StatsBlock):
     """``cluster.<name>.health_check.*`` (ALL_HEALTH_CHECKER_STATS)."""
 
-    COUNTERS = ("attempt", "degraded", "failure", "network_failure", "passive_failure", "success", "verify_cluster")
-    GAUGES = ("healthy",)
+    TAGS: ClassVar[tuple[str, ...]] = ("envoy.cluster_name",)
+
+    # counters
+    attempt: Counter
+    degraded: Counter
+    failure: Counter
+    network_failure: Counter
+    passive_failure: Counter
+    success: Counter
+    verify_cluster: Counter
+
+    # gauges
+    healthy: Gauge
 
 
 def _ms(d: Any) -> int:

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sluice.stats.store import StatsBlock
+from sluice.stats.store import Counter, Gauge, StatsBlock, block
 
 if TYPE_CHECKING:
     from sluice.runtime import Runtime
@@ -39,32 +39,36 @@ GATEWAY = "consecutive_gateway_failure"
 LOCAL_ORIGIN = "consecutive_local_origin_failure"
 
 
+@block
 class OutlierStats(StatsBlock):
     """``cluster.<name>.outlier_detection.*`` (ALL_OUTLIER_DETECTION_STATS)."""
 
-    COUNTERS = (
-        "ejections_consecutive_5xx",
-        "ejections_detected_consecutive_5xx",
-        "ejections_detected_consecutive_gateway_failure",
-        "ejections_detected_consecutive_local_origin_failure",
-        "ejections_detected_degradation",
-        "ejections_detected_failure_percentage",
-        "ejections_detected_local_origin_failure_percentage",
-        "ejections_detected_local_origin_success_rate",
-        "ejections_detected_success_rate",
-        "ejections_enforced_consecutive_5xx",
-        "ejections_enforced_consecutive_gateway_failure",
-        "ejections_enforced_consecutive_local_origin_failure",
-        "ejections_enforced_failure_percentage",
-        "ejections_enforced_local_origin_failure_percentage",
-        "ejections_enforced_local_origin_success_rate",
-        "ejections_enforced_success_rate",
-        "ejections_enforced_total",
-        "ejections_overflow",
-        "ejections_success_rate",
-        "ejections_total",
-    )
-    GAUGES = ("ejections_active",)
+    TAGS: ClassVar[tuple[str, ...]] = ("envoy.cluster_name",)
+
+    # counters
+    ejections_consecutive_5xx: Counter
+    ejections_detected_consecutive_5xx: Counter
+    ejections_detected_consecutive_gateway_failure: Counter
+    ejections_detected_consecutive_local_origin_failure: Counter
+    ejections_detected_degradation: Counter
+    ejections_detected_failure_percentage: Counter
+    ejections_detected_local_origin_failure_percentage: Counter
+    ejections_detected_local_origin_success_rate: Counter
+    ejections_detected_success_rate: Counter
+    ejections_enforced_consecutive_5xx: Counter
+    ejections_enforced_consecutive_gateway_failure: Counter
+    ejections_enforced_consecutive_local_origin_failure: Counter
+    ejections_enforced_failure_percentage: Counter
+    ejections_enforced_local_origin_failure_percentage: Counter
+    ejections_enforced_local_origin_success_rate: Counter
+    ejections_enforced_success_rate: Counter
+    ejections_enforced_total: Counter
+    ejections_overflow: Counter
+    ejections_success_rate: Counter
+    ejections_total: Counter
+
+    # gauges
+    ejections_active: Gauge
 
 
 def _ms(d: Any) -> int:

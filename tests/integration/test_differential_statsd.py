@@ -10,12 +10,13 @@ Ignored values, because they depend on timing or on the process:
   ``upstream_cx_tx_bytes_total`` (the bytes of the lines, timing included);
 - gauges ``server.uptime``, ``server.memory_*``, ``server.stats_recent_lookups``, and
   ``server.state`` (Sluice drains on SIGTERM, so its final flush says DRAINING; Envoy exits);
-- the ``upstream_cx_length_ms`` samples (Sluice closes its upstream connections at shutdown,
-  Envoy exits with them open);
+- the ``upstream_cx_length_ms`` and ``upstream_rq_per_cx`` samples (recorded as a connection
+  closes: Sluice closes its upstream connections at shutdown, Envoy exits with them open);
 - every value of the admin listener's stats (``http.admin.*``, ``listener.admin.*``): they
   count the harness's ``/ready`` polls, as many as each start-up took.
-Names only Envoy flushes are allowed while they are listed in KNOWN_GAPS (stats Sluice does not
-keep or does not mark used yet); a name only Sluice flushes fails the test.
+Names only Envoy flushes must be exactly those listed in KNOWN_GAPS (stats Sluice does not keep
+or does not mark used yet): a new gap and a closed one both fail; a name only Sluice flushes
+fails the test. EITHER names the few that Envoy flushes in some runs only.
 """
 
 from __future__ import annotations
@@ -38,47 +39,30 @@ IGNORED_COUNTER_VALUES = {
     "cluster.statsd_exporter.update_attempt", "cluster.statsd_exporter.update_success",
     "cluster.statsd_exporter.membership_change", "cluster.statsd_exporter.upstream_cx_tx_bytes_total",
     "dns.cares.resolve_total",
-    # Sluice counts the harness's readiness probe (a connection that sends nothing) as an HTTP/1
-    # connection; Envoy creates the codec (AUTO) only when bytes arrive.
-    "http.ingress_http.downstream_cx_http1_total",
-    # Envoy loads the runtime twice at start (bootstrap, then the admin layer); Sluice once.
-    "runtime.load_success",
 }  # fmt: skip
 IGNORED_GAUGE_VALUES = {
     "server.uptime", "server.memory_allocated", "server.memory_heap_size", "server.memory_physical_size",
     "server.stats_recent_lookups", "server.state",
+    "server.version",  # the first six hex digits of each one's commit
 }  # fmt: skip
-IGNORED_TIMERS = {"cluster.colord.upstream_cx_length_ms"}
+IGNORED_TIMERS = {"cluster.colord.upstream_cx_length_ms", "cluster.colord.upstream_rq_per_cx"}
 KNOWN_GAPS = {
     # counters
-    "cluster.colord.default.total_match_count", "cluster.colord.upstream_cx_destroy_local",
-    "cluster.statsd_exporter.default.total_match_count", "cluster_manager.cluster_updated",
-    "dns.cares.resolve_total", "filesystem.write_buffered", "filesystem.write_completed",
-    "listener.LISTENER.worker_0.downstream_cx_total", "listener.admin.main_thread.downstream_cx_total",
-    "runtime.deprecated_feature_use", "runtime.override_dir_not_exists", "server.dynamic_unknown_fields",
-    "server.static_unknown_fields", "server.wip_protos",
-    # gauges Envoy sets (to 0 often) at creation, which marks them used
-    "cluster.colord.circuit_breakers.default.cx_open", "cluster.colord.circuit_breakers.default.cx_pool_open",
-    "cluster.colord.circuit_breakers.default.rq_open", "cluster.colord.circuit_breakers.default.rq_pending_open",
-    "cluster.colord.circuit_breakers.default.rq_retry_open", "cluster.colord.circuit_breakers.high.cx_pool_open",
-    "cluster.colord.membership_degraded", "cluster.colord.membership_excluded",
-    "cluster.colord.upstream_cx_rx_bytes_buffered", "cluster.colord.upstream_cx_tx_bytes_buffered",
-    "cluster.colord.warming_state",
-    "cluster.statsd_exporter.membership_degraded", "cluster.statsd_exporter.membership_excluded",
-    "cluster.statsd_exporter.warming_state", "cluster_manager.warming_clusters", "dns.cares.pending_resolutions",
-    "filesystem.write_total_buffered", "http.admin.downstream_cx_rx_bytes_buffered",
-    "http.ingress_http.downstream_cx_rx_bytes_buffered", "listener.LISTENER.downstream_pre_cx_active",
-    "listener.LISTENER.worker_0.downstream_cx_active", "listener.admin.downstream_pre_cx_active",
-    "listener.admin.main_thread.downstream_cx_active", "listener_manager.total_listeners_warming",
-    "runtime.deprecated_feature_seen_since_process_start", "runtime.num_keys",
-    "server.memory_allocated", "server.memory_heap_size",
-    "server.stats_recent_lookups", "server.version",
-    "thread_local_cluster_manager.main_thread.clusters_inflated",
-    "thread_local_cluster_manager.worker_0.clusters_inflated",
-    # listener histograms Sluice does not record
-    "listener.LISTENER.connections_accepted_per_socket_event", "listener.LISTENER.downstream_cx_length_ms",
-    "listener.admin.connections_accepted_per_socket_event", "listener.admin.downstream_cx_length_ms",
+    "cluster.colord.default.total_match_count", "cluster.statsd_exporter.default.total_match_count",
+    "cluster_manager.cluster_updated", "dns.cares.resolve_total", "filesystem.write_buffered",
+    "filesystem.write_completed",
+    # Envoy counts the deprecated fields of the course's config; Sluice reads them without counting
+    "runtime.deprecated_feature_use", "runtime.deprecated_feature_seen_since_process_start",
+    # gauges Sluice does not keep
+    "dns.cares.pending_resolutions", "filesystem.write_total_buffered",
 }  # fmt: skip
+# Names Envoy flushes in some runs and not in others: allowed on either side.
+EITHER = {
+    # used once a retry takes the resource; the course's apps answer a 5xx now and then
+    "cluster.colord.circuit_breakers.default.rq_retry_open",
+    # used once a write to the upstream could not go out at once (timing); Sluice keeps no such gauge
+    "cluster.colord.upstream_cx_tx_bytes_buffered",
+}
 N = 12
 
 
@@ -138,10 +122,11 @@ def seen(loop: LoopThread) -> Iterator[dict[str, Seen]]:
 
 def test_same_names_and_types(seen: dict[str, Seen]) -> None:
     envoy, sluice = seen["envoy"], seen["sluice"]
-    only_sluice = set(sluice.types) - set(envoy.types) - IGNORED_TIMERS
+    only_sluice = set(sluice.types) - set(envoy.types) - IGNORED_TIMERS - EITHER
     assert not only_sluice, f"Sluice flushes names Envoy does not: {sorted(only_sluice)}"
-    only_envoy = set(envoy.types) - set(sluice.types)
+    only_envoy = set(envoy.types) - set(sluice.types) - EITHER
     assert only_envoy <= KNOWN_GAPS, f"new gaps: {sorted(only_envoy - KNOWN_GAPS)}"
+    assert KNOWN_GAPS <= only_envoy, f"gaps closed (take them off KNOWN_GAPS): {sorted(KNOWN_GAPS - only_envoy)}"
     assert {n: t for n, t in sluice.types.items() if n in envoy.types} == {
         n: t for n, t in envoy.types.items() if n in sluice.types
     }

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
-from sluice.stats.store import Counter, StatsBlock, Store
+from sluice.stats.store import Counter, StatsBlock, Store, block
 
 if TYPE_CHECKING:
     from sluice.route.cors_policy import CorsPolicy
@@ -22,11 +22,13 @@ if TYPE_CHECKING:
 FILTER_NAME = "envoy.filters.http.cors"
 
 
+@block
 class CorsStats(StatsBlock):
     """``http.<stat_prefix>.cors.*`` (ALL_CORS_STATS). Requests without an Origin count in neither."""
 
-    COUNTERS = ("origin_invalid", "origin_valid")
+    TAGS: ClassVar[tuple[str, ...]] = ("envoy.http_conn_manager_prefix",)
 
+    # counters
     origin_invalid: Counter
     origin_valid: Counter
 
@@ -56,4 +58,4 @@ class CorsFilterConfig:
         route_config_policy: CorsPolicy | None = None,
     ) -> CorsFilterConfig:
         """``stats_prefix`` is the HCM's ``http.<stat_prefix>.``, as Envoy passes it."""
-        return cls(CorsStats(store, f"{stats_prefix}cors."), runtime, rng, filter_name or FILTER_NAME, route_config_policy)
+        return cls(CorsStats.declare(store, f"{stats_prefix}cors."), runtime, rng, filter_name or FILTER_NAME, route_config_policy)

@@ -26,12 +26,12 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sluice.errors import ConfigError
 from sluice.route.matching import HeaderMatcher
 from sluice.runtime import DENOMINATORS
-from sluice.stats.store import Counter, Gauge, StatsBlock, Store
+from sluice.stats.store import Counter, Gauge, StatsBlock, Store, block
 
 if TYPE_CHECKING:
     from sluice.http.headers import RequestHeaders
@@ -73,17 +73,20 @@ def simple_atoi(value: str | None, maximum: int = UINT64_MAX) -> int | None:
     return n if n <= maximum else None
 
 
+@block
 class FaultStats(StatsBlock):
     """``http.<stat_prefix>.fault.*`` (ALL_FAULT_FILTER_STATS). ``active_faults`` counts the
     streams with at least one fault in force; it bounds ``max_active_faults``."""
 
-    COUNTERS = ("aborts_injected", "delays_injected", "faults_overflow", "response_rl_injected")
-    GAUGES = ("active_faults",)
+    TAGS: ClassVar[tuple[str, ...]] = ("envoy.http_conn_manager_prefix",)
 
+    # counters
     aborts_injected: Counter
     delays_injected: Counter
     faults_overflow: Counter
     response_rl_injected: Counter
+
+    # gauges
     active_faults: Gauge
 
 
@@ -272,7 +275,7 @@ class FaultFilterConfig:
     @classmethod
     def from_proto(cls, msg: Any, path: str, runtime: Runtime, store: Store, stats_prefix: str, **kw: Any) -> FaultFilterConfig:
         """``stats_prefix`` is the HCM's ``http.<stat_prefix>.``, as Envoy passes it."""
-        return cls(FaultSettings.from_proto(msg, path), runtime, FaultStats(store, f"{stats_prefix}fault."), **kw)
+        return cls(FaultSettings.from_proto(msg, path), runtime, FaultStats.declare(store, f"{stats_prefix}fault."), **kw)
 
     def downstream_counter(self, cluster: str, stat: str) -> Counter:
         """``fault.<cluster>.<stat>`` (``aborts_injected`` or ``delays_injected``) for the value

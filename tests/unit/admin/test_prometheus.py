@@ -13,7 +13,7 @@ from envoy.config.bootstrap.v3 import bootstrap_pb2
 
 from sluice.admin import prometheus, stats_handler
 from sluice.admin.server import AdminRequest
-from sluice.stats.store import ZERO_BUCKET, BucketKey, Store
+from sluice.stats.store import ZERO_BUCKET, BucketKey, Histogram, Store, approx_sum
 from sluice.stats.tags import TagProducer
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "envoy-part3-5" / "stats"
@@ -148,9 +148,9 @@ def test_summary_is_the_interval_histogram() -> None:
 
 def test_approx_sum_is_circllhists() -> None:
     # Envoy's _sum values from the golden dump: one sample of 16 ms; three samples of 1.
-    assert f"{prometheus.approx_sum([(16.0, 1.0, 1)]):.32g}" == "16.484848484848484417852887418121"
-    assert f"{prometheus.approx_sum([(1.0, 0.1, 3)]):.32g}" == "3.1428571428571432377907513000537"
-    assert prometheus.approx_sum([(0.0, 0.0, 5)]) == 0.0
+    assert f"{approx_sum([(16.0, 1.0, 1)]):.32g}" == "16.484848484848484417852887418121"
+    assert f"{approx_sum([(1.0, 0.1, 3)]):.32g}" == "3.1428571428571432377907513000537"
+    assert approx_sum([(0.0, 0.0, 5)]) == 0.0
 
 
 def test_extraction_happens_once_per_name() -> None:
@@ -162,3 +162,14 @@ def test_extraction_happens_once_per_name() -> None:
     cached = producer.extract("cluster.a.upstream_rq_200")
     call(server, "/stats/prometheus")
     assert prometheus.tag_producer(server) is producer and producer.extract("cluster.a.upstream_rq_200") is cached
+
+
+def test_histogram_sum_is_the_expositions_sum() -> None:
+    # One implementation: Histogram.cumulative_sample_sum is what /stats/prometheus prints.
+    h = Histogram("cluster.a.upstream_rq_time")
+    for v in (16, 1, 1, 1, 250, 0):
+        h.record(v)
+    h.merge()
+    assert h.cumulative_sample_sum() == approx_sum(h.detailed(True))
+    assert f"{h.cumulative_sample_sum():.32g}" != f"{16 + 16.05 + 3 * 1.05 + 252.5:.32g}"  # not the arithmetic midpoint
+    assert h.interval_sample_sum() == h.cumulative_sample_sum()

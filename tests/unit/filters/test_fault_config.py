@@ -132,7 +132,7 @@ def test_missing_oneof_is_a_config_error() -> None:
 def config_with_runtime(**values: str) -> FaultFilterConfig:
     runtime = Runtime([Layer("admin", "admin")])
     runtime.merge_admin(values)
-    return FaultFilterConfig(settings({}), runtime, FaultStats(Store(), "x."))
+    return FaultFilterConfig(settings({}), runtime, FaultStats.declare(Store(), "x."))
 
 
 def test_feature_enabled_runtime_integer_is_out_of_100() -> None:

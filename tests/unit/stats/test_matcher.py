@@ -52,7 +52,7 @@ def test_matcher_kinds(matcher: dict[str, Any], kept: list[str], rejected: list[
 
 def test_null_stats_count_nothing() -> None:
     store = store_for(bootstrap({"stats_matcher": {"exclusion_list": {"patterns": [{"prefix": "server."}]}}}))
-    stats = ServerStats(store, "server.")  # a whole declared block, as a subsystem makes it
+    stats = ServerStats.declare(store, "server.")  # a whole declared block, as a subsystem makes it
     stats.live.set(1)
     stats.live.inc()
     stats.total_connections.inc()
@@ -104,3 +104,9 @@ def test_good_stats_config_passes_and_is_supported() -> None:
 def test_a_bad_matcher_regex_is_reported() -> None:
     problems = check_bootstrap(bootstrap({"stats_matcher": {"inclusion_list": {"patterns": [{"safe_regex": {"regex": "(bad"}}]}}}))
     assert len(problems) == 1 and problems[0].startswith("stats_config.stats_matcher.inclusion_list.patterns[0].safe_regex.regex: ")
+
+
+def test_rejected_stats_stay_unused_when_envoy_would_mark_them_at_creation() -> None:
+    store = store_for(bootstrap({"stats_matcher": {"exclusion_list": {"patterns": [{"prefix": "server."}]}}}))
+    stats = ServerStats.declare(store, "server.")
+    assert not stats.static_unknown_fields.used and not stats.memory_allocated.used

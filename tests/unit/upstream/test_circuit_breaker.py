@@ -31,7 +31,7 @@ def test_defaults_are_envoys() -> None:
 
 def test_thresholds_per_priority_and_open_gauges() -> None:
     store = Store()
-    stats = ClusterStats(store, "cluster.c.")
+    stats = ClusterStats.declare(store, "cluster.c.")
     default, high = circuit_breaker.build(
         breakers([{"max_connections": 2, "max_retries": 1}, {"priority": "HIGH", "max_requests": 7}]), stats
     )
@@ -109,7 +109,7 @@ class RecordingPool(HostPool):
 
 def make_pool(thresholds: dict[str, Any]) -> tuple[HostPool, Store, list[int]]:
     store = Store()
-    stats = ClusterStats(store, "cluster.c.")
+    stats = ClusterStats.declare(store, "cluster.c.")
     default, _ = circuit_breaker.build(breakers([thresholds]), stats)
     pool = RecordingPool(Host("127.0.0.1", 8080), stats, 1.0, "c", default)
     pool.connects = []
@@ -165,3 +165,19 @@ def test_request_limit_overflows_at_attach(loop: asyncio.AbstractEventLoop) -> N
     pool.release(a.ready)
     assert store.value("cluster.c.circuit_breakers.default.rq_open") == 0
     assert pool.resources.max_requests.count == 0
+
+
+def test_an_open_gauge_is_used_from_its_resources_first_change() -> None:
+    # Envoy sets the gauge at every inc/dec: used (usedonly, StatsD) once the resource moved,
+    # not before; the other priority's stay unused.
+    store = Store()
+    stats = ClusterStats.declare(store, "cluster.c.")
+    default, _high = circuit_breaker.build(None, stats)
+    gauges = store.gauges
+    assert not gauges["cluster.c.circuit_breakers.default.rq_open"].used
+    default.max_requests.inc()
+    default.max_requests.dec()
+    assert gauges["cluster.c.circuit_breakers.default.rq_open"].used
+    assert gauges["cluster.c.circuit_breakers.default.rq_open"].value == 0
+    assert not gauges["cluster.c.circuit_breakers.high.rq_open"].used
+    assert not gauges["cluster.c.circuit_breakers.default.cx_open"].used

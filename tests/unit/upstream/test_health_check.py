@@ -74,7 +74,7 @@ def test_intervals() -> None:
 def test_record_counts_stats_and_notifies() -> None:
     store = Store()
     changes: list[int] = []
-    hc = HealthChecker(config(), HealthCheckStats(store, "cluster.web.health_check."), Counter("x"), lambda: changes.append(1), "web")
+    hc = HealthChecker(config(), HealthCheckStats.declare(store, "cluster.web.health_check."), Counter("x"), lambda: changes.append(1), "web")
     h = Host("127.0.0.1", 80)
     hc.sessions[h] = HostHealth(h)
     hc.record(h, 200)

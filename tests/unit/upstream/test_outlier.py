@@ -51,7 +51,7 @@ def make(
     changes: list[int] = []
     det = OutlierDetector(
         cfg,
-        OutlierStats(store, "cluster.c.outlier_detection."),
+        OutlierStats.declare(store, "cluster.c.outlier_detection."),
         runtime,
         clock,
         clock.call_later,
