@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sluice.stats.blocks import ClusterStats
     from sluice.stats.store import Gauge
 
 DEFAULT_MAX = {"max_connections": 1024, "max_pending_requests": 1024, "max_requests": 1024, "max_retries": 3}
@@ -104,7 +105,7 @@ class ResourceManager:
 
     __slots__ = ("priority", "max_connections", "max_pending_requests", "max_requests", "max_retries", "retry_budget")
 
-    def __init__(self, priority: str, thresholds: Any | None, stats: Any | None) -> None:
+    def __init__(self, priority: str, thresholds: Any | None, stats: ClusterStats | None) -> None:
         self.priority = priority
 
         def gauge(name: str) -> Gauge | None:
@@ -153,7 +154,7 @@ class ResourceManager:
         }
 
 
-def build(circuit_breakers: Any, stats: Any | None) -> tuple[ResourceManager, ResourceManager]:
+def build(circuit_breakers: Any, stats: ClusterStats | None) -> tuple[ResourceManager, ResourceManager]:
     """DEFAULT and HIGH resource managers from a cluster's ``circuit_breakers`` (last wins)."""
     found: dict[int, Any] = {}
     if circuit_breakers is not None:

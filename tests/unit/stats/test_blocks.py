@@ -121,10 +121,21 @@ def test_a_block_is_declared_only_through_declare() -> None:
         ClusterStats(Store(), "cluster.c.")  # type: ignore[call-arg,misc]
 
 
+# The modules mypy --strict accepts today (and what they import); a module joins once it passes.
+STRICT = [
+    "sluice/stats",
+    "sluice/upstream/circuit_breaker.py",
+    "sluice/upstream/host.py",
+    "sluice/upstream/load_balancer.py",
+    "sluice/http/headers.py",
+    "sluice/http/stream_info.py",
+    "sluice/version.py",
+]
+
+
 def test_mypy_strict_accepts_the_stats_package() -> None:
-    # Only the stats package (and what it imports): the checked surface grows module by module.
     r = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir=/dev/null", "sluice/stats"],
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir=/dev/null", *STRICT],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
