@@ -198,8 +198,12 @@ def _run(proxy: ProxyProcess, apps: list[ScriptedApp]) -> None:
             shared: list[tuple[int, list[tuple[str, str]]]] = [(503, [])]
             for app in apps:
                 app.script = shared  # whichever host answers first says 503, the other 200
+        for app in apps:
+            app.requests.clear()
         with Client(proxy.port) as c:
             assert c.get(path).status == status, (proxy.kind, path)
+        if path == "/script":  # the retry went to the other host (previous_hosts)
+            assert [len(app.requests) for app in apps] == [1, 1], proxy.kind
     # The timed-out upstream request's connection closes; wait until both sides say so.
     assert wait_until(lambda: proxy.stats().get("cluster.pair.upstream_rq_active") == 0, timeout=5)
     time.sleep(0.6)  # two stats flushes: the histograms have merged every sample
