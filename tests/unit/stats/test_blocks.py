@@ -18,6 +18,7 @@ from sluice.stats.blocks import (
     HcmTracingStats,
     Http1CodecStats,
     HttpConnManagerStats,
+    ListenerConnections,
     ListenerHttpStats,
     ListenerManagerStats,
     ListenerStats,
@@ -139,3 +140,32 @@ def test_mypy_strict_accepts_the_stats_package() -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_lazy_cluster_stats_are_made_on_first_use() -> None:
+    store = Store()
+    stats = ClusterStats.declare(store, "cluster.c.")
+    # Envoy's CodeStats make these with the first response that charges them.
+    assert "cluster.c.upstream_rq_time" not in store.histograms and stats.upstream_rq_time is None
+    assert stats.rq_time() is stats.upstream_rq_time is store.histograms["cluster.c.upstream_rq_time"]
+    assert [c.name for c in stats.retry_code_stats(503)] == [
+        "cluster.c.retry.upstream_rq_503", "cluster.c.retry.upstream_rq_5xx", "cluster.c.retry.upstream_rq_completed",
+    ]  # fmt: skip
+    assert stats.retry_code_stats(503) is stats.retry_code_stats(503)
+    assert stats.external_rq_time().name == "cluster.c.external.upstream_rq_time"
+
+
+def test_listener_connections_move_the_listener_and_its_worker_copy_together() -> None:
+    store = Store()
+    acct = ListenerConnections(
+        ListenerStats.declare(store, "listener.l."), PerHandlerListenerStats.declare(store, "listener.l.worker_0.")
+    )
+    acct.opened()
+    assert store.value("listener.l.downstream_cx_active") == store.value("listener.l.worker_0.downstream_cx_active") == 1
+    acct.closed(12.0)
+    assert store.value("listener.l.downstream_cx_active") == store.value("listener.l.worker_0.downstream_cx_active") == 0
+    assert store.value("listener.l.downstream_cx_total") == store.value("listener.l.worker_0.downstream_cx_total") == 1
+    assert store.value("listener.l.downstream_cx_destroy") == 1
+    assert store.gauges["listener.l.downstream_pre_cx_active"].used
+    for h in ("downstream_cx_length_ms", "connections_accepted_per_socket_event"):
+        assert store.histograms[f"listener.l.{h}"].count == 1, h
