@@ -329,11 +329,11 @@ def test_statsd_sink_and_prometheus_lab(make_lab: Any, tmp_path: Path) -> None:
             assert set(s) == {"0.5", "0.9", "0.99", "sum", "count"}, (name, s)
             assert 0 <= s["0.5"] <= s["0.9"] <= s["0.99"] and s["sum"] >= 0, (name, s)  # ms samples: 0 below 1 ms
     # The exporter's count is the front proxy's own histogram count (its /stats/prometheus,
-    # merged at the next 5 s flush). Not asserted here: that the count is the responses received
-    # from upstream (`ok`), as in Envoy, which records upstream_rq_time only for a complete
-    # upstream response; Sluice's router also records one for each route-timeout 504 (reported
-    # to the stats rework, sluice/router/router_filter.py _on_timeout → _charge_code).
+    # merged at the next 5 s flush), and both are the responses received from upstream (`ok`):
+    # as Envoy, the router records upstream_rq_time only for a complete upstream response, not
+    # for a route-timeout 504 or a retried attempt.
     exported = summaries["front_envoy_cluster_colord_upstream_rq_time"]["count"]
+    assert exported == ok, (exported, ok)
     poll(
         lambda: front_histogram_count(front, "colord") == exported,
         10,
