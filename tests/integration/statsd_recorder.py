@@ -107,7 +107,8 @@ def flushes(lines: list[Line]) -> list[Flush]:
     current: Flush | None = None
     for line in lines:
         if line.type not in ("c", "g"):
-            current = None
+            # A histogram sample (|ms) is sent as it is recorded, so one can land in the middle of
+            # a flush's datagrams; it belongs to no flush and must not split one.
             continue
         if current is None or line.name in current.counters or line.name in current.gauges:
             current = Flush(line.t)
