@@ -195,6 +195,7 @@ class ClusterStats(StatsBlock):
 def _code_names(code: int) -> tuple[str, str, str]:
     return f"upstream_rq_{code}", f"upstream_rq_{code // 100}xx", "upstream_rq_completed"
 
+
 @block
 class HttpConnManagerStats(StatsBlock):
     """``http.<stat_prefix>.*`` (ALL_HTTP_CONN_MAN_STATS): every HCM has them, the admin one too."""
@@ -305,7 +306,6 @@ class RouterStats(StatsBlock):
     rq_total: Counter
 
 
-
 @block
 class Http1CodecStats(StatsBlock):
     """``http1.*`` (ALL_HTTP1_CODEC_STATS) of the downstream HTTP/1 codecs, one set per server;
@@ -318,6 +318,7 @@ class Http1CodecStats(StatsBlock):
     metadata_not_supported_error: Counter
     requests_rejected_with_underscores_in_headers: Counter
     response_flood: Counter
+
 
 @block
 class AdminListenerStats(StatsBlock):
@@ -448,7 +449,6 @@ class ClusterManagerStats(StatsBlock):
     warming_clusters: Gauge
 
 
-
 @block
 class ThreadLocalClusterManagerStats(StatsBlock):
     """``thread_local_cluster_manager.<thread>.*``: each thread's copy of the clusters (the main
@@ -470,6 +470,7 @@ class WatchdogStats(StatsBlock):
     # counters
     watchdog_mega_miss: Counter
     watchdog_miss: Counter
+
 
 @block
 class ListenerManagerStats(StatsBlock):
