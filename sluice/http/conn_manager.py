@@ -757,6 +757,10 @@ class ActiveStream:
         edge = not internal and cfg.use_remote_address
         if not internal:
             drop = names & (_INTERNAL_AND_EDGE if edge else _INTERNAL_ONLY)
+            if edge and remote_ip:
+                # Set below in place, as Envoy's setReference: a client's value is overwritten
+                # where it stands rather than removed and appended.
+                drop.discard("x-envoy-external-address")
             if drop:
                 headers.entries = [e for e in headers.entries if e[0] not in drop]
         ua = cfg.user_agent

@@ -52,3 +52,10 @@ def test_no_node_name_no_node_header_and_an_empty_cluster_is_still_set() -> None
 
 def test_off_by_default() -> None:
     assert mutate([["user-agent", ""]], user_agent=None) == [["user-agent", ""], ["x-envoy-external-address", "10.1.2.3"]]
+
+
+def test_a_client_external_address_is_overwritten_in_place_at_the_edge() -> None:
+    # Envoy 1.40 (checked with a raw upstream): the edge's value replaces the client's where it
+    # stands; the other edge-only headers are removed.
+    got = mutate([["x-envoy-external-address", "spoof"], ["x-envoy-downstream-service-cluster", "sp"], ["x-a", "1"]], user_agent=None)
+    assert got == [["x-envoy-external-address", "10.1.2.3"], ["x-a", "1"]]
