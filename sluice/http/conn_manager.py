@@ -100,6 +100,8 @@ class HcmConfig:
         user_agent: str | None = None,
         service_node: str = "",
         tracing: bool = True,
+        max_request_headers_kb: int = 60,
+        max_headers_count: int = 100,
     ) -> None:
         self.stat_prefix = stat_prefix
         self.store = store
@@ -158,6 +160,10 @@ class HcmConfig:
         self.service_node = service_node
         """The node name (``--service-node`` / ``node.id``), sent with ``add_user_agent``."""
         self.begin_timers = self.stream_timers or request_headers_timeout > 0
+        self.max_headers_bytes = max_request_headers_kb * 1024
+        """``max_request_headers_kb`` (Envoy's default 60): request line and headers over it get 431."""
+        self.max_headers_count = max_headers_count
+        """``common_http_protocol_options.max_headers_count`` (Envoy's default 100): more get 431."""
 
     def _loop_call_later(self, delay: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
         # The loop is looked up once: asyncio.get_event_loop() costs a getpid() syscall.
@@ -207,6 +213,8 @@ class DownstreamConnection(asyncio.Protocol):
         "_idle_since",
         "draining",
         "cid",
+        "_hbytes",
+        "_hleft",
     )
 
     def __init__(self, config: HcmConfig, on_close: Callable[[DownstreamConnection], None] | None = None) -> None:
@@ -241,6 +249,10 @@ class DownstreamConnection(asyncio.Protocol):
         """Draining after an idle timeout: responses carry ``connection: close``."""
         self.cid = next(logs.connection_ids)
         """Envoy's connection id, for debug lines."""
+        self._hbytes = config.max_headers_bytes
+        """Bytes of request line and headers the current request may still use."""
+        self._hleft = config.max_headers_count
+        """Headers the current request may still have."""
 
     # -- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -284,7 +296,9 @@ class DownstreamConnection(asyncio.Protocol):
             self._protocol_error("upgrade not supported")
         except httptools.HttpParserError as exc:
             cause = exc.__cause__ or exc.__context__
-            if cause is not None and not isinstance(cause, httptools.HttpParserError):
+            if isinstance(cause, _HeadersTooLarge):
+                self._protocol_error("headers too large")
+            elif cause is not None and not isinstance(cause, httptools.HttpParserError):
                 # A bug of ours raised inside a parser callback: never let it take the
                 # process down; drop this connection and keep serving the others.
                 log.error("internal error on a downstream connection: %r", cause, exc_info=cause)
@@ -335,6 +349,8 @@ class DownstreamConnection(asyncio.Protocol):
         self._headers = []
         self._got_request = self._in_headers = True
         cfg = self.config
+        self._hbytes = cfg.max_headers_bytes
+        self._hleft = cfg.max_headers_count
         if cfg.begin_timers:
             self._msg_begin = time.monotonic()
             if cfg.request_headers_timeout > 0 and self.stream is None:
@@ -344,8 +360,16 @@ class DownstreamConnection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._hbytes -= len(url)
+        if self._hbytes < 0:
+            raise _HeadersTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # Envoy's limits (431): max_request_headers_kb and max_headers_count.
+        self._hbytes -= len(name) + len(value)
+        self._hleft -= 1
+        if self._hbytes < 0 or self._hleft < 0:
+            raise _HeadersTooLarge
         # httptools keeps trailing whitespace of a value; Envoy's codec strips it (RFC 9110 OWS).
         self._headers.append([name.decode("latin-1").lower(), value.decode("latin-1").rstrip(" \t")])
 
@@ -366,7 +390,14 @@ class DownstreamConnection(asyncio.Protocol):
                 del entries[i]
                 break
         for k, v in entries:
-            if k == "transfer-encoding" or (k == "content-length" and v.strip() != "0"):
+            if k == "transfer-encoding":
+                if v.rsplit(",", 1)[-1].strip().lower() != "chunked":
+                    # llhttp refuses the request right after this callback (Envoy: 501,
+                    # nothing forwarded): no stream yet.
+                    return
+                has_body = True
+                break
+            if k == "content-length" and v.strip() != "0":
                 has_body = True
                 break
         headers = RequestHeaders(method, self._url.decode("latin-1"), authority, entries, "http", version)
@@ -521,14 +552,36 @@ class DownstreamConnection(asyncio.Protocol):
         if stream is None:
             stream = ActiveStream(self, RequestHeaders("GET", "/", None, [], "http", "1.1"), True)
             self.stream = stream
+            # Envoy's codec error is a request all the same: counted (total, active, then the
+            # response code and completed when it is destroyed).
+            stream.begin_counted()
         stream.stream_info.set_flag(ResponseFlag.DOWNSTREAM_PROTOCOL_ERROR)
         stream.close_connection = True
         if reason == "Invalid HTTP version":
             # A well-formed version other than 1.x (HTTP/9.9, HTTP/1.2): Envoy answers 426.
             stream.send_local_reply(426, "Upgrade Required", "low_version")
             return
+        if reason == "headers too large":
+            stream.send_local_reply(431, "Request Header Fields Too Large", "http1.headers_too_large")
+            return
+        if reason == "Request has invalid `Transfer-Encoding`":
+            stream.send_local_reply(501, "Not Implemented", "http1.invalid_transfer_encoding")
+            return
         # Envoy's codec errors carry the status text as body ("Bad Request", 11 bytes).
         stream.send_local_reply(400, "Bad Request", f"http1.codec_error{{{reason.replace(' ', '_')}}}")
+
+
+class _HeadersTooLarge(Exception):
+    """Raised in a parser callback: the request line and headers exceed an HCM limit."""
+
+
+def header_limits(msg: Any) -> dict[str, int]:
+    """An HCM message's header limits as :class:`HcmConfig` keywords (Envoy's defaults 60 KiB, 100)."""
+    opts = msg.common_http_protocol_options
+    return {
+        "max_request_headers_kb": msg.max_request_headers_kb.value if msg.HasField("max_request_headers_kb") else 60,
+        "max_headers_count": opts.max_headers_count.value if opts.HasField("max_headers_count") else 100,
+    }
 
 
 _REQUEST_HOP_BY_HOP_SET = frozenset(REQUEST_HOP_BY_HOP)
