@@ -22,7 +22,7 @@ from sluice.config.compat import unpack_any
 from sluice.errors import ConfigError, UnsupportedError
 from sluice.filters import registry as filter_registry
 from sluice.filters.registry import FilterContext
-from sluice.http.conn_manager import DownstreamConnection, HcmConfig, internal_networks
+from sluice.http.conn_manager import DownstreamConnection, HcmConfig, header_limits, internal_networks
 from sluice.network_util import listener_stat_name, local_address
 from sluice.route.table import RouteTable
 from sluice.runtime import Runtime
@@ -324,6 +324,7 @@ class Server:
                 else 300.0
             ),
             **_hcm_timeouts(msg),
+            **header_limits(msg),
         )
         hcm.internal_networks = internal_networks(msg)
         ctx = FilterContext(

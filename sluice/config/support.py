@@ -88,9 +88,9 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
            "preserve_external_request_id", "use_remote_address", "server_name",
            "xff_num_trusted_hops", "skip_xff_append", "stream_idle_timeout",
            "request_timeout", "request_headers_timeout", "drain_timeout", "common_http_protocol_options",
-           "internal_address_config", "add_user_agent"},
+           "internal_address_config", "add_user_agent", "max_request_headers_kb"},
     _HCM.rsplit(".", 1)[0] + ".HttpFilter": {"name", "typed_config"},
-    "envoy.config.core.v3.HttpProtocolOptions": {"idle_timeout", "max_stream_duration"},
+    "envoy.config.core.v3.HttpProtocolOptions": {"idle_timeout", "max_stream_duration", "max_headers_count"},
     "envoy.extensions.filters.http.router.v3.Router": set(),
     # fault filter (filter_metadata: Sluice has no dynamic metadata)
     _FAULT: {"delay", "abort", "upstream_cluster", "headers", "downstream_nodes", "max_active_faults",
