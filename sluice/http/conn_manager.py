@@ -2,10 +2,12 @@
 one :class:`ActiveStream` per request, and the filter manager that drives each stream.
 
 Theory of operation:
-- ``DownstreamConnection`` feeds bytes to httptools. At headers-complete it builds
-  :class:`RequestHeaders`, checks what Envoy's codec checks (HTTP/1.0 → 426, no Host → 400),
-  and starts a stream. HTTP/1.1 requests are served one at a time; a pipelined request waits,
-  with its bytes queued, until the previous response is complete.
+- ``DownstreamConnection`` feeds bytes to its codec (:mod:`sluice.codec.http1`), which builds
+  :class:`RequestHeaders` and calls ``new_stream``; the stream checks what Envoy checks first
+  (HTTP/1.0 → 426, no Host → 400) and starts. A request the codec refuses comes back as a
+  ``CodecError`` and is answered with Envoy's local reply. HTTP/1.1 requests are served one
+  at a time; a pipelined request waits, with its bytes queued, until the previous response is
+  complete.
 - ``ActiveStream`` mutates the request headers as Envoy's ``ConnectionManagerUtility`` does
   (x-forwarded-proto, x-request-id, x-forwarded-for with use_remote_address, internal-header
   cleaning), snaps the route, and runs the decoder filters in order. Filters return
@@ -27,9 +29,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-import httptools
-
 from sluice import logs
+from sluice.codec import http1 as http1_codec
 from sluice.http import debug_log, http1
 from sluice.http.date import http_date
 from sluice.http.filter import FilterStatus
@@ -68,6 +69,8 @@ REQUEST_HOP_BY_HOP = ("connection", "keep-alive", "proxy-connection", "transfer-
 RESPONSE_HOP_BY_HOP = ("connection", "keep-alive", "proxy-connection", "transfer-encoding")
 
 FilterFactory = Callable[["ActiveStream"], Any]
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class HcmConfig:
@@ -189,13 +192,12 @@ class DownstreamConnection(asyncio.Protocol):
     __slots__ = (
         "config",
         "transport",
-        "parser",
         "stream",
         "pending",
         "remote",
         "local",
-        "_url",
-        "_headers",
+        "codec",
+        "_deferred_error",
         "_closing",
         "_paused_by_stream",
         "_write_paused",
@@ -203,30 +205,26 @@ class DownstreamConnection(asyncio.Protocol):
         "_created",
         "_codec",
         "on_close",
-        "_in_message",
         "_wbuf",
-        "_got_request",
-        "_in_headers",
         "_msg_begin",
         "_hdr_timer",
         "_idle_timer",
         "_idle_since",
         "draining",
         "cid",
-        "_hbytes",
-        "_hleft",
     )
 
     def __init__(self, config: HcmConfig, on_close: Callable[[DownstreamConnection], None] | None = None) -> None:
         self.config = config
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpRequestParser(self)
+        self.codec = http1_codec.ServerCodec(self, config.max_headers_bytes, config.max_headers_count)
+        self.codec.notify_begin = config.begin_timers
+        self._deferred_error: http1_codec.CodecError | None = None
+        """A refused pipelined request, answered once the requests before it are."""
         self.stream: ActiveStream | None = None
         self.pending: list[ActiveStream] = []
         self.remote: tuple[str, int] | None = None
         self.local: tuple[str, int] | None = None
-        self._url = b""
-        self._headers: list[list[str]] = []
         self._closing = False
         self._write_paused = False
         self._queued = bytearray()
@@ -234,12 +232,7 @@ class DownstreamConnection(asyncio.Protocol):
         self._codec = False
         """Whether bytes have arrived: Envoy makes the HTTP/1 codec then (the http1 stats)."""
         self.on_close = on_close
-        self._in_message: ActiveStream | None = None
         self._wbuf: list[bytes] = []
-        self._got_request = False
-        """A request began on this connection (Envoy has created its codec)."""
-        self._in_headers = False
-        """Between a request's first byte and the end of its headers."""
         self._msg_begin = 0.0
         """When the current request's first byte arrived (only kept when timers need it)."""
         self._hdr_timer: Any = None
@@ -249,10 +242,6 @@ class DownstreamConnection(asyncio.Protocol):
         """Draining after an idle timeout: responses carry ``connection: close``."""
         self.cid = next(logs.connection_ids)
         """Envoy's connection id, for debug lines."""
-        self._hbytes = config.max_headers_bytes
-        """Bytes of request line and headers the current request may still use."""
-        self._hleft = config.max_headers_count
-        """Headers the current request may still have."""
 
     # -- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -291,23 +280,24 @@ class DownstreamConnection(asyncio.Protocol):
         if self._closing:
             return
         try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._protocol_error("upgrade not supported")
-        except httptools.HttpParserError as exc:
-            cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, _HeadersTooLarge):
-                self._protocol_error("headers too large")
-            elif cause is not None and not isinstance(cause, httptools.HttpParserError):
-                # A bug of ours raised inside a parser callback: never let it take the
-                # process down; drop this connection and keep serving the others.
-                log.error("internal error on a downstream connection: %r", cause, exc_info=cause)
-                self.reset()
-            else:
-                self._protocol_error(str(exc))
+            error = self.codec.feed(data)
+        except http1_codec.InternalError as exc:
+            # A bug of ours raised inside a codec callback: never let it take the process
+            # down; drop this connection and keep serving the others.
+            log.error("internal error on a downstream connection: %s", exc, exc_info=exc.__cause__)
+            self.reset()
+            return
         except Exception:  # noqa: BLE001 - same: one connection's failure stays local
             log.exception("internal error on a downstream connection")
             self.reset()
+            return
+        if error is not None:
+            if self.codec.in_message is None and (self.stream is not None or self.pending):
+                # Pipelined after requests still being served: Envoy's codec parses one
+                # request at a time, so it answers those first and then refuses this one.
+                self._deferred_error = error
+                return
+            self._protocol_error(error)
 
     def connection_lost(self, exc: Exception | None) -> None:
         st = self.config.stats
@@ -343,84 +333,29 @@ class DownstreamConnection(asyncio.Protocol):
         if self.stream is not None:
             self.stream.on_downstream_writable(True)
 
-    # -- httptools callbacks ------------------------------------------------------------
+    # -- codec callbacks ----------------------------------------------------------------
     def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = []
-        self._got_request = self._in_headers = True
+        # Only called when timers need it (codec.notify_begin = config.begin_timers).
         cfg = self.config
-        self._hbytes = cfg.max_headers_bytes
-        self._hleft = cfg.max_headers_count
-        if cfg.begin_timers:
-            self._msg_begin = time.monotonic()
-            if cfg.request_headers_timeout > 0 and self.stream is None:
-                # (A pipelined request waits: Envoy's HTTP/1 codec reads it only once the
-                # current one is done.)
-                self._hdr_timer = cfg.call_later(cfg.request_headers_timeout, self._on_headers_timeout)
+        self._msg_begin = time.monotonic()
+        if cfg.request_headers_timeout > 0 and self.stream is None:
+            # (A pipelined request waits: Envoy's HTTP/1 codec reads it only once the
+            # current one is done.)
+            self._hdr_timer = cfg.call_later(cfg.request_headers_timeout, self._on_headers_timeout)
 
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        self._hbytes -= len(url)
-        if self._hbytes < 0:
-            raise _HeadersTooLarge
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # Envoy's limits (431): max_request_headers_kb and max_headers_count.
-        self._hbytes -= len(name) + len(value)
-        self._hleft -= 1
-        if self._hbytes < 0 or self._hleft < 0:
-            raise _HeadersTooLarge
-        # httptools keeps trailing whitespace of a value; Envoy's codec strips it (RFC 9110 OWS).
-        self._headers.append([name.decode("latin-1").lower(), value.decode("latin-1").rstrip(" \t")])
-
-    def on_headers_complete(self) -> None:
-        self._in_headers = False
+    def new_stream(self, headers: RequestHeaders, end_stream: bool) -> ActiveStream:
         if self._hdr_timer is not None:
             self._hdr_timer.cancel()
             self._hdr_timer = None
-        parser = self.parser
-        version = parser.get_http_version()
-        method = parser.get_method().decode("latin-1")
-        entries = self._headers
-        authority = None
-        has_body = False
-        for i, (k, v) in enumerate(entries):
-            if k == "host":
-                authority = v
-                del entries[i]
-                break
-        for k, v in entries:
-            if k == "transfer-encoding":
-                if v.rsplit(",", 1)[-1].strip().lower() != "chunked":
-                    # llhttp refuses the request right after this callback (Envoy: 501,
-                    # nothing forwarded): no stream yet.
-                    return
-                has_body = True
-                break
-            if k == "content-length" and v.strip() != "0":
-                has_body = True
-                break
-        headers = RequestHeaders(method, self._url.decode("latin-1"), authority, entries, "http", version)
-        stream = ActiveStream(self, headers, not has_body)
+        stream = ActiveStream(self, headers, end_stream)
         if self.draining:
             stream.close_connection = True
-        self._in_message = stream
         if self.stream is None:
             self.stream = stream
             stream.start()
         else:
             self.pending.append(stream)
-
-    def on_body(self, body: bytes) -> None:
-        stream = self._in_message
-        if stream is not None:
-            stream.on_request_body(body, False)
-
-    def on_message_complete(self) -> None:
-        stream = self._in_message
-        self._in_message = None
-        if stream is not None and not stream.request_headers_end_stream:
-            stream.on_request_body(b"", True)
+        return stream
 
     # -- used by streams ----------------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -463,6 +398,9 @@ class DownstreamConnection(asyncio.Protocol):
             nxt = self.pending.pop(0)
             self.stream = nxt
             nxt.start()
+        elif self._deferred_error is not None:
+            error, self._deferred_error = self._deferred_error, None
+            self._protocol_error(error)
 
     def close(self) -> None:
         if self.transport is not None and not self._closing:
@@ -482,18 +420,24 @@ class DownstreamConnection(asyncio.Protocol):
     def _on_headers_timeout(self) -> None:
         """``request_headers_timeout``: 408 ``request header timeout``, then close."""
         self._hdr_timer = None
-        if self._closing or not self._in_headers or self.stream is not None:
+        if self._closing or not self.codec.in_headers or self.stream is not None:
             return
         self.config.stats.downstream_rq_header_timeout.inc()
         stream = ActiveStream(self, RequestHeaders("GET", "/", None, [], "http", "1.1"), False)
-        self._in_message = None
         self.stream = stream
         stream.begin_counted()
         stream.close_connection = True
         stream.send_local_reply(408, "request header timeout", "request_header_timeout")
 
     def _busy(self) -> bool:
-        return self.stream is not None or bool(self.pending) or self._in_headers or self._in_message is not None
+        codec = self.codec
+        return (
+            self.stream is not None
+            or bool(self.pending)
+            or codec.in_headers
+            or codec.in_message is not None
+            or self._deferred_error is not None
+        )
 
     def _on_idle_check(self) -> None:
         """One timer per connection, re-armed for the remaining time when it fires early:
@@ -510,7 +454,7 @@ class DownstreamConnection(asyncio.Protocol):
             self._idle_timer = cfg.call_later(remaining, self._on_idle_check)
             return
         cfg.stats.downstream_cx_idle_timeout.inc()
-        if not self._got_request:
+        if not self.codec.got_request:
             # Envoy has no codec yet: close at once.
             self.close()
             return
@@ -542,10 +486,10 @@ class DownstreamConnection(asyncio.Protocol):
         if self.transport is not None and not self._closing:
             self.transport.resume_reading()
 
-    def _protocol_error(self, reason: str) -> None:
-        """A request Envoy's codec would refuse: 400, ``connection: close``."""
+    def _protocol_error(self, error: http1_codec.CodecError) -> None:
+        """A request Envoy's codec refuses: its local reply, ``connection: close``."""
         self.config.stats.downstream_cx_protocol_error.inc()
-        stream = self._in_message or self.stream
+        stream = cast("ActiveStream | None", self.codec.in_message) or self.stream
         if stream is not None and stream.response_started:
             self.reset()
             return
@@ -557,22 +501,7 @@ class DownstreamConnection(asyncio.Protocol):
             stream.begin_counted()
         stream.stream_info.set_flag(ResponseFlag.DOWNSTREAM_PROTOCOL_ERROR)
         stream.close_connection = True
-        if reason == "Invalid HTTP version":
-            # A well-formed version other than 1.x (HTTP/9.9, HTTP/1.2): Envoy answers 426.
-            stream.send_local_reply(426, "Upgrade Required", "low_version")
-            return
-        if reason == "headers too large":
-            stream.send_local_reply(431, "Request Header Fields Too Large", "http1.headers_too_large")
-            return
-        if reason == "Request has invalid `Transfer-Encoding`":
-            stream.send_local_reply(501, "Not Implemented", "http1.invalid_transfer_encoding")
-            return
-        # Envoy's codec errors carry the status text as body ("Bad Request", 11 bytes).
-        stream.send_local_reply(400, "Bad Request", f"http1.codec_error{{{reason.replace(' ', '_')}}}")
-
-
-class _HeadersTooLarge(Exception):
-    """Raised in a parser callback: the request line and headers exceed an HCM limit."""
+        stream.send_local_reply(error.status, error.body, error.details)
 
 
 def header_limits(msg: Any) -> dict[str, int]:
@@ -613,6 +542,13 @@ def _dedupe_response_entries(entries: list[list[str]]) -> list[list[str]]:
             seen.add(name)
         out.append(e)
     return out
+
+
+def _is_upgrade(headers: RequestHeaders) -> bool:
+    """Envoy's ``Utility::isUpgrade``: an ``upgrade`` header and ``upgrade`` in ``connection``."""
+    if "upgrade" not in headers:
+        return False
+    return any(t.strip().lower() == "upgrade" for v in headers.get_all("connection") for t in v.split(","))
 
 
 def _xff_address(headers: RequestHeaders, skip: int) -> str | None:
@@ -739,6 +675,15 @@ class ActiveStream:
         if cfg.stream_timers:
             self._arm_stream_timers()
         headers = self.request_headers
+        expect = headers.get("expect") if headers.entries else None
+        if expect is not None and expect.lower() == "100-continue":
+            # Envoy answers the expectation itself (proxy_100_continue is off), counts the 100
+            # as a 1xx response, and does not forward the header.
+            self.conn.write(CONTINUE)
+            st.downstream_rq_1xx.inc()
+            if cfg.listener_stats is not None:
+                cfg.listener_stats.downstream_rq_1xx.inc()
+            headers.remove("expect")
         if headers.version != "1.1":
             # Envoy refuses HTTP/1.0 unless accept_http_10 is set, and any other version
             # the parser accepts (HTTP/0.9, HTTP/2.0 on an HTTP/1 connection).
@@ -749,12 +694,38 @@ class ActiveStream:
             self.close_connection = True
             self.send_local_reply(400, "", "missing_host_header")
             return
+        path = headers.path
+        connect = headers.method == "CONNECT"
+        if connect:
+            # No upgrade is configured: a CONNECT matches no route (Envoy's need a
+            # connect_matcher) and its connection closes after the answer.
+            self.close_connection = True
+        elif path[:1] != "/":
+            # Only origin-form reaches the routes (the codec turned an absolute URL into one).
+            if path:
+                st.downstream_rq_non_relative_path.inc()
+            self.send_local_reply(404, "", "absolute_path" if path else "missing_path")
+            return
+        elif "#" in path:
+            # Envoy's path normalisation refuses a fragment (a client must not send one).
+            st.downstream_rq_failed_path_normalization.inc()
+            self.close_connection = True
+            self.send_local_reply(400, "", "path_normalization_failed")
+            return
+        upgrade = not connect and _is_upgrade(headers)
         self._mutate_request_headers(headers)
-        if cfg.route_table is not None:
+        if cfg.route_table is not None and not connect:
             self.route = cfg.route_table.route(headers, self.random_value)
-            self.route_resolved = True
             if self.route is not None:
                 self.stream_info.route_name = self.route.name
+        self.route_resolved = True
+        if upgrade:
+            # No upgrade_configs: Envoy's filter chain refuses the upgrade on a routed request.
+            self.close_connection = True
+            if self.route is not None:
+                st.downstream_rq_ws_on_non_ws_route.inc()
+                self.send_local_reply(403, "", "upgrade_failed")
+                return
         self._arm_idle_timer()
         self.filters = [factory(self) for factory in cfg.filter_factories]
         body_queue = self._pending_body

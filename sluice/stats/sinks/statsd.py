@@ -106,6 +106,10 @@ class UdpStatsdSink:
             family = socket.AF_INET6 if ":" in target[0] else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_DGRAM)
             sock.setblocking(False)
+        # A connected socket: ``send`` skips the per-datagram route and address work that
+        # ``sendto`` does (about 15 % of a datagram's cost on loopback, bench/statsd_sink.py).
+        # A refused earlier datagram (ICMP) makes a later send fail; it is counted and dropped.
+        sock.connect(target)
         self._sock = sock
         self._pending: list[bytes] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -130,17 +134,17 @@ class UdpStatsdSink:
     def _send_pending(self) -> None:
         pending = self._pending
         chunk, self._pending = pending[:UDP_CHUNK], pending[UDP_CHUNK:]
-        sendto, target = self._sock.sendto, self.target
+        send = self._sock.send
         errors = 0
         for data in chunk:
             try:
-                sendto(data, target)
+                send(data)
             except OSError as exc:
                 errors += 1
                 last = exc
         if errors:
             self.send_errors += errors
-            log.debug("statsd: %d udp send(s) to %s:%d failed (%d so far): %s", errors, *target, self.send_errors, last)
+            log.debug("statsd: %d udp send(s) to %s:%d failed (%d so far): %s", errors, *self.target, self.send_errors, last)
         if self._pending and self._loop is not None:
             self._loop.call_soon(self._send_pending)
 

@@ -109,11 +109,15 @@ class FakeSock:
         self.sent: list[tuple[bytes, Any]] = []
         self.fail = fail
         self.closed = False
+        self.peer: Any = None
 
-    def sendto(self, data: bytes, addr: Any) -> int:
+    def connect(self, addr: Any) -> None:
+        self.peer = addr
+
+    def send(self, data: bytes) -> int:
         if self.fail is not None:
             raise self.fail
-        self.sent.append((data, addr))
+        self.sent.append((data, self.peer))
         return len(data)
 
     def close(self) -> None:

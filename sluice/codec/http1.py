@@ -1,0 +1,362 @@
+"""The HTTP/1.1 server codec, sans I/O: request bytes in, request events out.
+
+Envoy's ``Http1::ServerConnectionImpl``: it owns the parser (httptools, i.e. llhttp), assembles
+the request line and headers into :class:`RequestHeaders`, enforces the header limits
+(``max_request_headers_kb``, ``max_headers_count``) and the framing rules, and hands each
+request to the connection as a stream: ``new_stream(headers, end_stream)`` returns the
+:class:`RequestDecoder` that then gets the body. A request the codec refuses comes back from
+:meth:`ServerCodec.feed` as a :class:`CodecError` (status, body, details), which the connection
+turns into Envoy's local reply; once that happened the codec takes no more bytes.
+
+One Python call per parser event: httptools calls this object's ``on_*`` methods, which call
+the request decoder directly; the connection is called once per request (``new_stream``), and
+at the start of a request only when it asked for it (its timers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import httptools
+
+from sluice.http.headers import RequestHeaders
+
+
+@dataclass(frozen=True, slots=True)
+class CodecError:
+    """A request the codec refuses: Envoy's ``sendProtocolError`` (status, body, details)."""
+
+    status: int
+    body: str
+    details: str
+
+
+HEADERS_TOO_LARGE = CodecError(431, "Request Header Fields Too Large", "http1.headers_too_large")
+INVALID_TRANSFER_ENCODING = CodecError(501, "Not Implemented", "http1.invalid_transfer_encoding")
+UPGRADE_REQUIRED = CodecError(426, "Upgrade Required", "low_version")
+CHUNKED_WITH_CONTENT_LENGTH = CodecError(400, "Bad Request", "http1.content_length_and_chunked_not_allowed")
+INVALID_AUTHORITY = CodecError(400, "Bad Request", "http.invalid_authority")
+INVALID_URL = CodecError(400, "Bad Request", "http1.invalid_url")
+H2C_WITH_CHUNKED_BODY = CodecError(400, "Bad Request", "http1.h2c_upgrade_with_chunked_body")
+CONNECTION_HEADER_REJECTED = CodecError(400, "Bad Request", "http1.connection_header_rejected")
+
+_WATCHED = frozenset({"host", "transfer-encoding", "content-length", "connection"})
+
+# Envoy's check_authority_h1_h2 table: the bytes a Host / :authority may hold.
+_AUTHORITY_CHARS = frozenset(b"!$%&'()*+,-.0123456789:;=@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]_abcdefghijklmnopqrstuvwxyz~")
+
+
+def _valid_authority(value: str) -> bool:
+    return all(ord(c) in _AUTHORITY_CHARS for c in value)
+
+
+def _absolute_url(url: str, authority: str | None) -> tuple[str, str | None]:
+    """A request target that is not origin-form: an absolute URL gives the path and replaces
+    the Host (Envoy's ``handlePath`` with ``allow_absolute_url``, its default); anything else
+    is an invalid URL (400)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        raise _Refusal(INVALID_URL)
+    slash = rest.find("/")
+    query = rest.find("?")
+    cut = min(i for i in (slash, query, len(rest)) if i >= 0)
+    host, path = rest[:cut], rest[cut:]
+    if not host:
+        raise _Refusal(INVALID_URL)
+    # (A query without a path stays as it is: the connection manager answers it 404.)
+    return path or "/", host
+
+
+# Connection tokens that name no header (the connection's own options).
+_CONNECTION_OPTIONS = frozenset({"close", "keep-alive", "upgrade", "http2-settings"})
+# Nominating one of these would let a client hide where a request came from: refused.
+_NEVER_NOMINATED = frozenset({"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"})
+_MAX_NOMINATED = 10
+_MAX_TE_VALUE = 256
+
+
+def sanitize_connection(entries: list[list[str]]) -> list[list[str]]:
+    """Envoy's ``Utility::sanitizeConnectionHeader``: headers the ``Connection`` header nominates
+    are removed (``te`` stays as ``trailers`` if it asks for them); ten or more tokens, a
+    nominated ``x-forwarded-*`` or pseudo-header, or a ``te`` of 256 bytes or more: 400.
+    The ``connection`` header itself is left for the connection manager (hop-by-hop)."""
+    value = ",".join(v for k, v in entries if k == "connection")
+    tokens = [t.strip() for t in value.split(",") if t.strip()]
+    if len(tokens) >= _MAX_NOMINATED:
+        raise _Refusal(CONNECTION_HEADER_REJECTED)
+    remove: set[str] = set()
+    for token in tokens:
+        name = token.lower()
+        if name in _CONNECTION_OPTIONS or name == "connection":
+            continue
+        if name in _NEVER_NOMINATED or name.startswith(":"):
+            raise _Refusal(CONNECTION_HEADER_REJECTED)
+        if name == "te":
+            te = next((v for k, v in entries if k == "te"), None)
+            if te is not None:
+                if len(te) >= _MAX_TE_VALUE:
+                    raise _Refusal(CONNECTION_HEADER_REJECTED)
+                if any(t.strip().lower() == "trailers" for t in te.split(",")):
+                    for e in entries:
+                        if e[0] == "te":
+                            e[1] = "trailers"
+                    continue
+        remove.add(name)
+    if not remove:
+        return entries
+    return [e for e in entries if e[0] not in remove]
+
+
+class RequestDecoder(Protocol):
+    """Where a request's body goes (the stream)."""
+
+    def on_request_body(self, data: bytes, end_stream: bool) -> None: ...
+
+
+class ServerCallbacks(Protocol):
+    """What the codec calls on its connection."""
+
+    def on_message_begin(self) -> None:
+        """The first byte of a request (called only when ``ServerCodec.notify_begin`` is set)."""
+
+    def new_stream(self, headers: RequestHeaders, end_stream: bool) -> RequestDecoder:
+        """A request's headers are complete; ``end_stream`` when it has no body."""
+        ...
+
+
+class _Refusal(Exception):
+    """Raised in a parser callback to stop parsing with a :class:`CodecError`."""
+
+    def __init__(self, error: CodecError) -> None:
+        super().__init__(error.details)
+        self.error = error
+
+
+class InternalError(Exception):
+    """A bug of ours raised inside a parser callback (``__cause__`` is the original)."""
+
+
+def _parser_error(reason: str) -> CodecError:
+    if reason == "Invalid HTTP version":
+        # A well-formed version other than 1.x (HTTP/9.9, HTTP/1.2): Envoy answers 426.
+        return UPGRADE_REQUIRED
+    if reason == "Request has invalid `Transfer-Encoding`":
+        return INVALID_TRANSFER_ENCODING
+    # Envoy's codec errors carry the status text as body ("Bad Request", 11 bytes).
+    return CodecError(400, "Bad Request", f"http1.codec_error{{{reason.replace(' ', '_')}}}")
+
+
+class ServerCodec:
+    """One downstream HTTP/1.1 connection's request parser (see the module docstring)."""
+
+    __slots__ = (
+        "callbacks",
+        "parser",
+        "max_headers_bytes",
+        "max_headers_count",
+        "notify_begin",
+        "in_message",
+        "in_headers",
+        "got_request",
+        "error",
+        "upgraded",
+        "_h2c",
+        "_h2c_body",
+        "_url",
+        "_headers",
+        "_hbytes",
+        "_hleft",
+    )
+
+    def __init__(self, callbacks: ServerCallbacks, max_headers_bytes: int, max_headers_count: int) -> None:
+        self.callbacks = callbacks
+        self.parser = httptools.HttpRequestParser(self)
+        self.max_headers_bytes = max_headers_bytes
+        self.max_headers_count = max_headers_count
+        self.notify_begin = False
+        """Call ``callbacks.on_message_begin()`` at each request's first byte."""
+        self.in_message: RequestDecoder | None = None
+        """The request whose body is being parsed (headers done, message not complete)."""
+        self.in_headers = False
+        """Between a request's first byte and the end of its headers."""
+        self.got_request = False
+        """A request began on this connection (Envoy has created its codec)."""
+        self.error: CodecError | None = None
+        """Set once the codec refused the input: it parses nothing more."""
+        self.upgraded = False
+        """An upgrade (or CONNECT) request was handed over: the codec parses nothing more (no
+        upgrade is configured, so the connection manager refuses it and closes)."""
+        self._h2c = False
+        """The current request asked for h2c, which Envoy ignores: parsing goes on after it."""
+        self._h2c_body = 0
+        """Body bytes of an h2c request still to pass on: llhttp leaves an upgrade request's
+        body unparsed (it is the new protocol's), so the codec frames it by its length."""
+        self._url = b""
+        self._headers: list[list[str]] = []
+        self._hbytes = max_headers_bytes
+        """Bytes of request line and headers the current request may still use."""
+        self._hleft = max_headers_count
+        """Headers the current request may still have."""
+
+    def feed(self, data: bytes) -> CodecError | None:
+        """Parse ``data``; the error that stopped parsing, if any (then also :attr:`error`).
+
+        Raises :class:`InternalError` when a callback (the connection's or a stream's) failed
+        with anything but a refusal: a bug, which must cost only this connection."""
+        if self.error is not None or self.upgraded:
+            return self.error
+        while True:
+            if self._h2c_body:
+                body = data[: self._h2c_body]
+                self._h2c_body -= len(body)
+                data = data[len(body) :]
+                if body:
+                    self.on_body(body)
+                if self._h2c_body:
+                    break
+                self.on_message_complete()
+                if not data:
+                    break
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserUpgrade as exc:
+                if not self._h2c:
+                    self.upgraded = True
+                    break
+                # llhttp stopped at the end of an h2c upgrade request whose upgrade headers
+                # were dropped: carry on with a fresh parser after it, as Envoy does.
+                self._h2c = False
+                offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
+                data = data[offset:]
+                self.parser = httptools.HttpRequestParser(self)
+                continue
+            except httptools.HttpParserError as exc:
+                cause = exc.__cause__ or exc.__context__
+                if isinstance(cause, _Refusal):
+                    self.error = cause.error
+                elif cause is not None and not isinstance(cause, httptools.HttpParserError):
+                    raise InternalError(repr(cause)) from cause
+                else:
+                    self.error = _parser_error(str(exc))
+            break
+        return self.error
+
+    # -- httptools callbacks ------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self.got_request = self.in_headers = True
+        self._hbytes = self.max_headers_bytes
+        self._hleft = self.max_headers_count
+        if self.notify_begin:
+            self.callbacks.on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._hbytes -= len(url)
+        if self._hbytes < 0:
+            raise _Refusal(HEADERS_TOO_LARGE)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # Envoy's limits (431): max_request_headers_kb and max_headers_count.
+        self._hbytes -= len(name) + len(value)
+        self._hleft -= 1
+        if self._hbytes < 0 or self._hleft < 0:
+            raise _Refusal(HEADERS_TOO_LARGE)
+        # httptools keeps trailing whitespace of a value; Envoy's codec strips it (RFC 9110 OWS).
+        self._headers.append([name.decode("latin-1").lower(), value.decode("latin-1").rstrip(" \t")])
+
+    def on_headers_complete(self) -> None:
+        self.in_headers = False
+        parser = self.parser
+        version = parser.get_http_version()
+        method = parser.get_method().decode("latin-1")
+        entries = self._headers
+        hosts: list[str] | None = None
+        te: str | None = None
+        te_count = cl_count = 0
+        has_body = False
+        connection = False
+        for k, v in entries:
+            if k in _WATCHED:
+                if k == "host":
+                    hosts = [v] if hosts is None else [*hosts, v]
+                elif k == "transfer-encoding":
+                    te = v
+                    te_count += 1
+                elif k == "content-length":
+                    cl_count += 1
+                    if v.strip() != "0":
+                        has_body = True
+                else:
+                    connection = True
+        if te is not None:
+            # Envoy (Balsa) takes one Transfer-Encoding, and only "chunked": 501 otherwise.
+            if te_count > 1 or te.strip().lower() != "chunked":
+                raise _Refusal(INVALID_TRANSFER_ENCODING)
+            if cl_count:
+                raise _Refusal(CHUNKED_WITH_CONTENT_LENGTH)
+            has_body = True
+        authority = None
+        if hosts is not None:
+            entries = [e for e in entries if e[0] != "host"]
+            # Several Host headers become one value, joined as Envoy's header map joins them.
+            authority = hosts[0] if len(hosts) == 1 else ",".join(hosts)
+        if connection:
+            entries = sanitize_connection(entries)
+            entries = self._drop_h2c_upgrade(entries)
+        url = self._url.decode("latin-1")
+        if method == "CONNECT":
+            # Authority-form: the target is the authority, and there is no path.
+            authority, url = url, ""
+        elif url[:1] != "/" and not (method == "OPTIONS" and url == "*"):
+            url, authority = _absolute_url(url, authority)
+        if authority is not None and not _valid_authority(authority):
+            raise _Refusal(INVALID_AUTHORITY)
+        headers = RequestHeaders(method, url, authority, entries, "http", version)
+        self.in_message = self.callbacks.new_stream(headers, not has_body)
+        if not has_body:
+            # (llhttp still calls on_message_complete; the stream already has its end.)
+            self.in_message = None
+
+    def _drop_h2c_upgrade(self, entries: list[list[str]]) -> list[list[str]]:
+        """Envoy's HTTP/1 codec ignores an ``Upgrade: h2c`` request's upgrade: ``upgrade`` and
+        ``http2-settings`` go, and so do those tokens of ``connection``."""
+        upgrade = next((v for k, v in entries if k == "upgrade"), None)
+        if upgrade is None or upgrade.strip().lower() != "h2c":
+            return entries
+        if not any(t.strip().lower() == "upgrade" for k, v in entries if k == "connection" for t in v.split(",")):
+            return entries
+        if any(k == "transfer-encoding" for k, _ in entries):
+            # llhttp would leave a chunked body unparsed after the upgrade; refused before
+            # anything is forwarded. Divergence from Envoy, which passes it on.
+            raise _Refusal(H2C_WITH_CHUNKED_BODY)
+        self._h2c = True
+        length = next((v for k, v in entries if k == "content-length"), "0").strip()
+        self._h2c_body = int(length) if length.isdigit() else 0
+        out: list[list[str]] = []
+        for e in entries:
+            if e[0] in ("upgrade", "http2-settings"):
+                continue
+            if e[0] == "connection":
+                kept = [t.strip() for t in e[1].split(",") if t.strip().lower() not in ("upgrade", "http2-settings")]
+                kept = [t for t in kept if t]
+                if not kept:
+                    continue
+                e[1] = ",".join(kept)
+            out.append(e)
+        return out
+
+    def on_body(self, body: bytes) -> None:
+        decoder = self.in_message
+        if decoder is not None:
+            decoder.on_request_body(body, False)
+
+    def on_message_complete(self) -> None:
+        if self._h2c_body:
+            return  # (an h2c request's body follows; feed() passes it on, then ends it)
+        decoder = self.in_message
+        self.in_message = None
+        if decoder is not None:
+            decoder.on_request_body(b"", True)
