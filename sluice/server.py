@@ -22,7 +22,14 @@ from sluice.config.compat import unpack_any
 from sluice.errors import ConfigError, UnsupportedError
 from sluice.filters import registry as filter_registry
 from sluice.filters.registry import FilterContext
-from sluice.http.conn_manager import DownstreamConnection, HcmConfig, header_limits, internal_networks
+from sluice.http.conn_manager import (
+    DownstreamConnection,
+    HcmConfig,
+    header_limits,
+    http1_settings,
+    internal_networks,
+    path_options,
+)
 from sluice.network_util import listener_stat_name, local_address
 from sluice.route.table import RouteTable
 from sluice.runtime import Runtime
@@ -325,6 +332,8 @@ class Server:
             ),
             **_hcm_timeouts(msg),
             **header_limits(msg),
+            http1_settings=http1_settings(msg),
+            **path_options(msg),
         )
         hcm.internal_networks = internal_networks(msg)
         ctx = FilterContext(

@@ -16,11 +16,33 @@ at the start of a request only when it asked for it (its timers).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httptools
 
 from sluice.http.headers import RequestHeaders
+
+if TYPE_CHECKING:
+    from sluice.stats.blocks import Http1CodecStats
+
+
+@dataclass(frozen=True, slots=True)
+class Http1Settings:
+    """The HCM's ``http_protocol_options`` and ``headers_with_underscores_action`` that the
+    codec applies (Envoy's ``Http1Settings``)."""
+
+    accept_http_10: bool = False
+    default_host_for_http_10: str = ""
+    allow_absolute_url: bool = True
+    """Envoy 1.40's default (the field is a BoolValue; unset is true)."""
+    allow_chunked_length: bool = False
+    """A request with both ``transfer-encoding: chunked`` and ``content-length`` is taken (the
+    length is dropped) rather than refused."""
+    headers_with_underscores: str = "ALLOW"
+    """``ALLOW``, ``REJECT_REQUEST`` (400) or ``DROP_HEADER``."""
+
+
+DEFAULT_SETTINGS = Http1Settings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +61,7 @@ CHUNKED_WITH_CONTENT_LENGTH = CodecError(400, "Bad Request", "http1.content_leng
 INVALID_AUTHORITY = CodecError(400, "Bad Request", "http.invalid_authority")
 INVALID_URL = CodecError(400, "Bad Request", "http1.invalid_url")
 H2C_WITH_CHUNKED_BODY = CodecError(400, "Bad Request", "http1.h2c_upgrade_with_chunked_body")
+UNDERSCORE_IN_HEADER = CodecError(400, "Bad Request", "http1.unexpected_underscore")
 CONNECTION_HEADER_REJECTED = CodecError(400, "Bad Request", "http1.connection_header_rejected")
 
 _WATCHED = frozenset({"host", "transfer-encoding", "content-length", "connection"})
@@ -62,6 +85,7 @@ def _absolute_url(url: str, authority: str | None) -> tuple[str, str | None]:
     query = rest.find("?")
     cut = min(i for i in (slash, query, len(rest)) if i >= 0)
     host, path = rest[:cut], rest[cut:]
+    host = host.rpartition("@")[2]  # (user information is not part of the authority)
     if not host:
         raise _Refusal(INVALID_URL)
     # (A query without a path stays as it is: the connection manager answers it 404.)
@@ -141,7 +165,8 @@ def _parser_error(reason: str) -> CodecError:
     if reason == "Invalid HTTP version":
         # A well-formed version other than 1.x (HTTP/9.9, HTTP/1.2): Envoy answers 426.
         return UPGRADE_REQUIRED
-    if reason == "Request has invalid `Transfer-Encoding`":
+    if reason in ("Request has invalid `Transfer-Encoding`", "Invalid `Transfer-Encoding` header value", "Empty Transfer-Encoding"):
+        # llhttp refuses these while reading the header; Envoy's rule (one "chunked") gives 501.
         return INVALID_TRANSFER_ENCODING
     # Envoy's codec errors carry the status text as body ("Bad Request", 11 bytes).
     return CodecError(400, "Bad Request", f"http1.codec_error{{{reason.replace(' ', '_')}}}")
@@ -152,6 +177,8 @@ class ServerCodec:
 
     __slots__ = (
         "callbacks",
+        "settings",
+        "stats",
         "parser",
         "max_headers_bytes",
         "max_headers_count",
@@ -163,15 +190,26 @@ class ServerCodec:
         "upgraded",
         "_h2c",
         "_h2c_body",
+        "_body",
+        "_chunk_started",
         "_url",
         "_headers",
         "_hbytes",
         "_hleft",
     )
 
-    def __init__(self, callbacks: ServerCallbacks, max_headers_bytes: int, max_headers_count: int) -> None:
+    def __init__(
+        self,
+        callbacks: ServerCallbacks,
+        max_headers_bytes: int,
+        max_headers_count: int,
+        settings: Http1Settings = DEFAULT_SETTINGS,
+        stats: Http1CodecStats | None = None,
+    ) -> None:
         self.callbacks = callbacks
-        self.parser = httptools.HttpRequestParser(self)
+        self.settings = settings
+        self.stats = stats
+        self.parser = self._new_parser()
         self.max_headers_bytes = max_headers_bytes
         self.max_headers_count = max_headers_count
         self.notify_begin = False
@@ -190,6 +228,10 @@ class ServerCodec:
         self._h2c = False
         """The current request asked for h2c, which Envoy ignores: parsing goes on after it."""
         self._h2c_body = 0
+        self._body: list[bytes] = []
+        self._chunk_started = False
+        """A chunk header was the last thing parsed (no data of that chunk yet)."""
+        """Body bytes of the current request parsed in this ``feed`` (passed on once)."""
         """Body bytes of an h2c request still to pass on: llhttp leaves an upgrade request's
         body unparsed (it is the new protocol's), so the codec frames it by its length."""
         self._url = b""
@@ -229,7 +271,7 @@ class ServerCodec:
                 self._h2c = False
                 offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
                 data = data[offset:]
-                self.parser = httptools.HttpRequestParser(self)
+                self.parser = self._new_parser()
                 continue
             except httptools.HttpParserError as exc:
                 cause = exc.__cause__ or exc.__context__
@@ -240,7 +282,29 @@ class ServerCodec:
                 else:
                     self.error = _parser_error(str(exc))
             break
+        pending = self._body
+        if pending:
+            # The body read in this pass goes on as one piece, as Envoy's codec dispatches its
+            # buffered body once per read (a chunked body is re-chunked by what arrived
+            # together); after a refusal it is dropped, not forwarded.
+            self._body = []
+            decoder = self.in_message
+            # (A refusal right after a chunk header is in the trailers: that header was the
+            # last chunk's, where Envoy has passed the body on already.)
+            if decoder is not None and (self.error is None or self._chunk_started):
+                decoder.on_request_body(pending[0] if len(pending) == 1 else b"".join(pending), False)
         return self.error
+
+    def _new_parser(self) -> httptools.HttpRequestParser:
+        parser = httptools.HttpRequestParser(self)
+        # Where llhttp is stricter than Envoy's parser (Balsa): spaces or tabs after a chunk
+        # size, a bare LF ending a line. Content-Length with Transfer-Encoding is let through
+        # llhttp so that on_headers_complete applies Envoy's rule (400 unless
+        # allow_chunked_length, which drops the length).
+        parser.set_dangerous_leniencies(
+            lenient_spaces_after_chunk_size=True, lenient_optional_cr_before_lf=True, lenient_chunked_length=True
+        )
+        return parser
 
     # -- httptools callbacks ------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -264,8 +328,17 @@ class ServerCodec:
         self._hleft -= 1
         if self._hbytes < 0 or self._hleft < 0:
             raise _Refusal(HEADERS_TOO_LARGE)
+        key = name.decode("latin-1").lower()
+        if "_" in key and self.settings.headers_with_underscores != "ALLOW":
+            if self.settings.headers_with_underscores == "DROP_HEADER":
+                if self.stats is not None:
+                    self.stats.dropped_headers_with_underscores.inc()
+                return
+            if self.stats is not None:
+                self.stats.requests_rejected_with_underscores_in_headers.inc()
+            raise _Refusal(UNDERSCORE_IN_HEADER)
         # httptools keeps trailing whitespace of a value; Envoy's codec strips it (RFC 9110 OWS).
-        self._headers.append([name.decode("latin-1").lower(), value.decode("latin-1").rstrip(" \t")])
+        self._headers.append([key, value.decode("latin-1").rstrip(" \t")])
 
     def on_headers_complete(self) -> None:
         self.in_headers = False
@@ -292,12 +365,21 @@ class ServerCodec:
                 else:
                     connection = True
         if te is not None:
-            # Envoy (Balsa) takes one Transfer-Encoding, and only "chunked": 501 otherwise.
+            # Envoy (Balsa) refuses a length with any Transfer-Encoding (400), then takes one
+            # Transfer-Encoding, and only "chunked" (501 otherwise).
+            if cl_count and not self.settings.allow_chunked_length:
+                raise _Refusal(CHUNKED_WITH_CONTENT_LENGTH)
             if te_count > 1 or te.strip().lower() != "chunked":
                 raise _Refusal(INVALID_TRANSFER_ENCODING)
             if cl_count:
-                raise _Refusal(CHUNKED_WITH_CONTENT_LENGTH)
+                # allow_chunked_length: the chunked framing wins; the length goes.
+                entries = [e for e in entries if e[0] != "content-length"]
             has_body = True
+        if version != "1.1" and (version not in ("1.0", "0.9") or not self.settings.accept_http_10):
+            # Envoy's codec refuses HTTP/1.0 (and 0.9, which it takes as 1.0) unless
+            # accept_http_10 is set, and any other version (HTTP/2.0 on an HTTP/1 connection),
+            # once the framing was checked.
+            raise _Refusal(UPGRADE_REQUIRED)
         authority = None
         if hosts is not None:
             entries = [e for e in entries if e[0] != "host"]
@@ -308,9 +390,12 @@ class ServerCodec:
             entries = self._drop_h2c_upgrade(entries)
         url = self._url.decode("latin-1")
         if method == "CONNECT":
-            # Authority-form: the target is the authority, and there is no path.
+            # Authority-form: the target is the authority (with its port), and there is no path.
+            host, colon, port = url.rpartition(":")
+            if not colon or not host or not port.isdigit():
+                raise _Refusal(INVALID_URL)
             authority, url = url, ""
-        elif url[:1] != "/" and not (method == "OPTIONS" and url == "*"):
+        elif url[:1] != "/" and not (method == "OPTIONS" and url == "*") and self.settings.allow_absolute_url:
             url, authority = _absolute_url(url, authority)
         if authority is not None and not _valid_authority(authority):
             raise _Refusal(INVALID_AUTHORITY)
@@ -349,14 +434,23 @@ class ServerCodec:
         return out
 
     def on_body(self, body: bytes) -> None:
-        decoder = self.in_message
-        if decoder is not None:
-            decoder.on_request_body(body, False)
+        self._chunk_started = False
+        if self.in_message is not None:
+            self._body.append(body)
+
+    def on_chunk_header(self) -> None:
+        self._chunk_started = True
+
+    def on_chunk_complete(self) -> None:
+        self._chunk_started = False
 
     def on_message_complete(self) -> None:
         if self._h2c_body:
             return  # (an h2c request's body follows; feed() passes it on, then ends it)
         decoder = self.in_message
         self.in_message = None
+        body = self._body
+        if body:
+            self._body = []
         if decoder is not None:
-            decoder.on_request_body(b"", True)
+            decoder.on_request_body(b"".join(body) if body else b"", True)

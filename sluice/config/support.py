@@ -88,9 +88,17 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
            "preserve_external_request_id", "use_remote_address", "server_name",
            "xff_num_trusted_hops", "skip_xff_append", "stream_idle_timeout",
            "request_timeout", "request_headers_timeout", "drain_timeout", "common_http_protocol_options",
-           "internal_address_config", "add_user_agent", "max_request_headers_kb"},
+           "internal_address_config", "add_user_agent", "max_request_headers_kb", "http_protocol_options",
+           "normalize_path", "merge_slashes", "path_with_escaped_slashes_action",
+           # HTTP/1 codec errors close the connection whatever it says (checked with Envoy
+           # 1.40); it matters for HTTP/2, which Sluice does not serve yet.
+           "stream_error_on_invalid_http_message"},
     _HCM.rsplit(".", 1)[0] + ".HttpFilter": {"name", "typed_config"},
-    "envoy.config.core.v3.HttpProtocolOptions": {"idle_timeout", "max_stream_duration", "max_headers_count"},
+    # (clusters do not take common_http_protocol_options: only the HCM's reaches this table)
+    "envoy.config.core.v3.HttpProtocolOptions": {"idle_timeout", "max_stream_duration", "max_headers_count",
+                                                 "headers_with_underscores_action"},
+    "envoy.config.core.v3.Http1ProtocolOptions": {"accept_http_10", "default_host_for_http_10",
+                                                  "allow_absolute_url", "allow_chunked_length"},
     "envoy.extensions.filters.http.router.v3.Router": set(),
     # fault filter (filter_metadata: Sluice has no dynamic metadata)
     _FAULT: {"delay", "abort", "upstream_cluster", "headers", "downstream_nodes", "max_active_faults",

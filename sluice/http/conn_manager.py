@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sluice import logs
 from sluice.codec import http1 as http1_codec
-from sluice.http import debug_log, http1
+from sluice.http import debug_log, http1, path_normalization
 from sluice.http.date import http_date
 from sluice.http.filter import FilterStatus
 from sluice.http.headers import RequestHeaders, ResponseHeaders
@@ -105,6 +105,10 @@ class HcmConfig:
         tracing: bool = True,
         max_request_headers_kb: int = 60,
         max_headers_count: int = 100,
+        http1_settings: http1_codec.Http1Settings = http1_codec.DEFAULT_SETTINGS,
+        normalize_path: bool = False,
+        merge_slashes: bool = False,
+        escaped_slashes: path_normalization.EscapedSlashes = path_normalization.EscapedSlashes.KEEP_UNCHANGED,
     ) -> None:
         self.stat_prefix = stat_prefix
         self.store = store
@@ -167,6 +171,12 @@ class HcmConfig:
         """``max_request_headers_kb`` (Envoy's default 60): request line and headers over it get 431."""
         self.max_headers_count = max_headers_count
         """``common_http_protocol_options.max_headers_count`` (Envoy's default 100): more get 431."""
+        self.http1_settings = http1_settings
+        self.normalize_path = normalize_path
+        self.merge_slashes = merge_slashes
+        self.escaped_slashes = escaped_slashes
+        self.path_options = normalize_path or merge_slashes or escaped_slashes is not path_normalization.EscapedSlashes.KEEP_UNCHANGED
+        """Any of ``normalize_path``, ``merge_slashes``, ``path_with_escaped_slashes_action`` set."""
 
     def _loop_call_later(self, delay: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
         # The loop is looked up once: asyncio.get_event_loop() costs a getpid() syscall.
@@ -217,7 +227,9 @@ class DownstreamConnection(asyncio.Protocol):
     def __init__(self, config: HcmConfig, on_close: Callable[[DownstreamConnection], None] | None = None) -> None:
         self.config = config
         self.transport: asyncio.Transport | None = None
-        self.codec = http1_codec.ServerCodec(self, config.max_headers_bytes, config.max_headers_count)
+        self.codec = http1_codec.ServerCodec(
+            self, config.max_headers_bytes, config.max_headers_count, config.http1_settings, config.codec_stats
+        )
         self.codec.notify_begin = config.begin_timers
         self._deferred_error: http1_codec.CodecError | None = None
         """A refused pipelined request, answered once the requests before it are."""
@@ -494,14 +506,40 @@ class DownstreamConnection(asyncio.Protocol):
             self.reset()
             return
         if stream is None:
-            stream = ActiveStream(self, RequestHeaders("GET", "/", None, [], "http", "1.1"), True)
+            stream = ActiveStream(self, RequestHeaders("GET", "/", None, [], "http", "1.1"), False)
             self.stream = stream
             # Envoy's codec error is a request all the same: counted (total, active, then the
             # response code and completed when it is destroyed).
             stream.begin_counted()
         stream.stream_info.set_flag(ResponseFlag.DOWNSTREAM_PROTOCOL_ERROR)
         stream.close_connection = True
+        # The request never completes: the reply counts as a response before the request was
+        # complete, and the connection's close then resets the stream (rx_reset), as in Envoy.
+        stream.request_complete = False
+        stream.codec_error = True
         stream.send_local_reply(error.status, error.body, error.details)
+
+
+def http1_settings(msg: Any) -> http1_codec.Http1Settings:
+    """An HCM message's ``http_protocol_options`` and ``headers_with_underscores_action``."""
+    opts = msg.http_protocol_options
+    action = msg.common_http_protocol_options.headers_with_underscores_action
+    return http1_codec.Http1Settings(
+        accept_http_10=opts.accept_http_10,
+        default_host_for_http_10=opts.default_host_for_http_10,
+        allow_absolute_url=opts.allow_absolute_url.value if opts.HasField("allow_absolute_url") else True,
+        allow_chunked_length=opts.allow_chunked_length,
+        headers_with_underscores=("ALLOW", "REJECT_REQUEST", "DROP_HEADER")[action],
+    )
+
+
+def path_options(msg: Any) -> dict[str, Any]:
+    """An HCM message's path options as :class:`HcmConfig` keywords."""
+    return {
+        "normalize_path": msg.normalize_path.value if msg.HasField("normalize_path") else False,
+        "merge_slashes": msg.merge_slashes,
+        "escaped_slashes": path_normalization.EscapedSlashes.from_proto(msg.path_with_escaped_slashes_action),
+    }
 
 
 def header_limits(msg: Any) -> dict[str, int]:
@@ -594,6 +632,8 @@ class ActiveStream:
         "close_connection",
         "_chunked",
         "_head",
+        "_http10",
+        "codec_error",
         "_destroyed",
         "_pending_body",
         "_started",
@@ -634,6 +674,10 @@ class ActiveStream:
         self.close_connection = False
         self._chunked = False
         self._head = headers.method == "HEAD"
+        self._http10 = False
+        self.codec_error = False
+        """Refused by the codec: reset when its connection closes (``downstream_rq_rx_reset``)."""
+        """An HTTP/1.0 request (accept_http_10): HTTP/1.0 status line, no chunking."""
         self._destroyed = False
         self._pending_body: list[tuple[bytes, bool]] = []
         self._started = False
@@ -680,16 +724,22 @@ class ActiveStream:
             # Envoy answers the expectation itself (proxy_100_continue is off), counts the 100
             # as a 1xx response, and does not forward the header.
             self.conn.write(CONTINUE)
+            # (chargeStats: a 1xx is a completed response for the stats, as the final one is)
+            st.downstream_rq_completed.inc()
             st.downstream_rq_1xx.inc()
             if cfg.listener_stats is not None:
+                cfg.listener_stats.downstream_rq_completed.inc()
                 cfg.listener_stats.downstream_rq_1xx.inc()
             headers.remove("expect")
         if headers.version != "1.1":
-            # Envoy refuses HTTP/1.0 unless accept_http_10 is set, and any other version
-            # the parser accepts (HTTP/0.9, HTTP/2.0 on an HTTP/1 connection).
-            self.close_connection = True
-            self.send_local_reply(426, "Upgrade Required", "low_version")
-            return
+            # HTTP/1.0 (or 0.9, taken as 1.0) with accept_http_10: the codec refused the rest.
+            h1 = cfg.http1_settings
+            self._http10 = True
+            # HTTP/1.0 connections are single-use unless the client asks to keep it.
+            if not any(t.strip().lower() == "keep-alive" for v in headers.get_all("connection") for t in v.split(",")):
+                self.close_connection = True
+            if not headers.authority and h1.default_host_for_http_10:
+                headers.authority = h1.default_host_for_http_10
         if headers.authority is None or headers.authority == "":
             self.close_connection = True
             self.send_local_reply(400, "", "missing_host_header")
@@ -712,6 +762,18 @@ class ActiveStream:
             self.close_connection = True
             self.send_local_reply(400, "", "path_normalization_failed")
             return
+        elif cfg.path_options:
+            action, headers.path = path_normalization.normalize(path, cfg.normalize_path, cfg.merge_slashes, cfg.escaped_slashes)
+            if action is path_normalization.Action.REJECT:
+                st.downstream_rq_failed_path_normalization.inc()
+                self.close_connection = True
+                self.send_local_reply(400, "", "path_normalization_failed")
+                return
+            if action is path_normalization.Action.REDIRECT:
+                st.downstream_rq_redirected_with_normalized_path.inc()
+                location = headers.path
+                self.send_local_reply(307, "", "path_normalization_failed", modify_headers=lambda h: h.set("location", location))
+                return
         upgrade = not connect and _is_upgrade(headers)
         self._mutate_request_headers(headers)
         if cfg.route_table is not None and not connect:
@@ -1105,11 +1167,17 @@ class ActiveStream:
             entries.append(["server", cfg.server_name])
         if not self.request_complete or cfg.draining:
             self.close_connection = True
+        http10 = self._http10
+        if http10 and http1.needs_chunking(headers, end_stream, self._head):
+            # No chunking for HTTP/1.0: the body runs to the end of the connection.
+            self.close_connection = True
         if self.close_connection:
             entries.append(["connection", "close"])
+        elif http10:
+            entries.append(["connection", "keep-alive"])
         if logs.http_debug:
             debug_log.encoding_headers(self, headers, end_stream)
-        data, self._chunked = http1.encode_response_head(headers, end_stream, self._head)
+        data, self._chunked = http1.encode_response_head(headers, end_stream, self._head, http10)
         self.conn.write(data)
         if end_stream:
             self._on_response_complete()
@@ -1173,6 +1241,8 @@ class ActiveStream:
                     cfg.listener_xx[idx].inc()
             if cfg.listener_stats is not None:
                 cfg.listener_stats.downstream_rq_completed.inc()
+        if self.codec_error:
+            st.downstream_rq_rx_reset.inc()
         st.downstream_rq_time.record((time.monotonic() - self.stream_info.start_time) * 1000)
         if logs.http_debug:
             debug_log.stream_complete(self)

@@ -2,7 +2,7 @@
 
 The framing decisions copy Envoy's HTTP/1 codec (``StreamEncoderImpl::encodeHeadersBase``):
 - a message with ``content-length`` is sent as is;
-- 1xx and 204 responses get neither ``content-length`` nor ``transfer-encoding``;
+- 1xx, 204 and 304 responses get neither ``content-length`` nor ``transfer-encoding``;
 - a headers-only message gets ``content-length: 0`` (not a response to HEAD, not a request
   whose method has no body);
 - anything else is chunked — including a response to HEAD without a length, which gets the
@@ -44,7 +44,9 @@ HOP_BY_HOP = frozenset(
 LAST_CHUNK = b"0\r\n\r\n"
 
 
-def status_line(status: int) -> bytes:
+def status_line(status: int, http10: bool = False) -> bytes:
+    if http10:
+        return b"HTTP/1.0" + status_line(status)[8:]
     line = _STATUS_LINES.get(status)
     if line is None:
         # Envoy writes the reason phrase it knows, or "Unknown" for codes it does not.
@@ -53,11 +55,24 @@ def status_line(status: int) -> bytes:
     return line
 
 
+def needs_chunking(headers: ResponseHeaders, end_stream: bool, head_request: bool) -> bool:
+    """Whether :func:`encode_response_head` frames this response as chunked (an HTTP/1.0
+    client cannot take that: Envoy sends the body as it is and closes the connection)."""
+    if "content-length" in headers:
+        return False
+    status = headers.status
+    if status < 200 or status in (204, 304):
+        return False
+    return not end_stream or head_request
+
+
 def encode_response_head(
-    headers: ResponseHeaders, end_stream: bool, head_request: bool
+    headers: ResponseHeaders, end_stream: bool, head_request: bool, http10: bool = False
 ) -> tuple[bytes, bool]:
-    """Serialise a response head; returns the bytes and whether the body is chunk-framed."""
-    parts = [status_line(headers.status)]
+    """Serialise a response head; returns the bytes and whether the body is chunk-framed.
+    For an HTTP/1.0 request (``http10``) the status line says HTTP/1.0 and nothing is chunked:
+    the caller closes the connection after a body without a length."""
+    parts = [status_line(headers.status, http10)]
     saw_length = False
     for k, v in headers.entries:
         if k == "content-length":
@@ -67,11 +82,11 @@ def encode_response_head(
     chunked = False
     if saw_length:
         pass
-    elif status < 200 or status == 204:
-        pass
+    elif status < 200 or status in (204, 304):
+        pass  # (a 304 keeps its length-less head, as Envoy sends it)
     elif end_stream and not head_request:
         parts.append(b"content-length: 0\r\n")
-    else:
+    elif not http10:
         parts.append(b"transfer-encoding: chunked\r\n")
         chunked = not head_request
     parts.append(b"\r\n")

@@ -24,6 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from sluice import logs
+from sluice.codec.http1_client import PROTOCOL_ERROR
 from sluice.http import debug_log
 from sluice.http.filter import CONTINUE, STOP_ITERATION, STOP_ITERATION_NO_BUFFER, FilterStatus
 from sluice.http.stream_info import ResponseFlag
@@ -485,12 +486,19 @@ class Router:
         info.first_upstream_rx = now
         self._last_upstream_activity = now
         self._charge(req, code)
-        since = self._complete_time if self._request_end else req.started
-        headers.add("x-envoy-upstream-service-time", str(int((now - since) * 1000)))
+        if self._request_end:
+            # Envoy adds it only once the downstream request is complete (an upstream that
+            # answers an upload early gets none).
+            headers.add("x-envoy-upstream-service-time", str(int((now - self._complete_time) * 1000)))
         self._finalize_response(headers)
         if end_stream:
             self._upstream_done(req)
         self.cb.encode_headers(headers, end_stream)
+
+    def on_upstream_informational(self, req: UpstreamRequest, code: int) -> None:
+        """A 1xx interim response (not forwarded): Envoy charges its code stats."""
+        if req is self.upstream and not self._finished:
+            self._charge_code(req.cluster, code)
 
     def on_upstream_data(self, req: UpstreamRequest, data: bytes, end_stream: bool) -> None:
         if req is not self.upstream or self._finished:
@@ -520,11 +528,18 @@ class Router:
             if self._maybe_retry_reset(req, kind):
                 return
         self._finish()
+        protocol_error = reason == PROTOCOL_ERROR
         if self._response_started:
-            info.set_flag(ResponseFlag.UPSTREAM_CONNECTION_TERMINATION)
+            info.set_flag(ResponseFlag.UPSTREAM_PROTOCOL_ERROR if protocol_error else ResponseFlag.UPSTREAM_CONNECTION_TERMINATION)
             self.cb.reset_stream()
             return
-        if overflow:
+        code = 503
+        if protocol_error:
+            # Envoy answers a response its codec refused with 502 (UPE).
+            code = 502
+            info.set_flag(ResponseFlag.UPSTREAM_PROTOCOL_ERROR)
+            details = "upstream_reset_before_response_started{protocol_error}"
+        elif overflow:
             info.set_flag(ResponseFlag.UPSTREAM_OVERFLOW)
             details = "upstream_reset_before_response_started{overflow}"
         elif before_connect:
@@ -535,11 +550,11 @@ class Router:
             details = "upstream_reset_before_response_started{connection_termination}"
         if not overflow:
             req.host.stats.rq_error += 1
-        self._charge_code(req.cluster, 503)
+        self._charge_code(req.cluster, code)
         prefix = RESET_BEFORE_HEADERS_RETRIED if self.attempt_count > 1 else RESET_BEFORE_HEADERS
         # Envoy marks a circuit-breaker overflow answer with ``x-envoy-overloaded: true``.
         modify = self._finalize_overloaded if overflow else self._finalize_response
-        self.cb.send_local_reply(503, prefix + reason, details, 0, modify)
+        self.cb.send_local_reply(code, prefix + reason, details, 0, modify)
 
     def _finalize_overloaded(self, headers: ResponseHeaders) -> None:
         headers.set("x-envoy-overloaded", "true")
@@ -594,12 +609,21 @@ class Router:
     def _charge_code(self, cluster: Cluster, code: int) -> None:
         """Envoy's ``chargeResponseStat``: per-code, per-class and completed counters, for the
         cluster and (external requests) its ``external.`` scope."""
-        counters, ext_counters = cluster.stats.response_code_stats(code)
+        if not 100 <= code < 600:
+            # Envoy's CodeStats keep per-code counters for 100-599 only: others are "unknown".
+            code = 0
+        counters, ext_counters = cluster.stats.response_code_stats(code) if code else self._unknown_code_stats(cluster)
         for c in counters:
             c.value += 1
         if not self.cb.is_internal:
             for c in ext_counters:
                 c.value += 1
+
+    @staticmethod
+    def _unknown_code_stats(cluster: Cluster) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        st = cluster.stats
+        names = ("upstream_rq_unknown", "upstream_rq_completed")
+        return tuple(st.dynamic_counter(n) for n in names), tuple(st.dynamic_counter(f"external.{n}") for n in names)
 
     def _upstream_done(self, req: UpstreamRequest) -> None:
         # Envoy's onUpstreamComplete: the request time is that of a completed upstream response

@@ -170,6 +170,12 @@ class UpstreamRequest:
             self._complete()
         self.owner.on_upstream_data(self, data, end_stream)
 
+    def on_response_informational(self, status: int) -> None:
+        # A 1xx interim response: charged like a response (Envoy's onUpstream1xxHeaders).
+        charge = getattr(self.owner, "on_upstream_informational", None)
+        if charge is not None:
+            charge(self, status)
+
     def on_upstream_reset(self, reason: str) -> None:
         if self.done:
             return

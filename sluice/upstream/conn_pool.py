@@ -33,8 +33,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Protocol, cast
 
-import httptools
-
+from sluice.codec.http1_client import ClientCodec
 from sluice.tasks import spawn
 
 log = logging.getLogger("sluice.upstream")
@@ -55,51 +54,41 @@ class ResponseHandler(Protocol):
     def on_pool_failure(self, reason: str) -> None: ...
     def on_response_headers(self, status: int, headers: list[list[str]], end_stream: bool) -> None: ...
     def on_response_data(self, data: bytes, end_stream: bool) -> None: ...
+    def on_response_informational(self, status: int) -> None: ...
     def on_upstream_reset(self, reason: str) -> None: ...
     def on_upstream_writable(self, writable: bool) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
-    """One HTTP/1.1 connection to an upstream host."""
+    """One HTTP/1.1 connection to an upstream host; the response parsing and its rules are
+    the codec's (``sluice/codec/http1_client.py``), this class is the I/O and the accounting."""
 
     __slots__ = (
         "pool",
         "transport",
-        "parser",
+        "codec",
         "handler",
-        "_headers",
-        "_status",
         "_keep_alive",
         "_request_done",
         "_response_done",
-        "_head_request",
         "_closed",
-        "_headers_sent_up",
         "created",
         "requests",
-        "_close_delimited",
         "rq_counted",
     )
 
     def __init__(self, pool: HostPool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
+        self.codec = ClientCodec(self)
         self.handler: ResponseHandler | None = None
-        self._headers: list[list[str]] = []
-        self._status = 0
         self._keep_alive = True
         self._request_done = False
         self._response_done = False
-        self._head_request = False
         self._closed = False
-        self._headers_sent_up = False
         self.created = time.monotonic()
         self.requests = 0
         self.rq_counted = False
-        self._close_delimited = False
-        """The response has neither content-length nor chunked framing: its body ends when
-        the upstream closes the connection (HTTP/1.1 allows it; httptools cannot see EOF)."""
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("busy" if self.handler else "idle")
@@ -120,31 +109,37 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.pool.stats.upstream_cx_rx_bytes_total.inc(len(data))
-        if self.handler is None:
-            # Bytes with no request outstanding: the upstream is broken; drop the connection.
-            self.close()
+        if self._closed:
             return
         try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self.pool.stats.upstream_cx_protocol_error.inc()
-            self._fail("protocol error")
+            error = self.codec.feed(data)
         except Exception:  # noqa: BLE001 - a bug must not take the process down
             log.exception("internal error on an upstream connection")
             self._fail("internal error")
+            return
+        if error is not None:
+            # Also bytes with no request outstanding (a second response after a complete one,
+            # a HEAD response's body): Envoy's codec refuses them and closes the connection.
+            self.pool.stats.upstream_cx_protocol_error.inc()
+            self._fail(error)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._closed:
+            # (After a local close the pool has already let the connection go: nothing to count.)
+            self.pool.on_connection_closed(self, local=False, active=False)
+            return
         self._closed = True
-        # (After a local close the pool has already let the connection go: this counts nothing.)
-        active = self.handler is not None and not self._response_done and not self._close_delimited
-        self.pool.on_connection_closed(self, local=False, active=active)
-        if self.handler is not None and not self._response_done:
-            if self._close_delimited:
-                self._response_done = True
-                handler = self.handler
-                self.handler = None
-                handler.on_response_data(b"", True)
-                return
+        codec = self.codec
+        waiting = self.handler is not None and not self._response_done
+        # A body delimited by the close is complete now: no request was active at the close.
+        self.pool.on_connection_closed(self, local=False, active=waiting and not codec.until_close)
+        error = codec.eof() if waiting else None
+        if error is not None:
+            # A close with part of a response read (a truncated head or body): Envoy counts a
+            # protocol error, answers 502 before the response started, resets after.
+            self.pool.stats.upstream_cx_protocol_error.inc()
+            self._fail(error)
+        elif self.handler is not None and not self._response_done:
             self._fail("connection termination")
 
     def pause_writing(self) -> None:
@@ -155,62 +150,41 @@ class UpstreamConnection(asyncio.Protocol):
         if self.handler is not None:
             self.handler.on_upstream_writable(True)
 
-    # -- httptools callbacks ------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._headers = []
+    # -- codec callbacks ----------------------------------------------------------------
+    def on_informational(self, status: int, headers: list[list[str]]) -> None:
+        if self.handler is not None:
+            self.handler.on_response_informational(status)
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # httptools keeps trailing whitespace of a value; Envoy's codec strips it (RFC 9110 OWS).
-        self._headers.append([name.decode("latin-1").lower(), value.decode("latin-1").rstrip(" \t")])
-
-    def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if status < 200:
-            # 1xx interim responses (100 Continue) are not forwarded.
-            self._headers = []
-            return
-        self._status = status
-        self._keep_alive = self.parser.should_keep_alive()
-        no_body = self._head_request or status in (204, 304)
-        self._close_delimited = not no_body and not any(
-            k == "content-length" or (k == "transfer-encoding" and "chunked" in v.lower()) for k, v in self._headers
-        )
-        if self._close_delimited:
-            self._keep_alive = False
+    def on_headers(self, status: int, headers: list[list[str]], end_stream: bool) -> None:
+        codec = self.codec
+        self._keep_alive = codec.keep_alive
+        if codec.close_notify:
+            self.pool.stats.upstream_cx_close_notify.inc()
         handler = self.handler
-        self._headers_sent_up = True
-        if no_body:
+        if end_stream:
             self._response_done = True
-            # httptools cannot be told the request was HEAD; start a fresh parser for the next
-            # response so that it does not wait for a body that will never come.
-            self.parser = httptools.HttpResponseParser(self)
         if handler is not None:
-            handler.on_response_headers(status, self._headers, no_body)
-        if no_body:
+            handler.on_response_headers(status, headers, end_stream)
+        if end_stream:
             self._finish()
 
-    def on_body(self, body: bytes) -> None:
-        if self.handler is not None and not self._response_done:
-            self.handler.on_response_data(body, False)
-
-    def on_message_complete(self) -> None:
-        if self._response_done or not self._headers_sent_up:
-            return
-        self._response_done = True
+    def on_body(self, data: bytes, end_stream: bool) -> None:
         handler = self.handler
-        if handler is not None:
-            handler.on_response_data(b"", True)
-        self._finish()
+        if end_stream:
+            self._response_done = True
+            if handler is not None:
+                handler.on_response_data(data, True)
+            self._finish()
+        elif handler is not None:
+            handler.on_response_data(data, False)
 
     # -- used by the router -------------------------------------------------------------
     def bind(self, handler: ResponseHandler, head_request: bool) -> None:
         self.handler = handler
-        self._head_request = head_request
+        self.codec.expect(head_request)
         self._request_done = False
         self._response_done = False
-        self._headers_sent_up = False
         self._keep_alive = True
-        self._close_delimited = False
         self.requests += 1
 
     def write(self, data: bytes) -> None:
@@ -263,8 +237,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _fail(self, reason: str) -> None:
         handler = self.handler
+        active = handler is not None and not self._response_done
         self.handler = None
-        self.close()
+        self._close(active=active)
         if handler is not None:
             handler.on_upstream_reset(reason)
 

@@ -109,15 +109,11 @@ class FakeSock:
         self.sent: list[tuple[bytes, Any]] = []
         self.fail = fail
         self.closed = False
-        self.peer: Any = None
 
-    def connect(self, addr: Any) -> None:
-        self.peer = addr
-
-    def send(self, data: bytes) -> int:
+    def sendto(self, data: bytes, addr: Any) -> int:
         if self.fail is not None:
             raise self.fail
-        self.sent.append((data, self.peer))
+        self.sent.append((data, addr))
         return len(data)
 
     def close(self) -> None:
