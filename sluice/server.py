@@ -30,6 +30,7 @@ from sluice.http.conn_manager import (
     internal_networks,
     path_options,
 )
+from sluice.http.upgrade import upgrade_map
 from sluice.network_util import listener_stat_name, local_address
 from sluice.route.table import RouteTable
 from sluice.runtime import Runtime
@@ -37,6 +38,7 @@ from sluice.stats.blocks import (
     ListenerConnections,
     ListenerManagerStats,
     ListenerStats,
+    OverloadManagerStats,
     PerHandlerListenerStats,
     RuntimeStats,
     ServerStats,
@@ -188,6 +190,7 @@ class Server:
             service_cluster,
         )
         self.runtime_stats = RuntimeStats.declare(self.store, "runtime.")
+        self.overload_stats = OverloadManagerStats.declare(self.store, "")
         # Envoy 1.40 loads two snapshots before it serves (observed: load_success 2): one when
         # the loader is created (LoaderImpl::initLayers), one more during server start-up.
         self.runtime_loaded()
@@ -334,6 +337,7 @@ class Server:
             **header_limits(msg),
             http1_settings=http1_settings(msg),
             **path_options(msg),
+            upgrade_configs=upgrade_map(msg.upgrade_configs),
         )
         hcm.internal_networks = internal_networks(msg)
         ctx = FilterContext(

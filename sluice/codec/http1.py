@@ -15,6 +15,7 @@ at the start of a request only when it asked for it (its timers).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -67,11 +68,11 @@ CONNECTION_HEADER_REJECTED = CodecError(400, "Bad Request", "http1.connection_he
 _WATCHED = frozenset({"host", "transfer-encoding", "content-length", "connection"})
 
 # Envoy's check_authority_h1_h2 table: the bytes a Host / :authority may hold.
-_AUTHORITY_CHARS = frozenset(b"!$%&'()*+,-.0123456789:;=@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]_abcdefghijklmnopqrstuvwxyz~")
+_AUTHORITY = re.compile(r"[!$%&'()*+,\-.0-9:;=@A-Z\[\]_a-z~]*")
 
 
 def _valid_authority(value: str) -> bool:
-    return all(ord(c) in _AUTHORITY_CHARS for c in value)
+    return _AUTHORITY.fullmatch(value) is not None
 
 
 def _absolute_url(url: str, authority: str | None) -> tuple[str, str | None]:
@@ -188,6 +189,7 @@ class ServerCodec:
         "got_request",
         "error",
         "upgraded",
+        "_upgrade",
         "_h2c",
         "_h2c_body",
         "_body",
@@ -223,8 +225,12 @@ class ServerCodec:
         self.error: CodecError | None = None
         """Set once the codec refused the input: it parses nothing more."""
         self.upgraded = False
-        """An upgrade (or CONNECT) request was handed over: the codec parses nothing more (no
-        upgrade is configured, so the connection manager refuses it and closes)."""
+        """An upgrade (or CONNECT) request was handed over: the codec parses nothing more. The
+        bytes after an upgrade request's head (and its body, if it has a length) are the new
+        protocol's: they go to that request's decoder as body, never ending it (Envoy's codec
+        in upgrade mode); a CONNECT (or a refused upgrade) gets them too, and ignores them."""
+        self._upgrade = False
+        """The current request is an upgrade (not h2c, not CONNECT): its end is not passed on."""
         self._h2c = False
         """The current request asked for h2c, which Envoy ignores: parsing goes on after it."""
         self._h2c_body = 0
@@ -247,6 +253,9 @@ class ServerCodec:
         Raises :class:`InternalError` when a callback (the connection's or a stream's) failed
         with anything but a refusal: a bug, which must cost only this connection."""
         if self.error is not None or self.upgraded:
+            if self.upgraded and data and self.in_message is not None:
+                # The upgraded connection's raw bytes: the stream's body, as they arrive.
+                self.in_message.on_request_body(data, False)
             return self.error
         while True:
             if self._h2c_body:
@@ -263,13 +272,17 @@ class ServerCodec:
             try:
                 self.parser.feed_data(data)
             except httptools.HttpParserUpgrade as exc:
+                offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
                 if not self._h2c:
                     self.upgraded = True
+                    if self._upgrade and offset < len(data):
+                        # What followed the head in this read goes on with the body read in
+                        # this pass (one piece, after it), as Envoy's codec hands it over.
+                        self._body.append(data[offset:])
                     break
                 # llhttp stopped at the end of an h2c upgrade request whose upgrade headers
                 # were dropped: carry on with a fresh parser after it, as Envoy does.
                 self._h2c = False
-                offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
                 data = data[offset:]
                 self.parser = self._new_parser()
                 continue
@@ -399,6 +412,10 @@ class ServerCodec:
             url, authority = _absolute_url(url, authority)
         if authority is not None and not _valid_authority(authority):
             raise _Refusal(INVALID_AUTHORITY)
+        if connection and method != "CONNECT" and not self._h2c and parser.should_upgrade():
+            # An upgrade (llhttp's flag: an upgrade header and "upgrade" in connection): Envoy's
+            # codec enters upgrade mode; the request never ends, what follows is its body.
+            self._upgrade = has_body = True
         headers = RequestHeaders(method, url, authority, entries, "http", version)
         self.in_message = self.callbacks.new_stream(headers, not has_body)
         if not has_body:
@@ -445,8 +462,10 @@ class ServerCodec:
         self._chunk_started = False
 
     def on_message_complete(self) -> None:
-        if self._h2c_body:
-            return  # (an h2c request's body follows; feed() passes it on, then ends it)
+        if self._h2c_body or self._upgrade:
+            # (An h2c request's body follows: feed() passes it on, then ends it. An upgrade
+            # request does not end: the new protocol's bytes follow as its body.)
+            return
         decoder = self.in_message
         self.in_message = None
         body = self._body

@@ -21,7 +21,8 @@ The rules, checked against Envoy 1.40 by tests/integration/test_edge_upstream_di
   refused); neither means the body ends with the connection (it is not reused). 1xx (not 101)
   are interim: passed to ``on_informational``, with a body length refused; 101, 204, 304 and
   a HEAD's response have no body (204 with a length or chunked framing is refused); a 101
-  (no request asks for an upgrade) loses its ``upgrade`` header.
+  to anything but an allowed upgrade that switches (``upgrade`` and ``connection: upgrade``)
+  loses its ``upgrade`` header; one that switches makes the rest of the connection raw bytes.
 - Bytes with no request outstanding (after a complete response: a smuggled second response,
   or a HEAD response's body) are a protocol error; so is a close with part of a response read.
 
@@ -48,9 +49,12 @@ _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d+)(?: [^\x00]*)?")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+# A head every rule above accepts as it is: a three-digit status, CRLF line ends, no bare CR,
+# no obs-fold, token names, clean values. Anything else takes the line-by-line path.
+_CLEAN_HEAD = re.compile(rb"HTTP/\d\.\d [1-9]\d\d(?: [^\x00\r\n]*)?(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*)*")
 
-# Body framing of the response being read.
-_HEAD, _LENGTH, _CHUNKED, _UNTIL_CLOSE, _IDLE = range(5)
+# Body framing of the response being read (_TUNNEL: after an upgrade's 101, raw both ways).
+_HEAD, _LENGTH, _CHUNKED, _UNTIL_CLOSE, _IDLE, _TUNNEL = range(6)
 
 
 class ResponseCallbacks(Protocol):
@@ -70,6 +74,13 @@ class _Refused(Exception):
     pass
 
 
+def _switches(headers: list[list[str]]) -> bool:
+    """A 101 that switches: an ``upgrade`` header and ``upgrade`` in ``connection``."""
+    if not any(k == "upgrade" for k, _ in headers):
+        return False
+    return any(t.strip().lower() == "upgrade" for k, v in headers if k == "connection" for t in v.split(","))
+
+
 class ClientCodec:
     """One upstream HTTP/1.1 connection's response parser (see the module docstring)."""
 
@@ -87,6 +98,7 @@ class ClientCodec:
         "close_notify",
         "error",
         "started",
+        "_upgrade",
     )
 
     def __init__(
@@ -112,13 +124,17 @@ class ClientCodec:
         self.error: str | None = None
         self.started = False
         """Some byte of the current response has arrived."""
+        self._upgrade = False
+        """The request asked for an upgrade that is allowed: a 101 that switches starts a tunnel."""
 
     # -- driven by the connection ----------------------------------------------------------
-    def expect(self, head_request: bool) -> None:
-        """A request went out: the next bytes are its response."""
+    def expect(self, head_request: bool, upgrade: bool = False) -> None:
+        """A request went out: the next bytes are its response (``upgrade``: an allowed upgrade
+        request, whose 101 switches the connection to raw bytes)."""
         self._state = _HEAD
         self._buf = b""
         self._head_request = head_request
+        self._upgrade = upgrade
         self.keep_alive = True
         self.close_notify = False
         self.started = False
@@ -160,6 +176,8 @@ class ClientCodec:
             self._state = _IDLE
             self.callbacks.on_body(b"", True)
             return None
+        if state == _TUNNEL:
+            return None  # (the tunnel's end: the caller reports the termination)
         if state == _IDLE or (state == _HEAD and not self._buf and not self.started):
             return None
         self.error = PROTOCOL_ERROR
@@ -189,7 +207,7 @@ class ClientCodec:
                 assert parser is not None
                 parser.feed_data(data)
                 return
-            else:  # _UNTIL_CLOSE
+            else:  # _UNTIL_CLOSE, _TUNNEL
                 self.callbacks.on_body(data, False)
                 return
 
@@ -209,6 +227,22 @@ class ClientCodec:
         return rest
 
     def _on_head(self, head: bytes) -> None:
+        if _CLEAN_HEAD.fullmatch(head) is not None:
+            # The usual head (CRLF lines, tokens, clean values): one regex checks it all, and
+            # it is split without a regex per line.
+            lines = head.decode("latin-1").split("\r\n")
+            first = lines[0]
+            headers: list[list[str]] = []
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                headers.append([name.lower(), value.strip(" \t")])
+            if len(headers) > self.max_headers_count:
+                raise _Refused
+            self._on_headers(int(first[9:12]), first[5:8] == "1.1", headers)
+            return
+        self._on_head_slow(head)
+
+    def _on_head_slow(self, head: bytes) -> None:
         lines = head.split(b"\n")
         status_line = lines[0].rstrip(b"\r").replace(b"\r", b"")
         sm = _STATUS_LINE.fullmatch(status_line)
@@ -266,10 +300,17 @@ class ClientCodec:
             raise _Refused
         self.close_notify = close or (not http11 and not keep)
         self.keep_alive = not self.close_notify
+        if status == 101 and self._upgrade and _switches(headers):
+            # An upgrade's 101: kept whole (upgrade and connection), no body; every byte after
+            # it is the new protocol's, passed on raw; the connection is never reused.
+            self._state = _TUNNEL
+            self.keep_alive = False
+            self.callbacks.on_headers(status, headers, False)
+            return
         if self._head_request or status in (101, 204, 304):
             if status == 101:
-                # No request asks for an upgrade (none is configured): Envoy passes the 101 on
-                # without its ``upgrade`` header, as a response with no body. Any byte of the
+                # Not an upgrade that switches: Envoy passes the 101 on without its ``upgrade``
+                # header, as a response with no body. Any byte of the
                 # new protocol that follows is one with no request outstanding: refused.
                 headers = [h for h in headers if h[0] != "upgrade"]
             self._state = _IDLE

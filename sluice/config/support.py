@@ -89,7 +89,7 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
            "xff_num_trusted_hops", "skip_xff_append", "stream_idle_timeout",
            "request_timeout", "request_headers_timeout", "drain_timeout", "common_http_protocol_options",
            "internal_address_config", "add_user_agent", "max_request_headers_kb", "http_protocol_options",
-           "normalize_path", "merge_slashes", "path_with_escaped_slashes_action",
+           "normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "upgrade_configs",
            # HTTP/1 codec errors close the connection whatever it says (checked with Envoy
            # 1.40); it matters for HTTP/2, which Sluice does not serve yet.
            "stream_error_on_invalid_http_message"},
@@ -140,7 +140,10 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
     "envoy.config.route.v3.RouteAction": {"cluster", "cluster_header", "weighted_clusters",
                                           "request_mirror_policies", "prefix_rewrite", "regex_rewrite",
                                           "host_rewrite_literal", "auto_host_rewrite", "timeout", "idle_timeout", "cors",
-                                          "retry_policy"},
+                                          "retry_policy", "upgrade_configs"},
+    # upgrades (sluice/http/upgrade.py): not connect_config (CONNECT), nor upgrade filters
+    "envoy.config.route.v3.RouteAction.UpgradeConfig": {"upgrade_type", "enabled"},
+    f"{_HCM}.UpgradeConfig": {"upgrade_type", "enabled"},
     # retries (sluice/route/retry_policy.py, sluice/router/retry.py); not retry_priority,
     # retry_options_predicates, rate_limited_retry_back_off
     "envoy.config.route.v3.RetryPolicy": {"retry_on", "num_retries", "per_try_timeout", "per_try_idle_timeout",

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sluice import logs
 from sluice.codec import http1 as http1_codec
 from sluice.http import debug_log, http1, path_normalization
+from sluice.http import upgrade as upgrades
 from sluice.http.date import http_date
 from sluice.http.filter import FilterStatus
 from sluice.http.headers import RequestHeaders, ResponseHeaders
@@ -109,6 +110,7 @@ class HcmConfig:
         normalize_path: bool = False,
         merge_slashes: bool = False,
         escaped_slashes: path_normalization.EscapedSlashes = path_normalization.EscapedSlashes.KEEP_UNCHANGED,
+        upgrade_configs: dict[str, bool] | None = None,
     ) -> None:
         self.stat_prefix = stat_prefix
         self.store = store
@@ -177,6 +179,8 @@ class HcmConfig:
         self.escaped_slashes = escaped_slashes
         self.path_options = normalize_path or merge_slashes or escaped_slashes is not path_normalization.EscapedSlashes.KEEP_UNCHANGED
         """Any of ``normalize_path``, ``merge_slashes``, ``path_with_escaped_slashes_action`` set."""
+        self.upgrade_configs = upgrade_configs or {}
+        """``upgrade_configs``: lower-cased upgrade type → enabled (see :mod:`sluice.http.upgrade`)."""
 
     def _loop_call_later(self, delay: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
         # The loop is looked up once: asyncio.get_event_loop() costs a getpid() syscall.
@@ -552,6 +556,7 @@ def header_limits(msg: Any) -> dict[str, int]:
 
 
 _REQUEST_HOP_BY_HOP_SET = frozenset(REQUEST_HOP_BY_HOP)
+_UPGRADE_HOP_BY_HOP_SET = _REQUEST_HOP_BY_HOP_SET - {"connection", "upgrade"}
 _REQUEST_CLEAN_CHECK = _REQUEST_HOP_BY_HOP_SET | {"te"}
 _INTERNAL_ONLY = frozenset(INTERNAL_ONLY_HEADERS)
 _INTERNAL_AND_EDGE = _INTERNAL_ONLY | frozenset(EDGE_ONLY_HEADERS)
@@ -649,6 +654,7 @@ class ActiveStream:
         "last_activity",
         "_req_timer",
         "_dur_timer",
+        "tunnel",
     )
 
     def __init__(self, conn: DownstreamConnection, headers: RequestHeaders, end_stream: bool) -> None:
@@ -693,6 +699,8 @@ class ActiveStream:
         self.last_activity = 0.0
         self._req_timer: Any = None
         self._dur_timer: Any = None
+        self.tunnel: upgrades.Tunnel | None = None
+        """An allowed upgrade (the request never ends; a 101 makes it a raw tunnel)."""
 
     def __repr__(self) -> str:
         h = self.request_headers
@@ -775,15 +783,18 @@ class ActiveStream:
                 self.send_local_reply(307, "", "path_normalization_failed", modify_headers=lambda h: h.set("location", location))
                 return
         upgrade = not connect and _is_upgrade(headers)
-        self._mutate_request_headers(headers)
+        self._mutate_request_headers(headers, upgrade)
         if cfg.route_table is not None and not connect:
             self.route = cfg.route_table.route(headers, self.random_value)
             if self.route is not None:
                 self.stream_info.route_name = self.route.name
         self.route_resolved = True
-        if upgrade:
-            # No upgrade_configs: Envoy's filter chain refuses the upgrade on a routed request.
-            self.close_connection = True
+        if upgrade and self.route is not None and upgrades.allowed(headers, self.route.upgrades, cfg.upgrade_configs):
+            self.tunnel = upgrades.Tunnel(self)
+        elif upgrade:
+            # Not enabled for its type: Envoy's filter chain refuses the upgrade on a routed request.
+            # The request never completes: the close resets it (rx_reset), as in Envoy.
+            self.close_connection = self.codec_error = True
             if self.route is not None:
                 st.downstream_rq_ws_on_non_ws_route.inc()
                 self.send_local_reply(403, "", "upgrade_failed")
@@ -803,11 +814,11 @@ class ActiveStream:
         for data, end in body_queue:
             self.on_request_body(data, end)
 
-    def _mutate_request_headers(self, headers: RequestHeaders) -> None:
+    def _mutate_request_headers(self, headers: RequestHeaders, upgrade: bool = False) -> None:
         cfg = self.config
         names = {e[0] for e in headers.entries}
         if names & _REQUEST_CLEAN_CHECK:
-            self._clean_request_headers(headers, names)
+            self._clean_request_headers(headers, names, upgrade)
         info = self.stream_info
         conn_ip = info.downstream_remote_address[0] if info.downstream_remote_address else ""
         hops = cfg.xff_num_trusted_hops
@@ -867,9 +878,11 @@ class ActiveStream:
                 headers.set("x-request-id", rid)
             self.stream_info.request_id = rid
 
-    def _clean_request_headers(self, headers: RequestHeaders, names: set[str]) -> None:
+    def _clean_request_headers(self, headers: RequestHeaders, names: set[str], upgrade: bool) -> None:
         """Hop-by-hop headers go (``connection: close`` is noted first); ``te`` survives only
-        as ``trailers`` (Envoy keeps it for gRPC)."""
+        as ``trailers`` (Envoy keeps it for gRPC). An upgrade keeps ``connection`` and
+        ``upgrade`` where they are (Envoy's mutateRequestHeaders)."""
+        hop = _UPGRADE_HOP_BY_HOP_SET if upgrade else _REQUEST_HOP_BY_HOP_SET
         for e in headers.entries:
             if e[0] == "connection" and "close" in e[1].lower():
                 self.close_connection = True
@@ -877,7 +890,7 @@ class ActiveStream:
         out = []
         for e in headers.entries:
             name = e[0]
-            if name in _REQUEST_HOP_BY_HOP_SET:
+            if name in hop:
                 continue
             if name == "te":
                 if not keep_te:
@@ -1133,6 +1146,11 @@ class ActiveStream:
     def _write_headers(self, headers: ResponseHeaders, end_stream: bool) -> None:
         if self._destroyed:
             return
+        if self.tunnel is not None:
+            end = self.tunnel.response_head(headers, end_stream)
+            if end is None:
+                return  # (a 101: the tunnel wrote it)
+            end_stream = end
         cfg = self.config
         self.response_started = True
         self.response_headers = headers
@@ -1255,6 +1273,8 @@ class ActiveStream:
         # counting frees a finished request at once (no work left for the cycle collector).
         self.filters = []
         self.on_writable = None
+        if self.tunnel is not None:
+            self.tunnel.on_destroy()
         server = cfg.server
         if server is not None:
             server.on_stream_complete(self)
@@ -1268,6 +1288,12 @@ class ActiveStream:
         if logs.http_debug:
             debug_log.stream_reset(self, "local reset")
         self._destroy()
+        if self.tunnel is not None and self.tunnel.established:
+            # An ended tunnel (the upstream closed): what it sent before is flushed, then the
+            # connection closes. Divergence from Envoy, which waits up to delayed_close_timeout
+            # (1 s) for the client to close first (downstream_cx_delayed_close_timeout).
+            self.conn.close()
+            return
         self.conn.reset()
 
     def on_downstream_reset(self) -> None:

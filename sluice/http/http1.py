@@ -93,8 +93,9 @@ def encode_response_head(
     return b"".join(parts), chunked
 
 
-def encode_request_head(headers: RequestHeaders, end_stream: bool) -> tuple[bytes, bool]:
-    """Serialise a request head (``host`` first, from ``:authority``); returns (bytes, chunked)."""
+def encode_request_head(headers: RequestHeaders, end_stream: bool, upgrade: bool = False) -> tuple[bytes, bool]:
+    """Serialise a request head (``host`` first, from ``:authority``); returns (bytes, chunked).
+    An upgrade gets no framing added: its body is the new protocol's raw bytes (Envoy's)."""
     parts = [f"{headers.method} {headers.path} HTTP/1.1\r\n"]
     if headers.authority is not None:
         parts.append(f"host: {headers.authority}\r\n")
@@ -104,7 +105,7 @@ def encode_request_head(headers: RequestHeaders, end_stream: bool) -> tuple[byte
             saw_length = True
         parts.append(f"{k}: {v}\r\n")
     chunked = False
-    if not saw_length:
+    if not saw_length and not upgrade:
         if end_stream:
             if headers.method not in BODILESS_METHODS:
                 parts.append("content-length: 0\r\n")

@@ -222,6 +222,7 @@ class RouteEntry:
         "auto_host_rewrite",
         "timeout",
         "idle_timeout",
+        "upgrades",
         "direct_status",
         "direct_body",
         "redirect",
@@ -268,6 +269,8 @@ class RouteEntry:
         self.auto_host_rewrite = False
         self.timeout = DEFAULT_ROUTE_TIMEOUT
         self.idle_timeout: float | None = None
+        self.upgrades: dict[str, bool] | None = None
+        """``upgrade_configs``: lower-cased type → enabled (it overrides the HCM's for that type)."""
         self.direct_status = 0
         self.direct_body = ""
         self.redirect: RedirectAction | None = None
@@ -366,6 +369,8 @@ class RouteEntry:
             self.timeout = ra.timeout.seconds + ra.timeout.nanos / 1e9
         if ra.HasField("idle_timeout"):
             self.idle_timeout = ra.idle_timeout.seconds + ra.idle_timeout.nanos / 1e9
+        if ra.upgrade_configs:
+            self.upgrades = {u.upgrade_type.lower(): u.enabled.value if u.HasField("enabled") else True for u in ra.upgrade_configs}
         if ra.HasField("retry_policy"):
             self.retry_policy = RetryPolicy.from_proto(ra.retry_policy, f"{path}.retry_policy")
         if ra.HasField("cors"):

@@ -235,7 +235,7 @@ class Router:
                             cb.call_later(self._timeout, s.cancel)
         if logs.router_debug:
             debug_log.route_decision(cb, host.address, headers)
-        up = UpstreamRequest(self, cluster, host, headers, end_stream)
+        up = UpstreamRequest(self, cluster, host, headers, end_stream, upgrade=cb.tunnel is not None)
         self.upstream = up
         if self.retry is not None:
             self.retry.on_host_attempted(host)
@@ -600,6 +600,8 @@ class Router:
 
     # -- stats --------------------------------------------------------------------------
     def _charge(self, req: UpstreamRequest, code: int) -> None:
+        if req.upgrade and code != 101 and 200 <= code < 400:
+            return  # (a refused handshake below 400: Envoy charges no response code)
         if code >= 500:
             req.host.stats.rq_error += 1
         else:
@@ -672,9 +674,7 @@ class Router:
         up = self.upstream
         if up is not None:
             if not up.done:
-                # The downstream went away mid-request: abandon the upstream attempt.
-                up.cluster.stats.upstream_rq_tx_reset.inc()
-                up.cancel()
+                up.abandon()  # (the downstream went away mid-request)
             elif not self._request_end and up.conn is not None and up.conn.handler is up:
                 # The response ended before the request did (an upstream answering an upload
                 # early): the connection still expects the rest of the body; it cannot be reused.

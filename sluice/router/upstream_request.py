@@ -53,6 +53,7 @@ class UpstreamRequest:
         "_buffered",
         "_paused_downstream",
         "ready_hook",
+        "upgrade",
     )
 
     def __init__(
@@ -63,6 +64,7 @@ class UpstreamRequest:
         headers: RequestHeaders,
         end_stream: bool,
         internal: bool = False,
+        upgrade: bool = False,
     ) -> None:
         self.owner = owner
         self.cluster = cluster
@@ -83,6 +85,8 @@ class UpstreamRequest:
         self._paused_downstream = False
         self.ready_hook: Callable[[UpstreamRequest], None] | None = None
         """Called once the request head is written to a connection (the router's per-try timers)."""
+        self.upgrade = upgrade
+        """An allowed upgrade: no body framing, a 101 that switches makes the connection a tunnel."""
 
     def __repr__(self) -> str:
         return f"<UpstreamRequest {self.cluster.name} {self.host.address} started={self.response_started}>"
@@ -104,11 +108,11 @@ class UpstreamRequest:
         self.host.stats.rq_total += 1
         self.host.stats.rq_active += 1
         self._counted = True
-        conn.bind(self, self.headers.method == "HEAD")
+        conn.bind(self, self.headers.method == "HEAD", self.upgrade)
         body = b"".join(self._buffer)
         self._buffer = []
         end = self._request_end
-        head, self._chunked = http1.encode_request_head(self.headers, end and not body)
+        head, self._chunked = http1.encode_request_head(self.headers, end and not body, self.upgrade)
         if body:
             conn.write(head + (http1.encode_chunk(body) if self._chunked else body))
             if end and self._chunked:
@@ -160,6 +164,11 @@ class UpstreamRequest:
 
     # -- connection callbacks -----------------------------------------------------------
     def on_response_headers(self, status: int, entries: list[list[str]], end_stream: bool) -> None:
+        if self.upgrade and status != 101 and 200 <= status < 400:
+            # A refused handshake below 400: Envoy 1.40 passes the head on without its framing
+            # and ends the response there (the body is dropped; the router charges no code).
+            entries = [e for e in entries if e[0] not in ("content-length", "transfer-encoding")]
+            end_stream = True
         self.response_started = True
         if end_stream:
             self._complete()
@@ -194,6 +203,13 @@ class UpstreamRequest:
             self.host.stats.rq_active -= 1
 
     # -- cancellation -------------------------------------------------------------------
+    def abandon(self) -> None:
+        """The downstream went away mid-request: a reset sent upstream. Envoy counts none for
+        an upgrade (its end is the tunnel's end)."""
+        if not self.upgrade:
+            self.cluster.stats.upstream_rq_tx_reset.inc()
+        self.cancel()
+
     def cancel(self) -> None:
         """Abandon the attempt (timeout, downstream reset): the connection cannot be reused."""
         if self.done and self.conn is None:

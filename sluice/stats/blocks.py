@@ -31,6 +31,7 @@ class ClusterStats(StatsBlock):
     assignment_timeout_received: Counter
     assignment_use_cached: Counter
     bind_errors: Counter
+    default_total_match_count: Annotated[Counter, "default.total_match_count"]
     http1_dropped_headers_with_underscores: Annotated[Counter, "http1.dropped_headers_with_underscores"]
     http1_metadata_not_supported_error: Annotated[Counter, "http1.metadata_not_supported_error"]
     http1_requests_rejected_with_underscores_in_headers: Annotated[Counter, "http1.requests_rejected_with_underscores_in_headers"]
@@ -356,6 +357,37 @@ class ListenerStats(AdminListenerStats):
     # counters
     extension_config_missing: Counter
     network_extension_config_missing: Counter
+
+
+@block
+class DnsResolverStats(StatsBlock):
+    """``dns.cares.*``: the DNS resolver the DNS clusters share, made with the first of them.
+    Each query is one ``resolve_total`` (a family fallback is a second query); a name with no
+    address is one ``not_found`` per query."""
+
+    TAGS: ClassVar[tuple[str, ...]] = ()
+
+    # counters
+    get_addr_failure: Counter
+    not_found: Counter
+    reinits: Counter
+    resolve_total: Counter
+    timeouts: Counter
+    # gauges
+    pending_resolutions: Gauge
+
+
+@block
+class OverloadManagerStats(StatsBlock):
+    """Envoy's overload manager with no ``overload_manager`` configured (Sluice refuses one):
+    it makes these and never moves them (no resource monitor, no action)."""
+
+    TAGS: ClassVar[tuple[str, ...]] = ()
+
+    # counters
+    reset_high_memory_stream_count: Annotated[Counter, "envoy.overload_actions.reset_high_memory_stream.count"]
+    # histograms
+    refresh_interval_delay: Annotated[Histogram, "overload.refresh_interval_delay"]
 
 
 @block

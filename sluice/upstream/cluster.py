@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from sluice.errors import ConfigError, UnsupportedError
-from sluice.stats.blocks import ClusterStats
+from sluice.stats.blocks import ClusterStats, DnsResolverStats
 from sluice.stats.store import Store
 from sluice.tasks import spawn
 from sluice.upstream import circuit_breaker
@@ -70,6 +70,8 @@ class Cluster:
         self.connect_timeout = _duration(c.connect_timeout) if c.HasField("connect_timeout") else 5.0
         self.dns_refresh_rate = _duration(c.dns_refresh_rate) if c.HasField("dns_refresh_rate") else 5.0
         self.lookup_family: int = c.dns_lookup_family
+        self.dns_stats: DnsResolverStats | None = None
+        """The shared resolver's ``dns.cares.*`` (set by the cluster manager for DNS clusters)."""
         self.stats = ClusterStats.declare(store, f"cluster.{self.name}.")
         self.stats_prefix = f"cluster.{self.name}."
         self.store = store
@@ -123,8 +125,9 @@ class Cluster:
         self.hosts: list[Host] = []
         self.pools: dict[str, HostPool] = {}
         self._refresh: asyncio.TimerHandle | None = None
-        if self.type != STATIC:
-            # Envoy sets it from each DNS resolution's hosts; a STATIC cluster leaves it unset.
+        if self.type == STRICT_DNS:
+            # Envoy sets it from each DNS resolution's hosts; STATIC and LOGICAL_DNS clusters
+            # leave it at 0 (checked with Envoy 1.40).
             self.stats.max_host_weight.set(max((e.weight for e in self.endpoints), default=0))
         if self.type == STATIC:
             self._set_hosts([Host(e.address, e.port, e.hostname, e.weight) for e in self.endpoints])
@@ -135,8 +138,9 @@ class Cluster:
     # -- discovery ----------------------------------------------------------------------
     async def initialize(self) -> None:
         """Resolve DNS clusters once; later refreshes run every ``dns_refresh_rate``."""
+        resolved = True
         if self.type != STATIC:
-            await self._resolve_all()
+            resolved = await self._resolve_all()
             self._schedule_refresh()
         if self.outlier is not None:
             self.outlier.start()
@@ -148,25 +152,32 @@ class Cluster:
             self._on_health_change()
             # Envoy's cluster warming: one round of health checks before the cluster is ready.
             await self.health_checker.first_round()
-        if self.type != STATIC:
+        if self.type != STATIC and resolved:
             # One per completed resolution; a STATIC cluster's hosts are never "updated".
             self.stats.update_success.inc()
 
-    async def _resolve_all(self) -> None:
+    async def _resolve_all(self) -> bool:
+        """One resolution of every endpoint; False when it failed (LOGICAL_DNS only: it keeps
+        its last address). A STRICT_DNS name with no address is a completed resolution with no
+        host for it, as Envoy's c-ares answer is (update_success, not update_failure)."""
         self.stats.update_attempt.inc()
         hosts: list[Host] = []
         for e in self.endpoints:
             try:
-                addrs = await resolve(e.address, self.lookup_family)
+                addrs = await resolve(e.address, self.lookup_family, self.dns_stats)
             except (OSError, UnicodeError) as exc:
                 log.warning("cluster %s: cannot resolve %s: %s", self.name, e.address, exc)
-                self.stats.update_failure.inc()
+                if self.type == LOGICAL_DNS:
+                    self.stats.update_failure.inc()
+                    return False
                 continue
             if self.type == LOGICAL_DNS:
                 addrs = addrs[:1]
             for a in addrs:
                 hosts.append(Host(a, e.port, e.hostname or e.address, e.weight))
-        self._set_hosts(hosts)
+        if not self._set_hosts(hosts):
+            self.stats.update_no_rebuild.inc()
+        return True
 
     def _schedule_refresh(self) -> None:
         loop = asyncio.get_event_loop()
@@ -177,12 +188,13 @@ class Cluster:
 
     async def _refresh_once(self) -> None:
         try:
-            await self._resolve_all()
-            self.stats.update_success.inc()
+            if await self._resolve_all():
+                self.stats.update_success.inc()
         finally:
             self._schedule_refresh()
 
-    def _set_hosts(self, hosts: list[Host]) -> None:
+    def _set_hosts(self, hosts: list[Host]) -> bool:
+        """Install ``hosts``; whether the membership changed."""
         # Keep existing Host objects (and their stats) for addresses that stay. Several
         # endpoints may share an address: each stays its own host, matched in order.
         old: dict[str, list[Host]] = {}
@@ -190,6 +202,11 @@ class Cluster:
             old.setdefault(h.address, []).append(h)
         old_addrs = set(old)
         new_hosts = [old[h.address].pop(0) if old.get(h.address) else h for h in hosts]
+        # Envoy makes a host description for every address of every resolution (a DNS
+        # cluster's refresh too, hosts unchanged or not), and each resolves its transport
+        # socket through the default matcher: one default.total_match_count (checked with
+        # Envoy 1.40: STATIC 1 per host; STRICT/LOGICAL_DNS +1 per address per refresh).
+        self.stats.default_total_match_count.inc(len(hosts))
         new_addrs = {h.address for h in new_hosts}
         changed = new_addrs != old_addrs
         for addr, pool in list(self.pools.items()):
@@ -205,6 +222,7 @@ class Cluster:
         if self.health_checker is not None:
             self.health_checker.set_hosts(new_hosts)
         self._on_health_change()
+        return changed
 
     def _on_health_change(self) -> None:
         """A host's health changed in place: the balancer recomputes, the gauge follows."""

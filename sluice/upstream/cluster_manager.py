@@ -7,14 +7,15 @@ import random
 from typing import Any
 
 from sluice.errors import ConfigError
-from sluice.stats.blocks import ClusterManagerStats, RouterStats, ThreadLocalClusterManagerStats
+from sluice.stats.blocks import ClusterManagerStats, DnsResolverStats, RouterStats, ThreadLocalClusterManagerStats
 from sluice.stats.store import Store
-from sluice.upstream.cluster import Cluster
+from sluice.upstream.cluster import STATIC, Cluster
 
 
 class ClusterManager:
     def __init__(self, clusters: Any, store: Store, rng: random.Random, runtime: Any = None) -> None:
         self.clusters: dict[str, Cluster] = {}
+        self.dns_stats: DnsResolverStats | None = None
         self.stats = ClusterManagerStats.declare(store, "cluster_manager.")
         self.async_client_stats = RouterStats.declare(store, "http.async-client.")
         """The router stats of Envoy's async client, which the cluster manager owns (Sluice's
@@ -25,7 +26,12 @@ class ClusterManager:
                 raise ConfigError(f"{path}.name: must not be empty")
             if c.name in self.clusters:
                 raise ConfigError(f"{path}.name: cluster manager: duplicate cluster '{c.name}'")
-            self.clusters[c.name] = Cluster(c, path, store, rng, runtime)
+            cluster = self.clusters[c.name] = Cluster(c, path, store, rng, runtime)
+            if cluster.type != STATIC:
+                # Envoy makes its one c-ares resolver (and dns.cares.*) for the first DNS cluster.
+                if self.dns_stats is None:
+                    self.dns_stats = DnsResolverStats.declare(store, "dns.cares.")
+                cluster.dns_stats = self.dns_stats
             self.stats.cluster_added.inc()
         self.stats.active_clusters.set(len(self.clusters))
         # Every thread holds every (static) cluster: Sluice's one loop stands for both threads.

@@ -179,9 +179,9 @@ class UpstreamConnection(asyncio.Protocol):
             handler.on_response_data(data, False)
 
     # -- used by the router -------------------------------------------------------------
-    def bind(self, handler: ResponseHandler, head_request: bool) -> None:
+    def bind(self, handler: ResponseHandler, head_request: bool, upgrade: bool = False) -> None:
         self.handler = handler
-        self.codec.expect(head_request)
+        self.codec.expect(head_request, upgrade)
         self._request_done = False
         self._response_done = False
         self._keep_alive = True

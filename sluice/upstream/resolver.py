@@ -11,6 +11,10 @@ import asyncio
 import ipaddress
 import os
 import socket
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sluice.stats.blocks import DnsResolverStats
 
 
 def parse_hosts_file(path: str) -> dict[str, list[str]]:
@@ -58,32 +62,47 @@ AUTO, V4_ONLY, V6_ONLY, V4_PREFERRED, ALL = 0, 1, 2, 3, 4
 """Cluster.DnsLookupFamily values."""
 
 
-async def resolve(name: str, lookup_family: int = AUTO) -> list[str]:
+async def resolve(name: str, lookup_family: int = AUTO, stats: DnsResolverStats | None = None) -> list[str]:
     """Every address ``name`` resolves to (in order, without duplicates), with Envoy's
-    ``dns_lookup_family`` semantics: AUTO tries IPv6 first and falls back to IPv4,
-    V4_PREFERRED the other way round, ALL returns both."""
+    ``dns_lookup_family`` semantics: AUTO tries IPv6 first and falls back to IPv4 (a second
+    query only when the first found nothing), V4_PREFERRED the other way round, ALL asks both.
+    ``stats`` counts the queries as Envoy's c-ares resolver does (``dns.cares.*``)."""
     name = local_alias(name)
     if is_ip(name):
         return [name]
-    found: list[str] = []
+    found: list[str] | None = None
     hosts_file = os.environ.get("SLUICE_HOSTS_FILE")
     if hosts_file:
-        found = parse_hosts_file(hosts_file).get(name.lower(), [])
-    v4 = [a for a in found if ":" not in a]
-    v6 = [a for a in found if ":" in a]
-    if not found:
-        v4 = await _lookup(name, socket.AF_INET) if lookup_family != V6_ONLY else []
-        v6 = await _lookup(name, socket.AF_INET6) if lookup_family != V4_ONLY else []
-    if lookup_family == V4_ONLY:
-        out = v4
-    elif lookup_family == V6_ONLY:
-        out = v6
-    elif lookup_family == V4_PREFERRED:
-        out = v4 or v6
-    elif lookup_family == ALL:
-        out = v4 + v6
-    else:
-        out = v6 or v4
+        found = parse_hosts_file(hosts_file).get(name.lower()) or None
+
+    async def query(family: int) -> list[str]:
+        if stats is not None:
+            stats.resolve_total.inc()
+        if found is not None:
+            # (the lab's hosts file stands for the containers' DNS server)
+            got = [a for a in found if (":" in a) == (family == socket.AF_INET6)]
+        else:
+            got = await _lookup(name, family)
+        if not got and stats is not None:
+            stats.not_found.inc()
+        return got
+
+    if stats is not None:
+        stats.pending_resolutions.inc()
+    try:
+        if lookup_family == V4_ONLY:
+            out = await query(socket.AF_INET)
+        elif lookup_family == V6_ONLY:
+            out = await query(socket.AF_INET6)
+        elif lookup_family == V4_PREFERRED:
+            out = await query(socket.AF_INET) or await query(socket.AF_INET6)
+        elif lookup_family == ALL:
+            out = await query(socket.AF_INET) + await query(socket.AF_INET6)
+        else:
+            out = await query(socket.AF_INET6) or await query(socket.AF_INET)
+    finally:
+        if stats is not None:
+            stats.pending_resolutions.dec()
     if not out:
         raise OSError(f"no address for {name!r}")
     return out

@@ -120,9 +120,6 @@ CATALOGUE_GAPS = {
     "envoy_filesystem_write_completed": "no file flusher stats",
     "envoy_filesystem_write_failed": "no file flusher stats",
     "envoy_filesystem_write_total_buffered": "no file flusher stats",
-    "envoy_envoy_overload_actions_reset_high_memory_stream_count": "no overload manager",
-    "envoy_overload_refresh_interval_delay": "no overload manager",
-    "envoy_cluster_default_total_match_count": "no cluster-level matcher stats",
 }
 # Families both print whose label sets differ (none left: the admin HCM has no router or tracing
 # stats and Envoy's async client has its own, as in Envoy; upstream_rq_time exists once a

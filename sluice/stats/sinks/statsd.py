@@ -337,4 +337,3 @@ class TcpStatsdSink:
     def __repr__(self) -> str:
         state = "connected" if self._transport is not None else "connecting" if self._connecting else "idle"
         return f"<TcpStatsdSink {state} buffered={self.buffer.size} overflow={self.overflow.value}>"
-

@@ -120,3 +120,30 @@ def test_101_loses_its_upgrade_header() -> None:
     c, rec = codec()
     assert c.feed(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: foo\r\nconnection: upgrade\r\n\r\n") is None
     assert rec.events == [("headers", 101, [("connection", "upgrade")], True)]
+
+
+def test_an_allowed_upgrade_s_101_switches_to_raw_bytes() -> None:
+    rec = Recorder()
+    c = ClientCodec(rec)
+    c.expect(False, upgrade=True)
+    head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    assert c.feed(head + b"\x81\x02hi") is None
+    assert c.feed(b"HTTP/1.1 200 OK\r\n\r\n") is None  # (just bytes of the new protocol)
+    assert rec.events == [
+        ("headers", 101, [("upgrade", "websocket"), ("connection", "Upgrade")], False),
+        ("body", b"\x81\x02hi", False),
+        ("body", b"HTTP/1.1 200 OK\r\n\r\n", False),
+    ]
+    assert not c.keep_alive and not c.idle and not c.until_close
+    assert c.eof() is None  # (the tunnel's end: a termination, not a protocol error)
+
+
+def test_a_101_that_does_not_switch_ends_without_its_upgrade_header() -> None:
+    for upgrade, head in ((False, b"Upgrade: websocket\r\nConnection: Upgrade\r\n"), (True, b"Upgrade: websocket\r\n")):
+        rec = Recorder()
+        c = ClientCodec(rec)
+        c.expect(False, upgrade=upgrade)
+        assert c.feed(b"HTTP/1.1 101 Switching Protocols\r\n" + head + b"\r\n") is None
+        assert rec.events[0][0] == "headers" and rec.events[0][3] is True
+        assert ("upgrade", "websocket") not in rec.events[0][2]
+        assert c.idle

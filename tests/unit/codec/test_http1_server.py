@@ -131,6 +131,52 @@ def test_other_upgrades_stop_the_codec_after_the_request() -> None:
     assert codec.feed(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n") is None and len(conn.streams) == 1
 
 
+UPGRADE_HEAD = b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n"
+
+
+def test_an_upgrade_never_ends_and_hands_every_later_byte_over_as_body() -> None:
+    conn = Conn()
+    codec = http1.ServerCodec(conn, 60 * 1024, 100)
+    # Bytes of the new protocol in the same read as the head go on at once, after it.
+    assert codec.feed(UPGRADE_HEAD + b"\x81\x02hi") is None
+    (s,) = conn.streams
+    assert s.end is False and codec.upgraded
+    # connection and upgrade stay (the connection manager forwards them for an allowed upgrade).
+    assert s.headers.entries == [["connection", "keep-alive, Upgrade"], ["upgrade", "websocket"]]
+    assert s.body == [(b"\x81\x02hi", False)]
+    # Later reads are raw bytes, never parsed (a request line is just data now), never an end.
+    assert codec.feed(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n") is None
+    assert codec.feed(b"") is None
+    assert len(conn.streams) == 1
+    assert s.body[1:] == [(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", False)]
+
+
+def test_an_upgrade_alone_passes_no_body_yet() -> None:
+    conn, err = feed(UPGRADE_HEAD)
+    assert err is None and conn.streams[0].end is False and conn.streams[0].body == []
+
+
+def test_an_upgrade_with_a_length_passes_its_body_then_the_raw_bytes_in_one_piece() -> None:
+    conn, err = feed(b"POST /ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: foo\r\nContent-Length: 5\r\n\r\nhelloRAW")
+    assert err is None
+    assert conn.streams[0].body == [(b"helloRAW", False)]
+
+
+def test_connect_still_ends_and_takes_no_more_bytes() -> None:
+    conn = Conn()
+    codec = http1.ServerCodec(conn, 60 * 1024, 100)
+    assert codec.feed(b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\nxyz") is None
+    (s,) = conn.streams
+    assert s.end is True and codec.upgraded and codec.in_message is None
+    assert codec.feed(b"more") is None and s.body == []
+
+
+def test_upgrade_without_connection_upgrade_is_an_ordinary_request() -> None:
+    conn, err = feed(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert err is None
+    assert [(s.headers.path, s.end) for s in conn.streams] == [("/", True), ("/2", True)]
+
+
 def test_underscore_actions() -> None:
     raw = b"GET / HTTP/1.1\r\nHost: h\r\nx_a: 1\r\n\r\n"
     assert feed(raw, http1.Http1Settings(headers_with_underscores="REJECT_REQUEST"))[1] is http1.UNDERSCORE_IN_HEADER
