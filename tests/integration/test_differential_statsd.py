@@ -48,7 +48,6 @@ IGNORED_GAUGE_VALUES = {
 IGNORED_TIMERS = {"cluster.colord.upstream_cx_length_ms", "cluster.colord.upstream_rq_per_cx"}
 KNOWN_GAPS = {
     # counters
-    "cluster.colord.default.total_match_count", "cluster.statsd_exporter.default.total_match_count",
     "cluster_manager.cluster_updated", "dns.cares.resolve_total", "filesystem.write_buffered",
     "filesystem.write_completed",
     # Envoy counts the deprecated fields of the course's config; Sluice reads them without counting
