@@ -235,6 +235,8 @@ EXTENSION_KINDS: Final[Mapping[str, str]] = {
 # Unsupported fields better summed up in one line than field by field: full field name → summary.
 _FIELD_SUMMARIES: Final[Mapping[str, Callable[[Any], str]]] = {
     f"{_HCM}.tracing": lambda t: f"tracing ({t.provider.name or 'no provider'})",
+    # (the filters are implemented ones, mostly: what is missing is a filter chain per upgrade)
+    f"{_HCM}.UpgradeConfig.filters": lambda f: "an upgrade's own HTTP filter chain (filters)",
 }
 
 

@@ -163,7 +163,10 @@ def _hcm(prefix: str, routes: list[dict[str, Any]], upgrades: bool) -> dict[str,
         "stat_prefix": prefix,
         "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
         "http_filters": [
-            {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+            }
         ],
     }
     if upgrades:

@@ -21,7 +21,7 @@ from sluice.config.support import (
     validate,
 )
 
-from .test_loader import HCM_PATH, LABS, cluster, config, hcm, route0
+from .test_loader import HCM_PATH, LABS, ROUTER_URL, cluster, config, hcm, route0
 
 
 def lines_for(path: Path) -> list[str]:
@@ -111,6 +111,28 @@ def test_unsupported_hcm_field() -> None:
     bootstrap = load_bootstrap(config_yaml=config(lambda d: hcm(d).update(via="edge")))
     assert unsupported_features(bootstrap) == [
         f"{HCM_PATH}.via: field 'via' is not implemented yet"
+    ]
+
+
+def test_upgrade_configs_are_supported_but_not_upgrade_filters_nor_connect_config() -> None:
+    ws = [{"upgrade_type": "websocket"}, {"upgrade_type": "h2c", "enabled": False}]
+    route_ws = [{"upgrade_type": "WebSocket", "enabled": False}]
+
+    def plain(d: dict[str, Any]) -> None:
+        hcm(d)["upgrade_configs"] = ws
+        route0(d)["route"]["upgrade_configs"] = route_ws
+
+    assert unsupported_features(load_bootstrap(config_yaml=config(plain))) == []
+    router = {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_URL}}
+
+    def unimplemented(d: dict[str, Any]) -> None:
+        hcm(d)["upgrade_configs"] = [{"upgrade_type": "websocket", "filters": [router]}]
+        route0(d)["route"]["upgrade_configs"] = [{"upgrade_type": "CONNECT", "connect_config": {}}]
+
+    assert unsupported_features(load_bootstrap(config_yaml=config(unimplemented))) == [
+        f"{HCM_PATH}.route_config.virtual_hosts[0].routes[0].route.upgrade_configs[0].connect_config: "
+        "field 'connect_config' is not implemented yet",
+        f"{HCM_PATH}.upgrade_configs[0].filters: an upgrade's own HTTP filter chain (filters) is not implemented yet",
     ]
 
 
