@@ -11,6 +11,13 @@ turns into Envoy's local reply; once that happened the codec takes no more bytes
 One Python call per parser event: httptools calls this object's ``on_*`` methods, which call
 the request decoder directly; the connection is called once per request (``new_stream``), and
 at the start of a request only when it asked for it (its timers).
+
+A chunked body is not llhttp's: it is stricter there than Envoy's parser (Balsa), and a refusal
+after the head was forwarded would leave the upstream with half of what Envoy forwards whole.
+llhttp is stopped at the end of the head and :mod:`sluice.codec.chunked` decodes the body with
+Balsa's rules; a fresh llhttp parser takes the bytes after it. llhttp reports no offsets, so
+where a head ended is found again from the bytes (only then: the plain GET path pays one list
+append per request).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import httptools
 
+from sluice.codec.chunked import ChunkedDecoder, ChunkError, head_end
 from sluice.http.headers import RequestHeaders
 
 if TYPE_CHECKING:
@@ -41,6 +49,17 @@ class Http1Settings:
     length is dropped) rather than refused."""
     headers_with_underscores: str = "ALLOW"
     """``ALLOW``, ``REJECT_REQUEST`` (400) or ``DROP_HEADER``."""
+    proper_case_words: bool = False
+    """``header_key_format.proper_case_words``: response header names written Proper-Cased."""
+    enable_trailers: bool = False
+    """Request trailers are checked as headers are (limits on their own budget, the underscore
+    rule), as Envoy's codec does when it decodes them; without it only their names and size.
+    Then they are dropped, which is what Envoy forwards with an HTTP/1 upstream: its upstream
+    codec drops request trailers, and decodes none from the response, unless the cluster's own
+    ``http_protocol_options.enable_trailers`` is set, which Sluice refuses (no cluster
+    ``http_protocol_options`` yet); no Sluice filter adds trailers. Checked against Envoy 1.40
+    in ``tests/integration/test_hcm_options.py``. An HTTP/2 upstream (the core-seams issue) is
+    where trailers first cross the proxy."""
 
 
 DEFAULT_SETTINGS = Http1Settings()
@@ -158,6 +177,49 @@ class _Refusal(Exception):
         self.error = error
 
 
+class _TakeOver(Exception):
+    """Raised at the end of a chunked request's head: the codec decodes the body itself."""
+
+
+_IDLE, _HEAD, _BODY = range(3)
+_OBS_FOLD = re.compile(rb"\r?\n[ \t]+")
+
+
+class _TrailerCheck:
+    """httptools callbacks for a trailer block. Envoy's parser checks every trailer's name;
+    with ``enable_trailers`` its codec also takes each one as a header: the header limits, on
+    their own budget (not what the headers left), and the underscore rule. Nothing is kept."""
+
+    __slots__ = ("settings", "stats", "count", "bytes")
+
+    def __init__(self, codec: ServerCodec) -> None:
+        self.settings = codec.settings if codec.settings.enable_trailers else None
+        self.stats = codec.stats
+        self.count = codec.max_headers_count
+        self.bytes = codec.max_headers_bytes
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        settings = self.settings
+        if settings is None:
+            return
+        self.bytes -= len(name) + len(value)
+        self.count -= 1
+        if self.bytes < 0 or self.count < 0:
+            raise _Refusal(HEADERS_TOO_LARGE)
+        if b"_" in name and settings.headers_with_underscores != "ALLOW":
+            if settings.headers_with_underscores == "DROP_HEADER":
+                if self.stats is not None:
+                    self.stats.dropped_headers_with_underscores.inc()
+                return
+            if self.stats is not None:
+                self.stats.requests_rejected_with_underscores_in_headers.inc()
+            raise _Refusal(UNDERSCORE_IN_HEADER)
+
+
+def _chunk_error(reason: str) -> CodecError:
+    return CodecError(400, "Bad Request", f"http1.codec_error{{{reason}}}")
+
+
 class InternalError(Exception):
     """A bug of ours raised inside a parser callback (``__cause__`` is the original)."""
 
@@ -193,7 +255,16 @@ class ServerCodec:
         "_h2c",
         "_h2c_body",
         "_body",
-        "_chunk_started",
+        "_trailer_error",
+        "_chunked",
+        "_in_body",
+        "_log",
+        "_feed_body",
+        "_feed_data",
+        "_feed_state",
+        "_tail",
+        "_deferred",
+        "_ended_in_feed",
         "_url",
         "_headers",
         "_hbytes",
@@ -234,12 +305,31 @@ class ServerCodec:
         self._h2c = False
         """The current request asked for h2c, which Envoy ignores: parsing goes on after it."""
         self._h2c_body = 0
-        self._body: list[bytes] = []
-        self._chunk_started = False
-        """A chunk header was the last thing parsed (no data of that chunk yet)."""
-        """Body bytes of the current request parsed in this ``feed`` (passed on once)."""
         """Body bytes of an h2c request still to pass on: llhttp leaves an upgrade request's
         body unparsed (it is the new protocol's), so the codec frames it by its length."""
+        self._body: list[bytes] = []
+        """Body bytes of the current request parsed in this ``feed`` (passed on once)."""
+        self._trailer_error = False
+        """The refusal came in the trailers, after the last chunk: the body read with it goes
+        on first, as Envoy has passed it on by then."""
+        self._chunked: ChunkedDecoder | None = None
+        """The current request's chunked body, decoded as Envoy decodes it (:mod:`.chunked`)."""
+        self._in_body = False
+        """llhttp is inside a request's (Content-Length) body."""
+        # Where requests start in this feed's data, found again only when needed (a chunked
+        # body to take over, a refusal to place): llhttp reports no offsets. Each request
+        # llhttp completed in this pass logs its body bytes in it; the heads are re-framed.
+        self._log: list[int] = []
+        self._feed_body = 0
+        self._feed_data = b""
+        self._feed_state = _IDLE
+        self._tail = b""
+        """The last bytes of a head still incomplete at the end of a read."""
+        self._ended_in_feed = False
+        """A chunked request ended in this ``feed`` (llhttp's log starts after it)."""
+        self._deferred: CodecError | None = None
+        """A refusal of a pipelined request whose first line had not ended: sent only when
+        more bytes come (Envoy parses such leftover bytes at the next read)."""
         self._url = b""
         self._headers: list[list[str]] = []
         self._hbytes = max_headers_bytes
@@ -257,7 +347,21 @@ class ServerCodec:
                 # The upgraded connection's raw bytes: the stream's body, as they arrive.
                 self.in_message.on_request_body(data, False)
             return self.error
+        if self._deferred is not None:
+            if data:
+                self.error = self._deferred
+            return self.error
+        self._ended_in_feed = False
         while True:
+            if self._chunked is not None:
+                end = self._feed_chunked(data)
+                if end < 0:
+                    break
+                data = data[end:]
+                self.parser = self._new_parser()
+                self._ended_in_feed = True
+                if not data:
+                    break
             if self._h2c_body:
                 body = data[: self._h2c_body]
                 self._h2c_body -= len(body)
@@ -269,6 +373,11 @@ class ServerCodec:
                 self.on_message_complete()
                 if not data:
                     break
+            self._feed_data = data
+            self._feed_state = _HEAD if self.in_headers else _BODY if self._in_body else _IDLE
+            self._feed_body = 0
+            if self._log:
+                self._log = []
             try:
                 self.parser.feed_data(data)
             except httptools.HttpParserUpgrade as exc:
@@ -288,13 +397,29 @@ class ServerCodec:
                 continue
             except httptools.HttpParserError as exc:
                 cause = exc.__cause__ or exc.__context__
+                if isinstance(cause, _TakeOver):
+                    # llhttp stopped at the end of a chunked request's head: the body is ours.
+                    end = self._head_end(self._message_start(), self._feed_state == _HEAD and not self._log)
+                    if end < 0:
+                        raise InternalError("a chunked request's head end was not found") from cause
+                    self._chunked = ChunkedDecoder(self.max_headers_bytes)
+                    data = data[end:]
+                    continue
                 if isinstance(cause, _Refusal):
                     self.error = cause.error
                 elif cause is not None and not isinstance(cause, httptools.HttpParserError):
                     raise InternalError(repr(cause)) from cause
+                elif (self._log or self._ended_in_feed) and self._line_incomplete(self._message_start()):
+                    # A pipelined request's first line refused before it ended (llhttp checks
+                    # the method as it comes; Envoy's parser reads the whole line, and leftover
+                    # bytes only at the next read): the refusal waits for more bytes.
+                    self._deferred = _parser_error(str(exc))
+                    self._body = []
+                    return None
                 else:
                     self.error = _parser_error(str(exc))
             break
+        self._tail = (self._tail + data)[-2:] if self.in_headers else b""
         pending = self._body
         if pending:
             # The body read in this pass goes on as one piece, as Envoy's codec dispatches its
@@ -302,11 +427,76 @@ class ServerCodec:
             # together); after a refusal it is dropped, not forwarded.
             self._body = []
             decoder = self.in_message
-            # (A refusal right after a chunk header is in the trailers: that header was the
-            # last chunk's, where Envoy has passed the body on already.)
-            if decoder is not None and (self.error is None or self._chunk_started):
+            if decoder is not None and (self.error is None or self._trailer_error):
                 decoder.on_request_body(pending[0] if len(pending) == 1 else b"".join(pending), False)
         return self.error
+
+    def _message_start(self) -> int:
+        """Where the request llhttp is on began in this pass's data (0 if before it)."""
+        data = self._feed_data
+        pos = 0
+        first = True
+        for body in self._log:
+            if first and self._feed_state == _BODY:
+                pos = body
+            else:
+                end = self._head_end(pos, first and self._feed_state == _HEAD)
+                if end < 0:
+                    raise InternalError("a completed request's head end was not found")
+                pos = end + body
+            first = False
+        n = len(data)
+        while pos < n and data[pos] in (0x0A, 0x0D):
+            pos += 1  # (llhttp skips line ends between requests)
+        return pos
+
+    def _head_end(self, pos: int, continued: bool) -> int:
+        return head_end(self._feed_data, pos, self._tail if continued else b"")
+
+    def _line_incomplete(self, start: int) -> bool:
+        return self._feed_data.find(b"\n", start) < 0
+
+    def _feed_chunked(self, data: bytes) -> int:
+        """Feed a chunked body; the index past the request's end in ``data``, or -1 (more
+        needed, or refused: then :attr:`error` is set)."""
+        decoder = self._chunked
+        assert decoder is not None
+        try:
+            end = decoder.feed(data, 0, self._body)
+        except ChunkError as exc:
+            self._chunked = None
+            self._trailer_error = exc.in_trailers
+            self.error = HEADERS_TOO_LARGE if exc.reason == "trailers size exceeds limit" else _chunk_error(exc.reason)
+            return -1
+        if end < 0:
+            return -1
+        self._chunked = None
+        if decoder.trailers and not self._check_trailers(bytes(decoder.trailers)):
+            return -1
+        stream = self.in_message
+        self.in_message = None
+        body = self._body
+        if body:
+            self._body = []
+        if stream is not None:
+            stream.on_request_body(b"".join(body) if body else b"", True)
+        return end
+
+    def _check_trailers(self, block: bytes) -> bool:
+        """Trailers are checked (:class:`_TrailerCheck`), then dropped: Envoy forwards none to
+        an HTTP/1 upstream (see :attr:`Http1Settings.enable_trailers`)."""
+        parser = httptools.HttpRequestParser(_TrailerCheck(self))
+        parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
+        # Balsa takes continuation lines (obs-fold) in trailers; llhttp would refuse them.
+        block = _OBS_FOLD.sub(b" ", block)
+        try:
+            parser.feed_data(b"GET / HTTP/1.1\r\n" + block)
+        except httptools.HttpParserError as exc:
+            cause = exc.__cause__ or exc.__context__
+            self.error = cause.error if isinstance(cause, _Refusal) else _parser_error(str(exc))
+            self._trailer_error = True
+            return False
+        return True
 
     def _new_parser(self) -> httptools.HttpRequestParser:
         parser = httptools.HttpRequestParser(self)
@@ -421,6 +611,10 @@ class ServerCodec:
         if not has_body:
             # (llhttp still calls on_message_complete; the stream already has its end.)
             self.in_message = None
+        elif te is not None and not self._upgrade:
+            raise _TakeOver
+        else:
+            self._in_body = True
 
     def _drop_h2c_upgrade(self, entries: list[list[str]]) -> list[list[str]]:
         """Envoy's HTTP/1 codec ignores an ``Upgrade: h2c`` request's upgrade: ``upgrade`` and
@@ -451,17 +645,14 @@ class ServerCodec:
         return out
 
     def on_body(self, body: bytes) -> None:
-        self._chunk_started = False
+        self._feed_body += len(body)
         if self.in_message is not None:
             self._body.append(body)
 
-    def on_chunk_header(self) -> None:
-        self._chunk_started = True
-
-    def on_chunk_complete(self) -> None:
-        self._chunk_started = False
-
     def on_message_complete(self) -> None:
+        self._in_body = False
+        self._log.append(self._feed_body)
+        self._feed_body = 0
         if self._h2c_body or self._upgrade:
             # (An h2c request's body follows: feed() passes it on, then ends it. An upgrade
             # request does not end: the new protocol's bytes follow as its body.)

@@ -98,7 +98,10 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
     "envoy.config.core.v3.HttpProtocolOptions": {"idle_timeout", "max_stream_duration", "max_headers_count",
                                                  "headers_with_underscores_action"},
     "envoy.config.core.v3.Http1ProtocolOptions": {"accept_http_10", "default_host_for_http_10",
-                                                  "allow_absolute_url", "allow_chunked_length"},
+                                                  "allow_absolute_url", "allow_chunked_length", "header_key_format",
+                                                  "enable_trailers"},
+    "envoy.config.core.v3.Http1ProtocolOptions.HeaderKeyFormat": {"proper_case_words"},
+    "envoy.config.core.v3.Http1ProtocolOptions.HeaderKeyFormat.ProperCaseWords": set(),
     "envoy.extensions.filters.http.router.v3.Router": set(),
     # fault filter (filter_metadata: Sluice has no dynamic metadata)
     _FAULT: {"delay", "abort", "upstream_cluster", "headers", "downstream_nodes", "max_active_faults",

@@ -534,6 +534,9 @@ def http1_settings(msg: Any) -> http1_codec.Http1Settings:
         allow_absolute_url=opts.allow_absolute_url.value if opts.HasField("allow_absolute_url") else True,
         allow_chunked_length=opts.allow_chunked_length,
         headers_with_underscores=("ALLOW", "REJECT_REQUEST", "DROP_HEADER")[action],
+        # (stateful_formatter, the oneof's other member, is refused by the support table)
+        proper_case_words=opts.header_key_format.HasField("proper_case_words"),
+        enable_trailers=opts.enable_trailers,
     )
 
 
@@ -1195,7 +1198,9 @@ class ActiveStream:
             entries.append(["connection", "keep-alive"])
         if logs.http_debug:
             debug_log.encoding_headers(self, headers, end_stream)
-        data, self._chunked = http1.encode_response_head(headers, end_stream, self._head, http10)
+        data, self._chunked = http1.encode_response_head(
+            headers, end_stream, self._head, http10, cfg.http1_settings.proper_case_words
+        )
         self.conn.write(data)
         if end_stream:
             self._on_response_complete()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+from sluice.http.header_case import proper_case
 from sluice.http.headers import RequestHeaders, ResponseHeaders
 
 _REASONS: dict[int, str] = {s.value: s.phrase for s in HTTPStatus}
@@ -67,11 +68,14 @@ def needs_chunking(headers: ResponseHeaders, end_stream: bool, head_request: boo
 
 
 def encode_response_head(
-    headers: ResponseHeaders, end_stream: bool, head_request: bool, http10: bool = False
+    headers: ResponseHeaders, end_stream: bool, head_request: bool, http10: bool = False, proper_case: bool = False
 ) -> tuple[bytes, bool]:
     """Serialise a response head; returns the bytes and whether the body is chunk-framed.
     For an HTTP/1.0 request (``http10``) the status line says HTTP/1.0 and nothing is chunked:
-    the caller closes the connection after a body without a length."""
+    the caller closes the connection after a body without a length. ``proper_case``: the
+    names are written in Envoy's ``proper_case_words`` form (:mod:`sluice.http.header_case`)."""
+    if proper_case:
+        return _encode_response_head_proper_case(headers, end_stream, head_request, http10)
     parts = [status_line(headers.status, http10)]
     saw_length = False
     for k, v in headers.entries:
@@ -91,6 +95,19 @@ def encode_response_head(
         chunked = not head_request
     parts.append(b"\r\n")
     return b"".join(parts), chunked
+
+
+def _encode_response_head_proper_case(
+    headers: ResponseHeaders, end_stream: bool, head_request: bool, http10: bool
+) -> tuple[bytes, bool]:
+    # The framing headers are added lower-case, so the whole head is re-cased: one rule for all.
+    head, chunked = encode_response_head(headers, end_stream, head_request, http10)
+    status, _, rest = head.partition(b"\r\n")
+    lines = [status]
+    for line in rest.split(b"\r\n"):
+        name, sep, value = line.partition(b":")
+        lines.append(proper_case(name.decode("latin-1")).encode("latin-1") + sep + value if sep else line)
+    return b"\r\n".join(lines), chunked
 
 
 def encode_request_head(headers: RequestHeaders, end_stream: bool, upgrade: bool = False) -> tuple[bytes, bool]:

@@ -108,7 +108,7 @@ class Tunnel:
         if not server_set:
             out.append(["server", cfg.server_name])
         headers.entries = out
-        data, _ = http1.encode_response_head(headers, False, False)
+        data, _ = http1.encode_response_head(headers, False, False, proper_case=cfg.http1_settings.proper_case_words)
         stream.conn.write(data)
         self.established = True
         # Envoy charges the response code with the headers: a 1xx, completed.

@@ -69,11 +69,7 @@ IDLE_WAIT = 0.08
 TOTAL_WAIT = 1.5
 
 # case name → what Sluice does vs Envoy (strict xfail; remove the entry once fixed).
-KNOWN_DIFFERENCES: dict[str, str] = {
-    "cl-body-long": "the 2 bytes after the body ('lo'): Sluice answers 400 and closes at once, Envoy waits for the rest of that request",
-    "chunk-extension-bare": "chunk size '5;' (empty extension): Sluice 400 after forwarding the headers, Envoy accepts and forwards the body",
-    "chunk-missing-crlf-after-data": "'hello' then 'X' instead of CRLF: Sluice 400 after forwarding headers+chunk, Envoy forwards the whole body and answers 200",
-}
+KNOWN_DIFFERENCES: dict[str, str] = {}
 
 
 # ------------------------------------------------------------------------------------------

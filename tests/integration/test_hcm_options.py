@@ -4,7 +4,8 @@ answer, whether the connection closed, the bytes the upstream received and the H
 compared.
 
 Options: ``http_protocol_options`` (``accept_http_10``, ``default_host_for_http_10``,
-``allow_absolute_url``, ``allow_chunked_length``), ``headers_with_underscores_action``,
+``allow_absolute_url``, ``allow_chunked_length``, ``header_key_format``, ``enable_trailers``),
+``headers_with_underscores_action``,
 ``normalize_path``, ``merge_slashes``, ``path_with_escaped_slashes_action``, and the defaults
 (HTTP/1.0 refused, absolute URLs taken, escaped slashes kept)."""
 
@@ -35,6 +36,9 @@ OPTIONS = {
     "reject_slashes": "path_with_escaped_slashes_action: REJECT_REQUEST",
     "redirect_slashes": "path_with_escaped_slashes_action: UNESCAPE_AND_REDIRECT",
     "forward_slashes": "path_with_escaped_slashes_action: UNESCAPE_AND_FORWARD\nnormalize_path: true",
+    "proper_case": "http_protocol_options: {header_key_format: {proper_case_words: {}}, accept_http_10: true}",
+    "trailers": "http_protocol_options: {enable_trailers: true}",
+    "trailers_underscores": "http_protocol_options: {enable_trailers: true}\ncommon_http_protocol_options: {headers_with_underscores_action: REJECT_REQUEST, max_headers_count: 10}",
 }
 
 LISTENER = """
@@ -90,6 +94,39 @@ CASES: list[tuple[str, str, bytes]] = [
     ("underscore-allowed", "defaults", _raw("GET /a HTTP/1.1", "Host: x", "x_under: 1", "x-ok: 2")),
     ("underscore-rejected", "reject_underscores", _raw("GET /a HTTP/1.1", "Host: x", "x_under: 1", "x-ok: 2")),
     ("underscore-dropped", "drop_underscores", _raw("GET /a HTTP/1.1", "Host: x", "x_under: 1", "x-ok: 2")),
+    # header_key_format: proper_case_words re-cases every response name (the upstream's, the
+    # proxy's own, local replies', the framing headers); the upstream request keeps its case
+    ("proper-case-upstream-names", "proper_case", _raw("GET /mixed HTTP/1.1", "Host: x", "x-Up_case: 1")),
+    ("proper-case-chunked", "proper_case", _raw("GET /chunked HTTP/1.1", "Host: x")),
+    ("proper-case-head", "proper_case", _raw("HEAD /chunked HTTP/1.1", "Host: x")),
+    ("proper-case-local-400", "proper_case", _raw("GET /a HTTP/1.1", "Host: a b")),
+    ("proper-case-local-431", "proper_case", _raw("GET /a HTTP/1.1", "Host: x", *[f"h{i}: v" for i in range(101)])),
+    ("proper-case-expect", "proper_case", _raw("POST /a HTTP/1.1", "Host: x", "Expect: 100-continue", "Content-Length: 2", body="hi")),
+    ("proper-case-close", "proper_case", _raw("GET /a HTTP/1.1", "Host: x", "Connection: close")),
+    ("proper-case-http10-keep-alive", "proper_case", _raw("GET /a HTTP/1.0", "Host: x", "Connection: keep-alive")),
+    ("proper-case-empty-body", "proper_case", _raw("GET /empty HTTP/1.1", "Host: x")),
+    # enable_trailers with an HTTP/1 upstream: what each side forwards of the trailers
+    ("trailers-request", "trailers", _raw("POST /a HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\nx-t: a\r\n\r\n")),
+    ("trailers-request-two", "trailers", _raw("POST /a HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\nx-t1: a\r\nx-t2: b\r\n\r\n")),
+    ("trailers-request-underscore", "trailers", _raw("POST /a HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\nx_t: a\r\n\r\n")),
+    ("trailers-request-bad-name", "trailers", _raw("POST /a HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\nbad name: a\r\n\r\n")),
+    ("trailers-request-no-colon", "trailers", _raw("POST /a HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\nnocolon\r\n\r\n")),
+    ("trailers-request-content-length", "trailers", _raw("POST /a HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\ncontent-length: 9\r\n\r\n")),
+    ("trailers-request-many", "trailers", _raw("POST /a HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\n" + "".join(f"t{i}: v\r\n" for i in range(120)) + "\r\n")),
+    ("trailers-request-large", "trailers", _raw("POST /a HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\nx-big: " + "v" * 70000 + "\r\n\r\n")),
+    ("trailers-response", "trailers", _raw("GET /trailers HTTP/1.1", "Host: x")),
+    # without enable_trailers Envoy checks trailer names and the block's size, not the header
+    # limits (count, bytes left after the headers) nor the underscore rule
+    ("trailers-off-many", "defaults", _raw("POST /a HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\n" + "".join(f"t{i}: v\r\n" for i in range(120)) + "\r\n")),
+    ("trailers-off-after-big-headers", "defaults", _raw("POST /a HTTP/1.1", "Host: x", "x-big: " + "h" * 40000, "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\nx-t: " + "t" * 30000 + "\r\n\r\n")),
+    ("trailers-on-after-big-headers", "trailers", _raw("POST /a HTTP/1.1", "Host: x", "x-big: " + "h" * 40000, "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\nx-t: " + "t" * 30000 + "\r\n\r\n")),
+    ("trailers-off-underscore-rejected", "reject_underscores", _raw("POST /a HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\nx_t: a\r\n\r\n")),
+    ("trailers-off-underscore-dropped", "drop_underscores", _raw("POST /a HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\nx_t: a\r\n\r\n")),
+    ("trailers-on-underscore-rejected", "trailers_underscores", _raw("POST /a HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\nx_t: a\r\n\r\n")),
+    ("trailers-on-count-own-budget", "trailers_underscores", _raw("POST /a HTTP/1.1", "Host: x", *[f"h{i}: v" for i in range(8)], "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\n" + "".join(f"t{i}: v\r\n" for i in range(10)) + "\r\n")),
+    ("trailers-on-count-over", "trailers_underscores", _raw("POST /a HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\n" + "".join(f"t{i}: v\r\n" for i in range(11)) + "\r\n")),
+    ("trailers-off-too-long", "defaults", _raw("POST /a HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\nx-t: " + "t" * 70000 + "\r\n\r\n")),
+    ("trailers-response-default", "defaults", _raw("GET /trailers HTTP/1.1", "Host: x")),
 ]  # fmt: skip
 
 PATHS = [
@@ -104,7 +141,8 @@ for _listener in ("defaults", "normalize", "reject_slashes", "redirect_slashes",
 
 class RecordingUpstream:
     """Records every byte it receives; answers each request it can frame with ``ok`` (with a
-    content-length, or chunked when the path starts with ``/chunked``)."""
+    content-length, or chunked when the path starts with ``/chunked``; ``/trailers``: chunked
+    with a trailer; ``/mixed``: mixed-case header names; ``/empty``: a 204)."""
 
     def __init__(self, loop: LoopThread) -> None:
         self.received = bytearray()
@@ -131,8 +169,15 @@ class RecordingUpstream:
                                 break
                             rest = rest[n:]
                         buf = rest
-                        if head.split(b" ", 2)[1].startswith(b"/chunked"):
+                        path = head.split(b" ", 2)[1]
+                        if path.startswith(b"/chunked"):
                             writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+                        elif path == b"/trailers":
+                            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-t\r\n\r\n2\r\nok\r\n0\r\nx-t: v\r\n\r\n")
+                        elif path == b"/mixed":
+                            writer.write(b"HTTP/1.1 200 OK\r\nX-MiXed_case-9z: 1\r\n1abc: x\r\na--b.c~d: y\r\nContent-Length: 2\r\n\r\nok")
+                        elif path == b"/empty":
+                            writer.write(b"HTTP/1.1 204 No Content\r\nx-e: 1\r\n\r\n")
                         else:
                             writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                         await writer.drain()

@@ -136,6 +136,22 @@ def test_upgrade_configs_are_supported_but_not_upgrade_filters_nor_connect_confi
     ]
 
 
+def test_header_key_format_takes_proper_case_words_but_not_a_stateful_formatter() -> None:
+    def fmt(key_format: dict[str, Any]) -> list[str]:
+        def edit(d: dict[str, Any]) -> None:
+            hcm(d)["http_protocol_options"] = {"header_key_format": key_format, "enable_trailers": True}
+
+        return unsupported_features(load_bootstrap(config_yaml=config(edit)))
+
+    assert fmt({"proper_case_words": {}}) == []
+    formatter = {"name": "preserve_case", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.http.header_formatters.preserve_case.v3.PreserveCaseFormatterConfig"}}
+    assert fmt({"stateful_formatter": formatter}) == [
+        f"{HCM_PATH}.http_protocol_options.header_key_format.stateful_formatter: "
+        "field 'stateful_formatter' is not implemented yet"
+    ]
+
+
 def test_redirect_action_supports_all_fields() -> None:
     redirect = {"https_redirect": True, "host_redirect": "a.example", "response_code": "FOUND", "strip_query": True}
 
