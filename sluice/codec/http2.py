@@ -1,0 +1,591 @@
+"""The HTTP/2 server codec, sans I/O: frames in, request events out; responses in, frames out.
+
+Envoy's ``Http2::ServerConnectionImpl`` (``source/common/http/http2/codec_impl.cc``) on top of
+the ``h2`` state machine, where Envoy 1.40 sits on oghttp2. The shape is the HTTP/1 codec's
+(:mod:`sluice.codec.http1`): :meth:`ServerCodec.feed` takes bytes, the connection's
+``new_stream(headers, end_stream)`` returns the :class:`RequestDecoder` that gets the body (and
+trailers and resets, if it has the methods), and a refusal of the connection comes back as a
+:class:`~sluice.codec.http1.CodecError`. Bytes to write accumulate in the codec until
+:meth:`ServerCodec.data_to_send`, so the connection writes once per event-loop iteration.
+
+Stream ids: ``new_stream`` keeps http1's signature; while it (or any decoder callback) runs,
+:attr:`ServerCodec.current_stream_id` is the stream being dispatched (Envoy's
+``current_stream_id_``). The connection reads it in ``new_stream`` and keeps it next to its
+stream; responses name it (``encode_headers(stream_id, ...)``).
+
+Header validation is ours, not h2's (``validate_inbound_headers=False``): h2's checks loop over
+every byte in Python, refuse what Envoy takes (a ``host`` differing from ``:authority``) and make
+every bad header a connection error. :func:`_validate` applies oghttp2's rules
+(``quiche/http2/adapter/header_validator.cc``) with compiled patterns, one pass per header list.
+What h2 still checks itself (frame layout, HPACK, ``content-length`` against the body, stream
+states, flow control) is a connection error: GOAWAY with h2's error code, as Envoy's codec
+closes the connection on those (``ERR_PROTO``, ``ERR_FLOW_CONTROL``...).
+
+One Python call per h2 event: a HEADERS (or DATA) frame that ends the stream is one
+``new_stream(..., True)`` (or ``on_request_body(data, True)``), using h2's ``stream_ended`` link.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+from sluice.codec.http1 import CodecError
+from sluice.http.headers import HeaderMap, RequestHeaders, ResponseHeaders
+from sluice.stats.store import Counter, Gauge, StatsBlock, block
+
+
+@dataclass(frozen=True, slots=True)
+class Http2Settings:
+    """The ``http2_protocol_options`` (and HCM header limits) the codec applies. Defaults are
+    Envoy's, from ``api/envoy/config/core/v3/protocol.proto`` and the HCM's
+    ``max_request_headers_kb`` / ``common_http_protocol_options.max_headers_count``."""
+
+    max_concurrent_streams: int = 2147483647
+    """protocol.proto: "default is 2147483647" (Envoy's ``OptionsLimits``)."""
+    initial_stream_window_size: int = 268435456
+    """protocol.proto: 256 MiB; also Envoy's per-stream buffer limit (``per_stream_buffer_limit_``)."""
+    initial_connection_window_size: int = 268435456
+    """protocol.proto: 256 MiB, reached with a WINDOW_UPDATE on stream 0 right after SETTINGS."""
+    max_headers_kb: int = 60
+    """HCM ``max_request_headers_kb`` (60): bytes of names and values, per header list."""
+    max_headers_count: int = 100
+    """HCM ``max_headers_count`` (100), pseudo-headers included (Envoy's header map holds them)."""
+    allow_connect: bool = False
+    """Extended CONNECT (RFC 8441, ``:protocol``). Off, a ``:protocol`` request is malformed, as
+    oghttp2 treats it without ``allow_extended_connect``; plain CONNECT is not concerned."""
+    stream_error_on_invalid_http_message: bool = False
+    """``override_stream_error_on_invalid_http_message``: off (Envoy's default) a malformed
+    request ends the whole connection (RST_STREAM, then GOAWAY PROTOCOL_ERROR); on, only the
+    stream is reset with PROTOCOL_ERROR."""
+
+
+DEFAULT_SETTINGS = Http2Settings()
+
+
+@block
+class Http2CodecStats(StatsBlock):
+    """``http2.*`` (ALL_HTTP2_CODEC_STATS, ``source/common/http/http2/codec_stats.h``): only the
+    stats this codec counts."""
+
+    TAGS: ClassVar[tuple[str, ...]] = ()
+
+    # counters
+    goaway_sent: Counter
+    header_overflow: Counter
+    rx_messaging_error: Counter
+    rx_reset: Counter
+    trailers: Counter
+    tx_reset: Counter
+    # gauges
+    pending_send_bytes: Gauge
+    streams_active: Gauge
+
+
+class RequestDecoder(Protocol):
+    """Where a request's body goes. Optional, looked up once per stream:
+    ``on_request_trailers(trailers: HeaderMap)`` (ends the request; without it trailers are
+    dropped and the body ends empty) and ``on_reset(reason: str)`` (the peer reset the stream)."""
+
+    def on_request_body(self, data: bytes, end_stream: bool) -> None: ...
+
+
+class TrailersDecoder(Protocol):
+    def on_request_trailers(self, trailers: HeaderMap) -> None: ...
+
+
+class ResetObserver(Protocol):
+    def on_reset(self, reason: str) -> None: ...
+
+
+class Http2ServerCallbacks(Protocol):
+    """What the codec calls on its connection (http1's ``new_stream``)."""
+
+    def new_stream(self, headers: RequestHeaders, end_stream: bool) -> RequestDecoder: ...
+
+
+# Envoy's Http::Utility::resetReasonToString for the reasons the codec raises.
+REMOTE_RESET = "remote reset"
+REMOTE_REFUSED_STREAM_RESET = "remote refused stream reset"
+CONNECT_ERROR = "remote error with CONNECT request"
+LOCAL_RESET = "local reset"
+
+# With oghttp2 Envoy's codec_strerror() is "unknown_error", and the connection manager closes
+# with "codec_error:" + it (handleCodecError). Status and body are unused: the GOAWAY is the
+# answer. h2's own message is kept in ServerCodec.error_reason for logs.
+CODEC_ERROR = CodecError(400, "", "codec_error:unknown_error")
+
+_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
+# oghttp2's GetInvalidHttp2HeaderSet plus "upgrade" (RFC 9113 8.2.2).
+_CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
+_NAME = re.compile(rb"[!#$%&'*+\-.0-9^_`a-z|~]+")  # oghttp2 kHttp2HeaderNameAllowedChars
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # outside tab, SP, VCHAR, obs-text
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a method
+_AUTHORITY = re.compile(rb"[A-Za-z0-9\-._~%!$&'()\[\]*+,;=:]*")  # oghttp2 kValidAuthorityChars
+
+
+class _Malformed(Exception):
+    """A header list oghttp2 calls invalid (HEADER_FIELD_INVALID / HTTP_MESSAGING)."""
+
+
+class _Overflow(Exception):
+    """Over max_headers_kb / max_headers_count."""
+
+
+def _validate(
+    headers: Iterable[tuple[bytes, bytes]], max_bytes: int, max_count: int, allow_connect: bool
+) -> tuple[dict[bytes, bytes], list[list[str]]]:
+    """Pseudo-headers and entries of a request (or trailer) header list, checked as oghttp2 and
+    Envoy's ``saveHeader`` check them. Cookie crumbs are joined with "; " and appended last, as
+    Envoy's ``reconstituteCrumbledCookies`` does at the end of the block (and, as there, they
+    count toward neither limit). ``host`` after ``:authority`` is discarded
+    (``http2_discard_host_header``); alone, it is the authority."""
+    pseudo: dict[bytes, bytes] = {}
+    entries: list[list[str]] = []
+    cookies: list[bytes] = []
+    size = count = 0
+    for name, value in headers:
+        if _BAD_VALUE.search(value) is not None:
+            raise _Malformed
+        if name[:1] == b":":
+            if entries or cookies or name not in _PSEUDO or name in pseudo:
+                raise _Malformed  # after a regular header, unknown, or repeated
+            pseudo[name] = value
+        elif _NAME.fullmatch(name) is None or name in _CONNECTION_SPECIFIC:
+            raise _Malformed
+        elif name == b"cookie":
+            cookies.append(value)
+            continue
+        elif name == b"host":
+            if b":authority" in pseudo:
+                continue
+            pseudo[b":authority"] = value
+        elif name == b"te" and value != b"trailers":
+            raise _Malformed
+        else:
+            entries.append([name.decode("latin-1"), value.decode("latin-1")])
+        size += len(name) + len(value)
+        count += 1
+    if size > max_bytes or count > max_count:
+        raise _Overflow
+    if cookies:
+        entries.append(["cookie", b"; ".join(cookies).decode("latin-1")])
+    if b":protocol" in pseudo and not allow_connect:
+        raise _Malformed
+    return pseudo, entries
+
+
+def _request(pseudo: dict[bytes, bytes], entries: list[list[str]]) -> RequestHeaders:
+    """oghttp2's ValidateRequestHeaders: which pseudo-headers a request must (and must not) have."""
+    method = pseudo.get(b":method")
+    authority = pseudo.get(b":authority")
+    if method is None or _TOKEN.fullmatch(method) is None:
+        raise _Malformed
+    if authority is not None and _AUTHORITY.fullmatch(authority) is None:
+        raise _Malformed
+    path = pseudo.get(b":path")
+    scheme = pseudo.get(b":scheme")
+    if method == b"CONNECT" and b":protocol" not in pseudo:
+        # RFC 9113 8.5: :method and a non-empty :authority only. Sluice's CONNECT shape is
+        # http1's: no path, the target as authority.
+        if not authority or path is not None or scheme is not None:
+            raise _Malformed
+        return RequestHeaders("CONNECT", "", authority.decode("latin-1"), entries, "http", "2")
+    if authority is None or path is None or scheme is None:
+        raise _Malformed  # oghttp2 requires :authority (or host) too
+    if path[:1] != b"/" and not (path == b"*" and method == b"OPTIONS"):
+        raise _Malformed
+    protocol = pseudo.get(b":protocol")
+    m = method.decode("latin-1")
+    if protocol is not None:
+        if m != "CONNECT":
+            raise _Malformed
+        # Extended CONNECT becomes an HTTP/1 upgrade (Envoy's transformUpgradeRequestFromH2toH1).
+        m = "GET"
+        entries.append(["upgrade", protocol.decode("latin-1")])
+        entries.append(["connection", "upgrade"])
+    return RequestHeaders(m, path.decode("latin-1"), authority.decode("latin-1"), entries, scheme.decode("latin-1"), "2")
+
+
+class _Stream:
+    __slots__ = ("stream_id", "decoder", "on_trailers", "on_reset", "pending", "end", "trailers", "done", "remote_end")
+
+    def __init__(self, stream_id: int) -> None:
+        self.stream_id = stream_id
+        self.decoder: RequestDecoder | None = None
+        self.on_trailers: TrailersDecoder | None = None
+        self.on_reset: ResetObserver | None = None
+        self.pending = bytearray()
+        """Response body the peer's window does not allow yet."""
+        self.end = False
+        """The response's end was encoded (it goes once ``pending`` is out)."""
+        self.trailers: list[tuple[bytes, bytes]] | None = None
+        self.done = False
+        """The frame ending the response was handed to h2."""
+        self.remote_end = False
+
+
+def _encode(entries: list[list[str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in entries]
+
+
+class ServerCodec:
+    """One downstream HTTP/2 connection (see the module docstring)."""
+
+    __slots__ = (
+        "callbacks", "settings", "stats", "conn", "error", "error_reason", "current_stream_id",
+        "goaway_last_stream_id", "_streams", "_out", "_max_bytes", "_hpack_limit",
+    )  # fmt: skip
+
+    def __init__(
+        self, callbacks: Http2ServerCallbacks, settings: Http2Settings = DEFAULT_SETTINGS, stats: Http2CodecStats | None = None
+    ) -> None:
+        self.callbacks = callbacks
+        self.settings = settings
+        self.stats = stats
+        self.error: CodecError | None = None
+        """Set once the connection failed: nothing more is parsed."""
+        self.error_reason = ""
+        """h2's (or our) reason for :attr:`error`, for logs."""
+        self.current_stream_id = 0
+        """The stream whose event is being dispatched (valid inside ``new_stream`` and decoder callbacks)."""
+        self.goaway_last_stream_id: int | None = None
+        """Set by :meth:`goaway`: streams above it are refused."""
+        self._streams: dict[int, _Stream] = {}
+        self._out: list[bytes] = []
+        self._max_bytes = settings.max_headers_kb * 1024
+        # h2 refuses (ENHANCE_YOUR_CALM, connection error) an HPACK block decoding to more than
+        # this; oghttp2 bounds HPACK work at 4x max_header_list_bytes likewise. Below it the
+        # limits are Envoy's, per stream.
+        self._hpack_limit = 4 * self._max_bytes
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding=None, validate_inbound_headers=False, normalize_inbound_headers=False
+        )
+        conn = self.conn = h2.connection.H2Connection(config)
+        codes = h2.settings.SettingCodes
+        # Envoy's sendSettings: these named parameters (oghttp2 adds MAX_HEADER_LIST_SIZE).
+        conn.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                codes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
+                codes.INITIAL_WINDOW_SIZE: settings.initial_stream_window_size,
+                codes.ENABLE_CONNECT_PROTOCOL: int(settings.allow_connect),
+                codes.MAX_HEADER_LIST_SIZE: self._max_bytes,
+            },
+        )
+        conn.decoder.max_header_list_size = self._hpack_limit
+        conn.initiate_connection()
+        if settings.initial_connection_window_size > 65535:
+            conn.increment_flow_control_window(settings.initial_connection_window_size - 65535)
+
+    def __repr__(self) -> str:
+        return f"<ServerCodec [streams: {len(self._streams)} | error: {self.error_reason or None}]>"
+
+    # -- input --------------------------------------------------------------------------
+    def feed(self, data: bytes) -> CodecError | None:
+        """Parse ``data`` (the connection preface included); the error that ended the
+        connection, if any (then also :attr:`error`; its GOAWAY is in :meth:`data_to_send`)."""
+        if self.error is not None:
+            return self.error
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            # h2 has queued GOAWAY with the error's code (Envoy: the codec's GOAWAY, then
+            # dispatch fails with a codec protocol error) - except for a bad preface, refused
+            # before its frame loop: oghttp2 sends GOAWAY PROTOCOL_ERROR there too.
+            if self.conn.state_machine.state != h2.connection.ConnectionState.CLOSED:
+                self.conn.close_connection(exc.error_code)
+            return self._fail(str(exc))
+        for event in events:
+            if self.error is not None:
+                break  # (oghttp2 stops processing at a connection error)
+            handler = _HANDLERS.get(type(event))
+            if handler is not None:
+                handler(self, event)
+        return self.error
+
+    def _fail(self, reason: str) -> CodecError:
+        self.error = CODEC_ERROR
+        self.error_reason = reason
+        return CODEC_ERROR
+
+    def _on_request(self, event: h2.events.RequestReceived) -> None:
+        sid = event.stream_id
+        assert event.headers is not None
+        stats = self.stats
+        if self.goaway_last_stream_id is not None and sid > self.goaway_last_stream_id:
+            self._reset(sid, ErrorCodes.REFUSED_STREAM)  # after our GOAWAY: not processed
+            return
+        try:
+            settings = self.settings
+            headers = _request(*_validate(event.headers, self._max_bytes, settings.max_headers_count, settings.allow_connect))
+        except _Overflow:
+            # Envoy: saveHeader returns ERR_TEMPORAL_CALLBACK_FAILURE -> oghttp2 HEADER_RST_STREAM,
+            # RST_STREAM INTERNAL_ERROR. Divergence from Envoy: its connection manager has seen
+            # the stream (created at the first header); ours never does.
+            if stats is not None:
+                stats.header_overflow.inc()
+            self._reset(sid, ErrorCodes.INTERNAL_ERROR)
+            return
+        except _Malformed:
+            self._malformed(sid)
+            return
+        stream = _Stream(sid)
+        self._streams[sid] = stream
+        if stats is not None:
+            stats.streams_active.inc()
+        ended = event.stream_ended is not None
+        stream.remote_end = ended
+        self.current_stream_id = sid
+        decoder = stream.decoder = self.callbacks.new_stream(headers, ended)
+        stream.on_trailers = decoder if hasattr(decoder, "on_request_trailers") else None  # type: ignore[assignment]
+        stream.on_reset = decoder if hasattr(decoder, "on_reset") else None  # type: ignore[assignment]
+
+    def _malformed(self, sid: int) -> None:
+        # oghttp2 OnHeaderStatus: RST_STREAM PROTOCOL_ERROR, then Envoy's onInvalidFrame counts
+        # rx_messaging_error and, unless stream errors are allowed, fails the connection:
+        # GOAWAY PROTOCOL_ERROR.
+        if self.stats is not None:
+            self.stats.rx_messaging_error.inc()
+        stream = self._reset(sid, ErrorCodes.PROTOCOL_ERROR)
+        if not self.settings.stream_error_on_invalid_http_message:
+            self.conn.close_connection(ErrorCodes.PROTOCOL_ERROR)
+            self._fail("http2.violation.of.messaging.rule")
+        elif stream is not None and stream.on_reset is not None:
+            # (Envoy's getMessagingErrorResetReason: ProtocolError.)
+            stream.on_reset.on_reset("protocol error")
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        sid = event.stream_id
+        data = event.data or b""
+        stream = self._streams.get(sid)
+        # The window goes back at once (Envoy's onData: MarkDataConsumedForStream, unless the
+        # stream is read-disabled). Divergence from Envoy: no read-disable yet.
+        if event.flow_controlled_length:
+            self.conn.acknowledge_received_data(event.flow_controlled_length, sid)
+        if stream is None or stream.decoder is None:
+            return  # (a stream reset earlier in this read)
+        ended = event.stream_ended is not None
+        stream.remote_end = ended
+        self.current_stream_id = sid
+        stream.decoder.on_request_body(data, ended)
+        if ended:
+            self._maybe_close(stream)
+
+    def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
+        sid = event.stream_id
+        stream = self._streams.get(sid)
+        if stream is None or stream.decoder is None:
+            return
+        if self.stats is not None:
+            self.stats.trailers.inc()  # (Envoy: at the second HEADERS' onBeginHeaders)
+        assert event.headers is not None
+        try:
+            # Trailers get their own budget (Envoy's allocTrailers: a fresh map).
+            pseudo, entries = _validate(event.headers, self._max_bytes, self.settings.max_headers_count, False)
+            if pseudo:
+                raise _Malformed  # oghttp2 ValidateRequestTrailers: no pseudo-headers
+        except _Overflow:
+            if self.stats is not None:
+                self.stats.header_overflow.inc()
+            self._reset(sid, ErrorCodes.INTERNAL_ERROR)
+            if stream.on_reset is not None:
+                # Envoy's onStreamClose maps INTERNAL_ERROR to RemoteReset.
+                stream.on_reset.on_reset(REMOTE_RESET)
+            return
+        except _Malformed:
+            self._malformed(sid)
+            return
+        stream.remote_end = True
+        self.current_stream_id = sid
+        if stream.on_trailers is not None:
+            stream.on_trailers.on_request_trailers(HeaderMap(entries))
+        else:
+            stream.decoder.on_request_body(b"", True)
+        self._maybe_close(stream)
+
+    def _on_reset(self, event: h2.events.StreamReset) -> None:
+        stream = self._streams.get(event.stream_id)
+        if self.stats is not None:
+            if event.remote_reset:
+                self.stats.rx_reset.inc()
+            else:
+                self.stats.tx_reset.inc()  # (one h2 sent itself)
+        if stream is None:
+            return
+        self._drop(stream)
+        if stream.on_reset is not None:
+            code = event.error_code
+            reason = REMOTE_RESET
+            if code == ErrorCodes.REFUSED_STREAM:
+                reason = REMOTE_REFUSED_STREAM_RESET
+            elif code == ErrorCodes.CONNECT_ERROR:
+                reason = CONNECT_ERROR
+            self.current_stream_id = stream.stream_id
+            stream.on_reset.on_reset(reason if event.remote_reset else LOCAL_RESET)
+
+    def _on_window(self, event: h2.events.WindowUpdated | h2.events.RemoteSettingsChanged) -> None:
+        if isinstance(event, h2.events.WindowUpdated) and event.stream_id:
+            stream = self._streams.get(event.stream_id)
+            if stream is not None and stream.pending:
+                self._flush(stream)
+            return
+        # The connection window (or every stream's initial window) grew.
+        for stream in list(self._streams.values()):
+            if stream.pending:
+                self._flush(stream)
+
+    def _on_settings_ack(self, event: h2.events.SettingsAcknowledged) -> None:
+        # h2 sets its HPACK limit to our acknowledged MAX_HEADER_LIST_SIZE: put the bound back.
+        self.conn.decoder.max_header_list_size = self._hpack_limit
+
+    # -- output -------------------------------------------------------------------------
+    def data_to_send(self) -> bytes:
+        """Everything to write since the last call (frames h2 queued included)."""
+        out = self._out
+        pending = self.conn.data_to_send()
+        if not out:
+            return pending
+        out.append(pending)
+        self._out = []
+        return b"".join(out)
+
+    def encode_headers(self, stream_id: int, headers: ResponseHeaders, end_stream: bool) -> None:
+        """A response's headers (1xx included). A stream already reset is ignored."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return
+        block = [(b":status", str(headers.status).encode("latin-1"))]
+        block.extend(_encode(headers.entries))
+        self.conn.send_headers(stream_id, block, end_stream=end_stream)
+        if end_stream:
+            stream.end = stream.done = True
+            self._maybe_close(stream)
+
+    def encode_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        """Body: sent as far as the peer's windows allow, the rest held (see :meth:`buffered_bytes`)
+        and sent as WINDOW_UPDATEs come."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return
+        stream.pending += data
+        if self.stats is not None:
+            self.stats.pending_send_bytes.inc(len(data))
+        stream.end = end_stream
+        self._flush(stream)
+
+    def encode_trailers(self, stream_id: int, trailers: HeaderMap) -> None:
+        """Trailers end the response, after any body still held (Envoy's pending_trailers_to_encode_).
+        Empty trailers become an empty DATA frame ending the stream, as Envoy sends them."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return
+        stream.trailers = _encode(trailers.entries)
+        stream.end = True
+        self._flush(stream)
+
+    def buffered_bytes(self, stream_id: int) -> int:
+        """Response bytes held for lack of window: the caller's back-pressure signal (Envoy's
+        stream high watermark is ``initial_stream_window_size``)."""
+        stream = self._streams.get(stream_id)
+        return len(stream.pending) if stream is not None else 0
+
+    def reset_stream(self, stream_id: int, error_code: int = ErrorCodes.NO_ERROR) -> None:
+        """Reset a stream (Envoy's reasonToReset: NO_ERROR for a local reset, REFUSED_STREAM,
+        CONNECT_ERROR). Held body is dropped. Divergence from Envoy: no deferred reset after a
+        completely encoded response whose frames still wait for window; it is cut."""
+        self._reset(stream_id, error_code)
+
+    def goaway(self, last_stream_id: int | None = None, error_code: int = ErrorCodes.NO_ERROR) -> None:
+        """GOAWAY. ``last_stream_id`` defaults to the highest stream received (Envoy's goAway);
+        2**31-1 is the drain's first notice (shutdownNotice). With NO_ERROR the streams at or
+        below it go on, and later ones are refused; any other code ends the connection."""
+        conn = self.conn
+        if last_stream_id is None:
+            last_stream_id = conn.highest_inbound_stream_id
+        if self.stats is not None:
+            self.stats.goaway_sent.inc()
+        if error_code != ErrorCodes.NO_ERROR:
+            conn.close_connection(error_code, last_stream_id=last_stream_id)
+            self._fail(f"goaway {error_code}")
+            return
+        # h2's close_connection would close the state machine, and the streams with it: the
+        # frame is written by hand, in order after what h2 has queued.
+        self.goaway_last_stream_id = last_stream_id
+        self._out.append(conn.data_to_send())
+        self._out.append(GoAwayFrame(0, last_stream_id=last_stream_id, error_code=0).serialize())
+
+    # -- internals ----------------------------------------------------------------------
+    def _flush(self, stream: _Stream) -> None:
+        conn = self.conn
+        sid = stream.stream_id
+        buf = stream.pending
+        sent = 0
+        ended = False
+        while buf:
+            n = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size, len(buf))
+            if n <= 0:
+                break
+            chunk = bytes(buf[:n])
+            del buf[:n]
+            sent += n
+            ended = not buf and stream.end and not stream.trailers
+            conn.send_data(sid, chunk, end_stream=ended)
+        if sent and self.stats is not None:
+            self.stats.pending_send_bytes.dec(sent)
+        if buf or not stream.end or stream.done:
+            return
+        if not ended:
+            if stream.trailers:
+                conn.send_headers(sid, stream.trailers, end_stream=True)
+            else:
+                conn.end_stream(sid)  # (an empty DATA frame with END_STREAM)
+        stream.done = True
+        self._maybe_close(stream)
+
+    def _reset(self, sid: int, code: int) -> _Stream | None:
+        try:
+            self.conn.reset_stream(sid, code)
+        except h2.exceptions.StreamClosedError:
+            pass  # (already closed both ways: nothing to reset)
+        else:
+            if self.stats is not None:
+                self.stats.tx_reset.inc()
+        stream = self._streams.get(sid)
+        if stream is not None:
+            self._drop(stream)
+        return stream
+
+    def _maybe_close(self, stream: _Stream) -> None:
+        if stream.done and stream.remote_end:
+            self._drop(stream)
+
+    def _drop(self, stream: _Stream) -> None:
+        if self._streams.pop(stream.stream_id, None) is None:
+            return
+        if self.stats is not None:
+            self.stats.streams_active.dec()
+            if stream.pending:
+                self.stats.pending_send_bytes.dec(len(stream.pending))
+        stream.pending = bytearray()
+
+
+_HANDLERS: dict[type[h2.events.Event], Callable[[ServerCodec, Any], None]] = {
+    h2.events.RequestReceived: ServerCodec._on_request,
+    h2.events.DataReceived: ServerCodec._on_data,
+    h2.events.TrailersReceived: ServerCodec._on_trailers,
+    h2.events.StreamReset: ServerCodec._on_reset,
+    h2.events.WindowUpdated: ServerCodec._on_window,
+    h2.events.RemoteSettingsChanged: ServerCodec._on_window,
+    h2.events.SettingsAcknowledged: ServerCodec._on_settings_ack,
+}
