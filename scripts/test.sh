@@ -14,5 +14,7 @@ command -v node >/dev/null 2>&1 || ensure_apt_package /usr/bin/node nodejs "the 
 ensure_prometheus  # the lab tests run the real Prometheus
 echo "test: ruff check sluice tests"
 .venv/bin/python -m ruff check -q sluice tests
+echo "test: mypy --strict sluice"
+.venv/bin/python -m mypy
 echo "test: pytest"
 exec .venv/bin/python -m pytest -q "$@"

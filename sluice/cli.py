@@ -9,7 +9,8 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from sluice import logs
 from sluice.errors import ConfigError
@@ -140,7 +141,7 @@ def run(server: object, init_only: bool = False) -> int:
     try:
         import uvloop
 
-        runner = uvloop.run
+        runner: Callable[[Coroutine[Any, Any, int]], int] = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep a fallback
         runner = asyncio.run
     return int(runner(_serve(server, init_only)))

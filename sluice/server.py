@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import dataclasses
+import functools
 import logging
 import os
 import random
 import signal
 import time
-from typing import Any
+from typing import Any, TypedDict, cast
+
+from google.protobuf.any_pb2 import Any as AnyMessage
 
 from sluice import __version__
 from sluice.config.compat import unpack_any
@@ -68,7 +71,7 @@ SINK_CLOSE_TIMEOUT_S = 1.0
 """How long shutdown waits for the final flush to leave a TCP sink (a dead target costs this)."""
 
 
-def _type_name(any_msg: Any) -> str:
+def _type_name(any_msg: AnyMessage) -> str:
     return any_msg.type_url.rsplit("/", 1)[-1]
 
 
@@ -145,7 +148,17 @@ def _seconds(d: Any) -> float:
     return float(d.seconds + d.nanos / 1e9)
 
 
-def _hcm_timeouts(msg: Any) -> dict[str, float]:
+class _HcmTimeouts(TypedDict):
+    """:func:`_hcm_timeouts`, as :class:`HcmConfig` keywords."""
+
+    request_timeout: float
+    request_headers_timeout: float
+    max_stream_duration: float
+    idle_timeout: float
+    drain_timeout: float
+
+
+def _hcm_timeouts(msg: Any) -> _HcmTimeouts:
     """The HCM's request/connection timeouts with Envoy's defaults (idle 1 h, drain 5 s)."""
     opts = msg.common_http_protocol_options
     has_opts = msg.HasField("common_http_protocol_options")
@@ -283,6 +296,7 @@ class Server:
                 raise UnsupportedError(f"{fpath}: network filter '{f.name}' is not implemented")
             if not f.HasField("typed_config"):
                 raise ConfigError(f"{fpath}.typed_config: http_connection_manager needs a typed_config")
+            # xds-protos ships no stubs or py.typed marker (import-untyped): the message is Any to mypy.
             from envoy.extensions.filters.network.http_connection_manager.v3 import (
                 http_connection_manager_pb2 as hcm_pb2,
             )
@@ -334,7 +348,8 @@ class Server:
                 else 300.0
             ),
             **_hcm_timeouts(msg),
-            **header_limits(msg),
+            # header_limits gives dict[str, int], which mypy checks against every keyword's type.
+            **cast(dict[str, Any], header_limits(msg)),
             http1_settings=http1_settings(msg),
             **path_options(msg),
             upgrade_configs=upgrade_map(msg.upgrade_configs),
@@ -382,7 +397,7 @@ class Server:
         log.info("all clusters initialized. initializing init manager")
         for lst in self.listeners:
             lst.server = await loop.create_server(
-                lambda lst=lst: self._connection(lst), lst.ip, lst.port, reuse_address=True, backlog=1024
+                functools.partial(self._connection, lst), lst.ip, lst.port, reuse_address=True, backlog=1024
             )
             sock = lst.server.sockets[0]
             lst.port = sock.getsockname()[1]

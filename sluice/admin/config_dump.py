@@ -68,6 +68,7 @@ def _pack(msg: message.Message) -> any_pb2.Any:
 
 
 def _route_configs(server: Server) -> list[Any]:
+    # xds-protos ships no stubs or py.typed marker (import-untyped): its messages are Any to mypy.
     from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 
     out = []
@@ -156,13 +157,14 @@ def build_dumps(server: Server, include_eds: bool, name_rx: re.Pattern[str] | No
 
 def _any_type(value: Any) -> Any:
     """The descriptor of the message packed in an ``Any`` (None when unknown or unset)."""
-    from google.protobuf import symbol_database
+    from google.protobuf import descriptor_pool
 
     name = value.type_url.rsplit("/", 1)[-1]
     if not name:
         return None
     try:
-        return symbol_database.Default().pool.FindMessageTypeByName(name)
+        # The pool symbol_database.Default() wraps (its ``pool`` is missing from the stubs).
+        return descriptor_pool.Default().FindMessageTypeByName(name)
     except KeyError:
         return None
 

@@ -28,8 +28,10 @@ import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+# xds-protos ships its generated modules without stubs or a py.typed marker (import-untyped):
+# to mypy their messages are Any, so Bootstrap & co. annotate as Any.
 from envoy.config.bootstrap.v3.bootstrap_pb2 import Bootstrap
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import address_pb2
@@ -37,6 +39,7 @@ from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, OneofDescriptor
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
@@ -45,9 +48,11 @@ from validate import validate_pb2
 from sluice.config.compat import (
     ANY,
     WRAPPER_TYPES,
+    enum_type,
     is_map,
     is_repeated,
     join_path,
+    message_type,
     type_url_for_name,
     unpack_any,
 )
@@ -81,7 +86,7 @@ def iter_messages(message: Message, path: str = "") -> Iterator[tuple[str, Messa
             continue
         field_path = join_path(path, field.name)
         if is_map(field):
-            if field.message_type.fields_by_name["value"].type == FieldDescriptor.TYPE_MESSAGE:
+            if message_type(field).fields_by_name["value"].type == FieldDescriptor.TYPE_MESSAGE:
                 for key, item in value.items():
                     yield from _iter_value(item, f'{field_path}["{key}"]')
         elif is_repeated(field):
@@ -93,7 +98,7 @@ def iter_messages(message: Message, path: str = "") -> Iterator[tuple[str, Messa
 
 def _iter_value(message: Message, path: str) -> Iterator[tuple[str, Message]]:
     if message.DESCRIPTOR.full_name == ANY:
-        inner = unpack_any(message)
+        inner = unpack_any(cast(AnyMessage, message))  # Its full_name says it is an Any.
         if inner is not None:
             yield from iter_messages(inner, path)
         return
@@ -114,8 +119,8 @@ def check_constraints(message: Message, path: str) -> list[str]:
             names = ", ".join(f.name for f in oneof.fields)
             problems.append(f"{path or '<bootstrap>'}: one of {names} is required")
     for field, rules in _field_rules(descriptor):
-        oneof = field.containing_oneof
-        if oneof is not None and message.WhichOneof(oneof.name) != field.name:
+        containing = field.containing_oneof
+        if containing is not None and message.WhichOneof(containing.name) != field.name:
             continue  # Rules on a oneof member (or proto3 optional) apply only when it is set.
         try:
             _check_field_rules(message, field, rules, join_path(path, field.name))
@@ -170,8 +175,8 @@ def _check_message_rules(message: Message, field: FieldDescriptor, rules: Any, k
     value = getattr(message, field.name)
     if kind == "duration":
         _check_duration(value, rules.duration, path)
-    elif kind in _SCALAR_KINDS and field.message_type.full_name in WRAPPER_TYPES:
-        inner = field.message_type.fields_by_name["value"]
+    elif kind in _SCALAR_KINDS and message_type(field).full_name in WRAPPER_TYPES:
+        inner = message_type(field).fields_by_name["value"]
         _check_scalar(kind, getattr(rules, kind), value.value, inner, path)
 
 
@@ -270,7 +275,7 @@ def _list_problem(value: Any, rules: Any) -> str | None:
 
 
 def _enum_problem(value: int, rules: Any, field: FieldDescriptor) -> str | None:
-    if rules.defined_only and value not in field.enum_type.values_by_number:
+    if rules.defined_only and value not in enum_type(field).values_by_number:
         return "value must be one of the defined enum values"
     return _list_problem(value, rules)
 

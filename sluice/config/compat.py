@@ -31,8 +31,11 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
+# xds-protos ships its generated *_pb2 modules without stubs or a py.typed marker, so mypy
+# cannot read them (import-untyped); their messages are Any to mypy, typed where they meet
+# Sluice's code as google.protobuf's Message / Descriptor.
 from envoy.config.metrics.v3 import stats_pb2
 from envoy.config.trace.v3 import zipkin_pb2
 from envoy.extensions.access_loggers.file.v3 import file_pb2
@@ -45,7 +48,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.any_pb2 import Any as AnyMessage
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 
@@ -137,8 +140,18 @@ def field_for_key(descriptor: Descriptor, key: object) -> FieldDescriptor | None
     return None
 
 
+def message_type(field: FieldDescriptor) -> Descriptor:
+    """``field.message_type`` of a TYPE_MESSAGE field (the stubs say ``Descriptor | None`` for any field)."""
+    return cast(Descriptor, field.message_type)
+
+
+def enum_type(field: FieldDescriptor) -> EnumDescriptor:
+    """``field.enum_type`` of a TYPE_ENUM field (the stubs say ``EnumDescriptor | None`` for any field)."""
+    return cast(EnumDescriptor, field.enum_type)
+
+
 def is_map(field: FieldDescriptor) -> bool:
-    return field.type == FieldDescriptor.TYPE_MESSAGE and bool(field.message_type.GetOptions().map_entry)
+    return field.type == FieldDescriptor.TYPE_MESSAGE and bool(message_type(field).GetOptions().map_entry)
 
 
 def is_repeated(field: FieldDescriptor) -> bool:
@@ -147,8 +160,8 @@ def is_repeated(field: FieldDescriptor) -> bool:
 
 def scalar_field(field: FieldDescriptor) -> FieldDescriptor:
     """The field whose JSON value is written: a wrapper message's ``value``, else the field."""
-    if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name in WRAPPER_TYPES:
-        return field.message_type.fields_by_name["value"]
+    if field.type == FieldDescriptor.TYPE_MESSAGE and message_type(field).full_name in WRAPPER_TYPES:
+        return message_type(field).fields_by_name["value"]
     return field
 
 
@@ -205,7 +218,7 @@ def _any(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def _field(field: FieldDescriptor, value: Any) -> Any:
     if is_map(field):
-        value_field = field.message_type.fields_by_name["value"]
+        value_field = message_type(field).fields_by_name["value"]
         if isinstance(value, Mapping):
             return {k: _single(value_field, v) for k, v in value.items()}
         return value
@@ -220,7 +233,7 @@ def _field(field: FieldDescriptor, value: Any) -> Any:
 
 def _is_lone_item(field: FieldDescriptor, value: Any) -> bool:
     """A value Envoy reads as a one-item list for repeated ``field`` (checked against 1.40)."""
-    if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name not in WRAPPER_TYPES:
+    if field.type == FieldDescriptor.TYPE_MESSAGE and message_type(field).full_name not in WRAPPER_TYPES:
         return isinstance(value, Mapping)
     return isinstance(value, (str, int, float, bool))
 
@@ -243,20 +256,20 @@ def _single(field: FieldDescriptor, value: Any) -> Any:
     if scalar.type == FieldDescriptor.TYPE_ENUM and isinstance(value, str):
         # Only upper-case when that names a value: an unknown value keeps its spelling for the error.
         upper = value.upper()
-        return upper if upper in scalar.enum_type.values_by_name else value
+        return upper if upper in enum_type(scalar).values_by_name else value
     if scalar.type == FieldDescriptor.TYPE_BOOL and value in ("true", "false"):
         return value == "true"
     if field.type == FieldDescriptor.TYPE_MESSAGE and isinstance(value, Mapping):
-        if field.message_type.full_name == "google.protobuf.Duration":
+        if message_type(field).full_name == "google.protobuf.Duration":
             return _duration_string(value) or value
-        return _message(value, field.message_type)
+        return _message(value, message_type(field))
     return value
 
 
 def _fill_extension_type(descriptor: Descriptor, out: dict[str, Any]) -> None:
     """``typed_config: {}`` → dropped; no typed_config → the ``@type`` the ``name`` stands for."""
     typed_config = descriptor.fields_by_name.get("typed_config")
-    if typed_config is None or typed_config.message_type.full_name != ANY:
+    if typed_config is None or message_type(typed_config).full_name != ANY:
         return
     keys = [k for k in ("typed_config", typed_config.json_name) if k in out]
     for key in keys:

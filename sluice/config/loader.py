@@ -45,10 +45,12 @@ from sluice.config import checks, compat, schema_gaps
 from sluice.config.compat import (
     ANY,
     OPAQUE_TYPES,
+    enum_type,
     field_for_key,
     is_map,
     is_repeated,
     join_path,
+    message_type,
     scalar_field,
 )
 from sluice.errors import ConfigError, ConfigErrors, Problem
@@ -87,7 +89,7 @@ def inspect(path: str | None = None, config_yaml: str | None = None) -> Inspecti
     check everything; never raises ConfigError, every problem is in the result."""
     if path is None and not config_yaml:
         return Inspection(None, [Problem("sluice", "no configuration: give a config file (-c) or --config-yaml")])
-    sources = [(path, None)] if path is not None else []
+    sources: list[tuple[str, str | None]] = [(path, None)] if path is not None else []
     if config_yaml:  # Envoy ignores an empty --config-yaml.
         sources.append((CONFIG_YAML_SOURCE, config_yaml))
     found = Inspection(None)
@@ -257,7 +259,7 @@ class _InputLimit(Exception):
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _EnvoyYamlLoader(_BaseLoader):  # type: ignore[misc]  # PyYAML has no stubs here
+class _EnvoyYamlLoader(_BaseLoader):  # type: ignore[misc]  # the base is chosen at run time, so typed Any
     """PyYAML's safe loader, minus the YAML 1.1 readings Envoy's yaml-cpp does not make, with
     Envoy's input limits.
 
@@ -481,7 +483,7 @@ def _check_timestamp(data: Any, path: str) -> None:
 def _check_field(field: FieldDescriptor, value: Any, path: str, sink: _Sink) -> None:
     if is_map(field):
         _expect(isinstance(value, MutableMapping), "a mapping", value, path)
-        value_field = field.message_type.fields_by_name["value"]
+        value_field = message_type(field).fields_by_name["value"]
         bad = []
         for key, item in value.items():
             try:
@@ -526,8 +528,8 @@ _NEUTRAL_SCALARS: dict[int, Any] = {_FD.TYPE_STRING: "", _FD.TYPE_BYTES: "", _FD
 
 def _neutral(field: FieldDescriptor) -> Any:
     """A value of ``field``'s item type that parses and means nothing: a bad list item's stand-in."""
-    if field.type == _FD.TYPE_MESSAGE and field.message_type.full_name not in compat.WRAPPER_TYPES:
-        name = field.message_type.full_name
+    if field.type == _FD.TYPE_MESSAGE and message_type(field).full_name not in compat.WRAPPER_TYPES:
+        name = message_type(field).full_name
         if name in _NEUTRAL_WELL_KNOWN:
             return _NEUTRAL_WELL_KNOWN[name]
         return _NO_STAND_IN if name in (ANY, "google.protobuf.Value") else {}
@@ -542,7 +544,7 @@ def _check_item(field: FieldDescriptor, value: Any, path: str, sink: _Sink) -> N
 
 def _check_single(field: FieldDescriptor, value: Any, path: str, sink: _Sink) -> None:
     if field.type == _FD.TYPE_MESSAGE:
-        _check_message(value, field.message_type, path, sink)
+        _check_message(value, message_type(field), path, sink)
     else:
         _check_scalar(field, value, path)
 
@@ -563,7 +565,7 @@ def _check_scalar(field: FieldDescriptor, value: Any, path: str) -> None:
 
 
 def _check_enum(field: FieldDescriptor, value: Any, path: str) -> None:
-    enum = field.enum_type
+    enum = enum_type(field)
     if isinstance(value, int) and not isinstance(value, bool):
         return  # Numbers are accepted as in ParseDict and Envoy; checks.py wants defined ones.
     if isinstance(value, str) and value in enum.values_by_name:
@@ -633,7 +635,7 @@ _AT_PATH = re.compile(r'\s+at "?Bootstrap\.?([^"\s]*?)"?\.*$')
 _NO_FIELD = re.compile(r'has no field named "([^"]+)"')
 
 
-def _parse_dict(data: Mapping[str, Any]) -> bootstrap_pb2.Bootstrap:
+def _parse_dict(data: dict[str, Any]) -> bootstrap_pb2.Bootstrap:
     try:
         # Nesting is already limited to Envoy's 100 containers; ParseDict counts messages, which
         # nest deeper than that (a Struct value is two), so its own limit must not bite first.

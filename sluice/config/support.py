@@ -21,12 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
+# xds-protos ships no stubs or py.typed marker (import-untyped): its modules are Any to mypy.
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from sluice.config.compat import ANY, is_map, is_repeated, join_path, type_url_for_name, unpack_any
+from sluice.config.compat import ANY, enum_type, is_map, is_repeated, join_path, type_url_for_name, unpack_any
 from sluice.config.loader import validate
 
 __all__ = [
@@ -306,7 +307,7 @@ def _check_value(field: FieldDescriptor, value: Any, path: str, found: list[str]
         return
     values = value if is_repeated(field) else [value]
     for number in values:
-        enum_value = field.enum_type.values_by_number.get(number)
+        enum_value = enum_type(field).values_by_number.get(number)  # An enum field (see _visit_field).
         shown = enum_value.name if enum_value else str(number)
         if shown not in allowed:
             choices = ", ".join(sorted(allowed))

@@ -61,6 +61,7 @@ def _router(config: Any, path: str, ctx: FilterContext) -> StreamFilterMaker:
 
 
 def _fault(config: Any, path: str, ctx: FilterContext) -> StreamFilterMaker:
+    # xds-protos ships no stubs or py.typed marker (import-untyped): the message is Any to mypy.
     from envoy.extensions.filters.http.fault.v3.fault_pb2 import HTTPFault
 
     from sluice.filters.fault.config import FaultFilterConfig

@@ -1322,7 +1322,7 @@ class ActiveStream:
 
     # -- callbacks exposed to filters ---------------------------------------------------
     def call_later(self, delay: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
-        return self.config.call_later(delay, fn)  # type: ignore[no-any-return]
+        return self.config.call_later(delay, fn)
 
     def clear_route_cache(self) -> None:
         if self.config.route_table is not None:

@@ -80,10 +80,10 @@ def allocate(project: Project, is_free: Callable[[str, str], bool] | None = None
     """Give every service its address. ``is_free(service, address)`` lets the caller skip an
     address whose ports are taken; without it every unreserved address is free."""
     subnets: dict[str, ipaddress.IPv4Network] = {}
-    for name, net in project.networks.items():
-        if net.subnet:
+    for name, network in project.networks.items():
+        if network.subnet:
             try:
-                subnets[name] = map_subnet(net.subnet)
+                subnets[name] = map_subnet(network.subnet)
             except ValueError as exc:
                 raise NetworkError(f"networks.{name}.ipam.config.subnet: {exc}") from exc
         else:
@@ -165,7 +165,12 @@ def service_names(project: Project, svc: Service) -> list[str]:
     for att in svc.networks.values():
         out.extend(att.aliases)
     seen: set[str] = set()
-    return [n for n in out if not (n.lower() in seen or seen.add(n.lower()))]
+    unique = []
+    for n in out:
+        if n.lower() not in seen:
+            seen.add(n.lower())
+            unique.append(n)
+    return unique
 
 
 def render_hosts(names: dict[str, list[str]], header: str = "") -> str:

@@ -74,7 +74,7 @@ class Plan:
     def from_json(cls, data: dict[str, Any]) -> Plan:
         services = []
         for s in data["services"]:
-            procs = [ProcessPlan(p["name"], p["argv"], p["env"], [tuple(x) for x in p["ports"]]) for p in s["processes"]]  # type: ignore[misc]
-            fwds = [ForwardPlan(tuple(f["listen"]), tuple(f["target"]), f["spec"]) for f in s["forwards"]]  # type: ignore[arg-type]
+            procs = [ProcessPlan(p["name"], p["argv"], p["env"], [tuple(x) for x in p["ports"]]) for p in s["processes"]]
+            fwds = [ForwardPlan(tuple(f["listen"]), tuple(f["target"]), f["spec"]) for f in s["forwards"]]
             services.append(ServicePlan(**{**s, "processes": procs, "forwards": fwds}))
         return cls(**{**data, "services": services})

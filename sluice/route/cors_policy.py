@@ -101,6 +101,7 @@ def typed_cors_policies(typed_per_filter_config: Any, path: str) -> dict[str, Co
     for name, any_msg in typed_per_filter_config.items():
         if any_msg.type_url != CORS_POLICY_TYPE_URL:
             continue
+        # xds-protos ships no stubs or py.typed marker (import-untyped): the message is Any to mypy.
         from envoy.extensions.filters.http.cors.v3.cors_pb2 import CorsPolicy as CorsPolicyProto
 
         msg = CorsPolicyProto()

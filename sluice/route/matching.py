@@ -56,8 +56,8 @@ class HeaderMatcher:
 
     def __init__(self, m: Any, path: str) -> None:
         self.name = m.name.lower()
-        self.invert = m.invert_match
-        self.treat_missing_as_empty = m.treat_missing_header_as_empty
+        self.invert: bool = m.invert_match
+        self.treat_missing_as_empty: bool = m.treat_missing_header_as_empty
         self.present: bool | None = None
         kind = m.WhichOneof("header_match_specifier")
         test: StringTest | None
@@ -83,7 +83,8 @@ class HeaderMatcher:
             rx = compile_regex(m.safe_regex_match.regex, f"{path}.safe_regex_match.regex")
             test = lambda v: rx.fullmatch(v) is not None  # noqa: E731
         elif kind == "range_match":
-            lo, hi = m.range_match.start, m.range_match.end
+            lo: int = m.range_match.start
+            hi: int = m.range_match.end
 
             def test(v: str) -> bool:
                 try:
@@ -123,7 +124,7 @@ class QueryParameterMatcher:
     def __init__(self, m: Any, path: str) -> None:
         self.name = m.name
         kind = m.WhichOneof("query_parameter_match_specifier")
-        self.present = kind == "present_match" and m.present_match
+        self.present: bool = kind == "present_match" and m.present_match
         self.test: StringTest | None = (
             string_matcher(m.string_match, f"{path}.string_match") if kind == "string_match" else None
         )
@@ -178,7 +179,7 @@ class PathMatcher:
         self.kind = kind
         self.regex: re.Pattern[str] | None = None
         if kind == "prefix":
-            self.value = match.prefix
+            self.value: str = match.prefix
         elif kind == "path":
             self.value = match.path
         elif kind == "safe_regex":

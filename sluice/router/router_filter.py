@@ -675,7 +675,7 @@ class Router:
         if up is not None:
             if not up.done:
                 up.abandon()  # (the downstream went away mid-request)
-            elif not self._request_end and up.conn is not None and up.conn.handler is up:
+            elif not self._request_end and (conn := up.conn) is not None and conn.handler is self.upstream:
                 # The response ended before the request did (an upstream answering an upload
                 # early): the connection still expects the rest of the body; it cannot be reused.
                 up.cancel()

@@ -159,7 +159,7 @@ class FaultFilter:
         return name == self.settings.upstream_cluster
 
     def _random(self) -> int:
-        return self.cb.config.rng.getrandbits(64)  # type: ignore[no-any-return]
+        return self.cb.config.rng.getrandbits(64)
 
     # -- the three faults ---------------------------------------------------------------
     def _maybe_setup_response_rate_limit(self, headers: RequestHeaders) -> None:

@@ -58,7 +58,8 @@ def _read_yaml(fs: ContainerFS, path: str, environ: Mapping[str, str]) -> dict[s
         return {}
     if not isinstance(doc, dict):
         raise ProvisioningError(f"{path}: expected a mapping at the top level")
-    return expand_env(doc, environ)
+    expanded: dict[str, Any] = expand_env(doc, environ)  # A dict stays a dict.
+    return expanded
 
 
 # --- datasources ---------------------------------------------------------------------------

@@ -370,7 +370,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send_json(401, {"message": error or "Unauthorized"})
             self.login = login
         args = match.groups() if match else ()
-        return getattr(self, "h_" + name)(*args)
+        h: Callable[..., int] = getattr(self, "h_" + name)
+        return h(*args)
 
     # --- plumbing ------------------------------------------------------------------------
 

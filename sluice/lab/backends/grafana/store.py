@@ -116,7 +116,8 @@ class Store:
 
     def ping(self) -> bool:
         try:
-            return self._q("SELECT 1")[0][0] == 1
+            first: object = self._q("SELECT 1")[0][0]
+            return first == 1
         except sqlite3.Error:
             return False
 

@@ -257,7 +257,12 @@ def main(argv: list[str] | None = None) -> int:
         signalled: list[str] = []
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda s=sig: (signalled.append(signal.Signals(s).name), exporter.web.quit.set()))
+
+            def on_signal(s: signal.Signals = sig) -> None:
+                signalled.append(signal.Signals(s).name)
+                exporter.web.quit.set()
+
+            loop.add_signal_handler(sig, on_signal)
         await exporter.web.quit.wait()
         _log("info", f"Received os signal, exiting signal={signalled[0]}" if signalled else "Received lifecycle api quit, exiting")
         exporter.stop()

@@ -145,6 +145,6 @@ async def listen_udp(host: str, port: int, parser: LineParser, queue: EventQueue
     return transport
 
 
-async def listen_tcp(host: str, port: int, parser: LineParser, queue: EventQueue, own: OwnMetrics) -> asyncio.AbstractServer:
+async def listen_tcp(host: str, port: int, parser: LineParser, queue: EventQueue, own: OwnMetrics) -> asyncio.Server:
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: TCPConnection(parser, queue, own), host, port, reuse_address=True)

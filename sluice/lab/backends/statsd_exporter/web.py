@@ -63,7 +63,7 @@ class Web:
             return 200, [("Content-Type", text)], b"Requesting reload"
         return 200, [("Content-Type", "text/html; charset=utf-8")], self.index()
 
-    async def serve(self, host: str | None, port: int) -> asyncio.AbstractServer:
+    async def serve(self, host: str | None, port: int) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         return await loop.create_server(lambda: _HTTPConnection(self), host, port, reuse_address=True)
 
