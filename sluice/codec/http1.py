@@ -84,7 +84,7 @@ H2C_WITH_CHUNKED_BODY = CodecError(400, "Bad Request", "http1.h2c_upgrade_with_c
 UNDERSCORE_IN_HEADER = CodecError(400, "Bad Request", "http1.unexpected_underscore")
 CONNECTION_HEADER_REJECTED = CodecError(400, "Bad Request", "http1.connection_header_rejected")
 
-_WATCHED = frozenset({"host", "transfer-encoding", "content-length", "connection"})
+_WATCHED = frozenset({"transfer-encoding", "content-length", "connection"})
 
 # Envoy's check_authority_h1_h2 table: the bytes a Host / :authority may hold.
 _AUTHORITY = re.compile(r"[!$%&'()*+,\-.0-9:;=@A-Z\[\]_a-z~]*")
@@ -267,6 +267,7 @@ class ServerCodec:
         "_ended_in_feed",
         "_url",
         "_headers",
+        "_host",
         "_hbytes",
         "_hleft",
     )
@@ -332,6 +333,8 @@ class ServerCodec:
         more bytes come (Envoy parses such leftover bytes at the next read)."""
         self._url = b""
         self._headers: list[list[str]] = []
+        self._host: str | None = None
+        """The current request's Host (several joined with ","): kept out of ``_headers``."""
         self._hbytes = max_headers_bytes
         """Bytes of request line and headers the current request may still use."""
         self._hleft = max_headers_count
@@ -513,6 +516,7 @@ class ServerCodec:
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._host = None
         self.got_request = self.in_headers = True
         self._hbytes = self.max_headers_bytes
         self._hleft = self.max_headers_count
@@ -541,7 +545,15 @@ class ServerCodec:
                 self.stats.requests_rejected_with_underscores_in_headers.inc()
             raise _Refusal(UNDERSCORE_IN_HEADER)
         # httptools keeps trailing whitespace of a value; Envoy's codec strips it (RFC 9110 OWS).
-        self._headers.append([key, value.decode("latin-1").rstrip(" \t")])
+        text = value.decode("latin-1").rstrip(" \t")
+        if key == "host":
+            # The authority, not an entry: taken out here rather than by a second pass over
+            # the entries; several Host headers become one value, joined as Envoy's header
+            # map joins them.
+            host = self._host
+            self._host = text if host is None else f"{host},{text}"
+            return
+        self._headers.append([key, text])
 
     def on_headers_complete(self) -> None:
         self.in_headers = False
@@ -549,16 +561,13 @@ class ServerCodec:
         version = parser.get_http_version()
         method = parser.get_method().decode("latin-1")
         entries = self._headers
-        hosts: list[str] | None = None
         te: str | None = None
         te_count = cl_count = 0
         has_body = False
         connection = False
         for k, v in entries:
             if k in _WATCHED:
-                if k == "host":
-                    hosts = [v] if hosts is None else [*hosts, v]
-                elif k == "transfer-encoding":
+                if k == "transfer-encoding":
                     te = v
                     te_count += 1
                 elif k == "content-length":
@@ -583,11 +592,7 @@ class ServerCodec:
             # accept_http_10 is set, and any other version (HTTP/2.0 on an HTTP/1 connection),
             # once the framing was checked.
             raise _Refusal(UPGRADE_REQUIRED)
-        authority = None
-        if hosts is not None:
-            entries = [e for e in entries if e[0] != "host"]
-            # Several Host headers become one value, joined as Envoy's header map joins them.
-            authority = hosts[0] if len(hosts) == 1 else ",".join(hosts)
+        authority = self._host
         if connection:
             entries = sanitize_connection(entries)
             entries = self._drop_h2c_upgrade(entries)

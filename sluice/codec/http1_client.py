@@ -44,14 +44,18 @@ DEFAULT_MAX_HEADERS_BYTES = 80 * 1024
 """Envoy 1.40's response head limit (its upstream default is 80 KiB, not the request side's 60)."""
 DEFAULT_MAX_HEADERS_COUNT = 100
 
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
+# The end of the head: the first LF followed by LF or CRLF. Searched from its literal LF (the
+# regex engine skips to each LF), not as `\r?\n\r?\n`, which was tried at every offset.
+_HEAD_END = re.compile(rb"\n\r?\n")
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d+)(?: [^\x00]*)?")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
 # A head every rule above accepts as it is: a three-digit status, CRLF line ends, no bare CR,
 # no obs-fold, token names, clean values. Anything else takes the line-by-line path.
-_CLEAN_HEAD = re.compile(rb"HTTP/\d\.\d [1-9]\d\d(?: [^\x00\r\n]*)?(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*)*")
+# (Possessive quantifiers: no class here takes CR or ":" that follows it, so backtracking could
+# never find another match; without it the engine keeps less state per header.)
+_CLEAN_HEAD = re.compile(rb"HTTP/\d\.\d [1-9]\d\d(?: [^\x00\r\n]*+)?+(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]++:[^\x00-\x08\x0a-\x1f\x7f]*+)*+")
 
 # Body framing of the response being read (_TUNNEL: after an upgrade's 101, raw both ways).
 _HEAD, _LENGTH, _CHUNKED, _UNTIL_CLOSE, _IDLE, _TUNNEL = range(6)
@@ -220,7 +224,10 @@ class ClientCodec:
             self._buf = buf
             return b""
         self._buf = b""
-        head, rest = buf[: m.start()], buf[m.end() :]
+        lf, end = m.span()
+        # (A CR before that first LF belongs to the end too: the head ends at the first
+        # `\r?\n\r?\n`.)
+        head, rest = buf[: lf - 1 if lf and buf[lf - 1] == 13 else lf], buf[end:]
         if len(head) > self.max_headers_bytes:
             raise _Refused
         self._on_head(head)

@@ -730,7 +730,10 @@ class ActiveStream:
         if cfg.stream_timers:
             self._arm_stream_timers()
         headers = self.request_headers
-        expect = headers.get("expect") if headers.entries else None
+        # The request's header names, once: the expect and upgrade checks below and
+        # _mutate_request_headers all ask which headers are present.
+        names = {e[0] for e in headers.entries}
+        expect = headers.get("expect") if "expect" in names else None
         if expect is not None and expect.lower() == "100-continue":
             # Envoy answers the expectation itself (proxy_100_continue is off), counts the 100
             # as a 1xx response, and does not forward the header.
@@ -742,6 +745,7 @@ class ActiveStream:
                 cfg.listener_stats.downstream_rq_completed.inc()
                 cfg.listener_stats.downstream_rq_1xx.inc()
             headers.remove("expect")
+            names.discard("expect")
         if headers.version != "1.1":
             # HTTP/1.0 (or 0.9, taken as 1.0) with accept_http_10: the codec refused the rest.
             h1 = cfg.http1_settings
@@ -785,8 +789,8 @@ class ActiveStream:
                 location = headers.path
                 self.send_local_reply(307, "", "path_normalization_failed", modify_headers=lambda h: h.set("location", location))
                 return
-        upgrade = not connect and _is_upgrade(headers)
-        self._mutate_request_headers(headers, upgrade)
+        upgrade = not connect and "upgrade" in names and _is_upgrade(headers)
+        self._mutate_request_headers(headers, upgrade, names)
         if cfg.route_table is not None and not connect:
             self.route = cfg.route_table.route(headers, self.random_value)
             if self.route is not None:
@@ -817,9 +821,9 @@ class ActiveStream:
         for data, end in body_queue:
             self.on_request_body(data, end)
 
-    def _mutate_request_headers(self, headers: RequestHeaders, upgrade: bool = False) -> None:
+    def _mutate_request_headers(self, headers: RequestHeaders, upgrade: bool, names: set[str]) -> None:
+        """``names``: the set of names in ``headers.entries``, built once by :meth:`start`."""
         cfg = self.config
-        names = {e[0] for e in headers.entries}
         if names & _REQUEST_CLEAN_CHECK:
             self._clean_request_headers(headers, names, upgrade)
         info = self.stream_info
