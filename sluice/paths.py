@@ -6,25 +6,21 @@ file. The lab runner gives each service a folder and its compose ``volumes``; it
 - ``SLUICE_FS_ROOT``: the service's own root folder (absolute paths resolve inside it);
 - ``SLUICE_FS_MOUNTS``: JSON object, container path → host path (file or folder mounts).
 
-Outside a lab neither is set and paths are used as given. Every place Sluice opens a file named
+Outside a lab neither is set and paths are used as given (both read once: :mod:`sluice.options`). Every place Sluice opens a file named
 in a config goes through :func:`host_path`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from functools import lru_cache
+
+from sluice.options import lab_options
+from sluice.options import reset as _reset_options
 
 
-@lru_cache(maxsize=1)
 def _mapping() -> tuple[str, tuple[tuple[str, str], ...]]:
-    root = os.environ.get("SLUICE_FS_ROOT", "")
-    raw = os.environ.get("SLUICE_FS_MOUNTS", "")
-    mounts: dict[str, str] = json.loads(raw) if raw else {}
-    # Longest container path first, so /logs/envoy wins over /logs.
-    ordered = tuple(sorted(((k.rstrip("/") or "/", v) for k, v in mounts.items()), key=lambda kv: -len(kv[0])))
-    return root, ordered
+    opts = lab_options()
+    return opts.fs_root, opts.fs_mounts
 
 
 def host_path(path: str, *, for_write: bool = False) -> str:
@@ -54,4 +50,4 @@ def host_path(path: str, *, for_write: bool = False) -> str:
 
 def reset_cache() -> None:
     """For tests that change the environment."""
-    _mapping.cache_clear()
+    _reset_options()

@@ -35,6 +35,7 @@ from sluice.http.conn_manager import (
 )
 from sluice.http.upgrade import upgrade_map
 from sluice.network_util import listener_stat_name, local_address
+from sluice.options import lab_options
 from sluice.route.table import RouteTable
 from sluice.runtime import Runtime
 from sluice.stats.blocks import (
@@ -312,7 +313,7 @@ class Server:
     def _bind_ip(address: str) -> str:
         # The lab runner gives each service its own loopback address; a config that listens on
         # all interfaces then listens on that one address only, as a container would.
-        override = os.environ.get("SLUICE_BIND_ADDRESS")
+        override = lab_options().bind_address
         if override and address in ("0.0.0.0", "::", ""):
             return override
         return local_alias(address) or "0.0.0.0"

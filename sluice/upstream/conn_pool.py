@@ -28,12 +28,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import os
 import socket
 import time
 from typing import TYPE_CHECKING, Protocol, cast
 
 from sluice.codec.http1_client import ClientCodec
+from sluice.options import lab_options
 from sluice.tasks import spawn
 
 log = logging.getLogger("sluice.upstream")
@@ -247,7 +247,8 @@ class UpstreamConnection(asyncio.Protocol):
 def source_address(dest_ip: str) -> tuple[str, int] | None:
     """Inside a lab, connections leave from the service's own address (as from a container's
     interface), so upstreams see the proxy's address, not 127.0.0.1. Outside a lab: the OS picks."""
-    src = os.environ.get("SLUICE_LOCALHOST_ADDRESS") or os.environ.get("SLUICE_BIND_ADDRESS")
+    opts = lab_options()
+    src = opts.localhost_address or opts.bind_address
     if not src or ":" in src or ":" in dest_ip or not dest_ip.startswith("127."):
         return None
     return (src, 0)

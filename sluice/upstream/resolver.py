@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import socket
 from typing import TYPE_CHECKING
+
+from sluice.options import lab_options
 
 if TYPE_CHECKING:
     from sluice.stats.blocks import DnsResolverStats
@@ -44,7 +45,7 @@ def local_alias(address: str) -> str:
     localhost) is the service's address, as it is a container's own loopback. Used for
     upstream endpoints and listener binds; outside a lab, addresses are used as given."""
     if address in LOOPBACK_NAMES:
-        override = os.environ.get("SLUICE_LOCALHOST_ADDRESS")
+        override = lab_options().localhost_address
         if override:
             return override
     return address
@@ -71,7 +72,7 @@ async def resolve(name: str, lookup_family: int = AUTO, stats: DnsResolverStats 
     if is_ip(name):
         return [name]
     found: list[str] | None = None
-    hosts_file = os.environ.get("SLUICE_HOSTS_FILE")
+    hosts_file = lab_options().hosts_file
     if hosts_file:
         found = parse_hosts_file(hosts_file).get(name.lower()) or None
 

@@ -47,9 +47,23 @@ def test_localhost_alias_maps_loopback_to_the_service_address(monkeypatch: pytes
     from sluice.upstream.resolver import local_alias, resolve
 
     monkeypatch.setenv("SLUICE_LOCALHOST_ADDRESS", "127.31.62.11")
+    paths.reset_cache()  # (the environment is read once)
     assert local_alias("127.0.0.1") == "127.31.62.11"
     assert local_alias("localhost") == "127.31.62.11"
     assert local_alias("10.0.0.1") == "10.0.0.1"
     assert asyncio.run(resolve("localhost")) == ["127.31.62.11"]
     monkeypatch.delenv("SLUICE_LOCALHOST_ADDRESS")
+    paths.reset_cache()
     assert local_alias("127.0.0.1") == "127.0.0.1"
+
+
+def test_lab_options_are_read_once_and_bad_mounts_are_named() -> None:
+    from sluice.options import LabOptions
+
+    opts = LabOptions.from_environ({"SLUICE_FS_MOUNTS": '{"/logs": "/a", "/logs/envoy/": "/b"}', "SLUICE_BIND_ADDRESS": "127.9.9.9"})
+    assert opts.fs_mounts == (("/logs/envoy", "/b"), ("/logs", "/a")) and opts.bind_address == "127.9.9.9"
+    assert LabOptions.from_environ({}) == LabOptions()
+    with pytest.raises(ValueError, match="SLUICE_FS_MOUNTS"):
+        LabOptions.from_environ({"SLUICE_FS_MOUNTS": "[1]"})
+    with pytest.raises(ValueError, match="SLUICE_FS_MOUNTS"):
+        LabOptions.from_environ({"SLUICE_FS_MOUNTS": "{"})
