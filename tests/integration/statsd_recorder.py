@@ -10,7 +10,9 @@ loaded test process may read one flush's datagrams over a pause.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +61,11 @@ class Recorder:
 
         loop = asyncio.get_running_loop()
         self._udp, _ = await loop.create_datagram_endpoint(Udp, local_addr=(ip, self.port))
+        # One flush is hundreds of datagrams at once (one per stat); the default receive buffer
+        # (~200 KiB, ~270 small datagrams) overflows when this loop is slow on a loaded machine.
+        sock = self._udp.get_extra_info("socket")
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
         return self
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
