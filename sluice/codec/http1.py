@@ -476,13 +476,7 @@ class ServerCodec:
         self._chunked = None
         if decoder.trailers and not self._check_trailers(bytes(decoder.trailers)):
             return -1
-        stream = self.in_message
-        self.in_message = None
-        body = self._body
-        if body:
-            self._body = []
-        if stream is not None:
-            stream.on_request_body(b"".join(body) if body else b"", True)
+        self._end_message()
         return end
 
     def _check_trailers(self, block: bytes) -> bool:
@@ -662,6 +656,10 @@ class ServerCodec:
             # (An h2c request's body follows: feed() passes it on, then ends it. An upgrade
             # request does not end: the new protocol's bytes follow as its body.)
             return
+        self._end_message()
+
+    def _end_message(self) -> None:
+        """The request's last body bytes (those read in this pass, as one piece) and its end."""
         decoder = self.in_message
         self.in_message = None
         body = self._body
