@@ -34,8 +34,8 @@ from sluice.codec import http1 as http1_codec
 from sluice.http import debug_log, http1, path_normalization
 from sluice.http import upgrade as upgrades
 from sluice.http.date import http_date
-from sluice.http.filter import FilterStatus
-from sluice.http.headers import RequestHeaders, ResponseHeaders
+from sluice.http.filter import DownstreamWatermarkCallbacks, FilterStatus
+from sluice.http.headers import HeaderMap, RequestHeaders, ResponseHeaders
 from sluice.http.stream_info import ResponseFlag, StreamInfo
 from sluice.stats.blocks import HcmTracingStats, Http1CodecStats, HttpConnManagerStats, ListenerHttpStats
 
@@ -658,6 +658,7 @@ class ActiveStream:
         "_req_timer",
         "_dur_timer",
         "tunnel",
+        "_watermark_callbacks",
     )
 
     def __init__(self, conn: DownstreamConnection, headers: RequestHeaders, end_stream: bool) -> None:
@@ -703,6 +704,7 @@ class ActiveStream:
         self._req_timer: Any = None
         self._dur_timer: Any = None
         self.tunnel: upgrades.Tunnel | None = None
+        self._watermark_callbacks: list[DownstreamWatermarkCallbacks] = []
         """An allowed upgrade (the request never ends; a 101 makes it a raw tunnel)."""
 
     def __repr__(self) -> str:
@@ -1323,6 +1325,28 @@ class ActiveStream:
     def on_downstream_writable(self, writable: bool) -> None:
         if self.on_writable is not None:
             self.on_writable(writable)
+        for w in list(self._watermark_callbacks):
+            if writable:
+                w.on_below_write_buffer_low_watermark()
+            else:
+                w.on_above_write_buffer_high_watermark()
+
+    def add_downstream_watermark_callbacks(self, callbacks: DownstreamWatermarkCallbacks) -> None:
+        self._watermark_callbacks.append(callbacks)
+
+    def remove_downstream_watermark_callbacks(self, callbacks: DownstreamWatermarkCallbacks) -> None:
+        if callbacks in self._watermark_callbacks:
+            self._watermark_callbacks.remove(callbacks)
+
+    def on_decoder_filter_above_write_buffer_high_watermark(self) -> None:
+        self.conn.pause_reading()
+
+    def on_decoder_filter_below_write_buffer_low_watermark(self) -> None:
+        self.conn.resume_reading()
+
+    def encode_trailers(self, trailers: HeaderMap) -> None:
+        # HTTP/1 downstream: Envoy's codec drops response trailers unless enable_trailers.
+        self.encode_data(b"", True)
 
     # -- callbacks exposed to filters ---------------------------------------------------
     def call_later(self, delay: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
