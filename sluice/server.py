@@ -15,12 +15,12 @@ import logging
 import os
 import random
 import signal
-import time
 from typing import Any, TypedDict, cast
 
 from google.protobuf.any_pb2 import Any as AnyMessage
 
 from sluice import __version__
+from sluice.clock import REAL, TimerHandle, TimeSource
 from sluice.config.compat import unpack_any
 from sluice.errors import ConfigError, UnsupportedError
 from sluice.filters import registry as filter_registry
@@ -53,7 +53,7 @@ from sluice.stats.sinks import Sink
 from sluice.stats.sinks.fanout import HistogramFanout
 from sluice.stats.sinks.snapshot import take_snapshot
 from sluice.stats.sinks.statsd import StatsdSinkConfig, TcpStatsdSink, UdpStatsdSink, parse_config
-from sluice.tasks import spawn
+from sluice.tasks import sleep, spawn
 from sluice.upstream.cluster_manager import ClusterManager
 from sluice.upstream.resolver import local_alias
 from sluice.version import version_int
@@ -173,13 +173,16 @@ def _hcm_timeouts(msg: Any) -> _HcmTimeouts:
 
 
 class Server:
-    def __init__(self, bootstrap: Any, options: Options | None = None) -> None:
+    def __init__(self, bootstrap: Any, options: Options | None = None, clock: TimeSource = REAL) -> None:
         self.bootstrap = bootstrap
         self.options = options or Options()
+        self.clock = clock
+        """Time and timers for the server's own work (uptime, flush timer, drain, the admin
+        server's connections); a test injects a ``SimTime``."""
         log.info("initializing epoch 0 (base id=%d, hot restart version=disabled)", self.options.base_id)
         self.store = store_for(bootstrap)  # stats_config.stats_matcher: rejected stats are null
         self.rng = random.Random()
-        self.start_time = time.time()
+        self.start_time = clock.wall()
         self.draining = False
         self.state = "PRE_INITIALIZING"
         self.local_ip = local_address()
@@ -218,7 +221,7 @@ class Server:
         self.stats_flush_interval_s = _seconds(interval) if bootstrap.HasField("stats_flush_interval") else 5.0
         """``stats_flush_interval`` (Envoy's default 5 s); unused with ``stats_flush_on_admin``."""
         self.sinks: list[Sink] = self._build_sinks()
-        self._histogram_fanout = HistogramFanout(self.sinks)
+        self._histogram_fanout = HistogramFanout(self.sinks, clock)
         if self.sinks:
             self._histogram_fanout.attach(self.store)
         self.listeners: list[Listener] = []
@@ -227,8 +230,8 @@ class Server:
         self.admin: Any = None
         self._stopped: asyncio.Event | None = None  # created in start(), inside the loop
         self._stream_observers: list[Any] = []
-        self._flush_handle: asyncio.TimerHandle | None = None
-        self._built_at = time.monotonic()
+        self._flush_handle: TimerHandle | None = None
+        self._built_at = clock.monotonic()
 
     # -- construction -------------------------------------------------------------------
     def _build_sinks(self) -> list[Sink]:
@@ -265,6 +268,7 @@ class Server:
             cluster.connect_timeout,
             cluster.stats.upstream_cx_tx_bytes_total,
             self.store.counter("statsd.cx_overflow"),
+            clock=self.clock,
         )
 
     def _build_listeners(self) -> None:
@@ -392,7 +396,7 @@ class Server:
         self.state = "INITIALIZING"
         if not self.bootstrap.stats_flush_on_admin:
             # As Envoy: the flush timer is armed at start, before the clusters initialize.
-            self._flush_handle = loop.call_later(self.stats_flush_interval_s, self._flush_timer)
+            self._flush_handle = self.clock.call_later(self.stats_flush_interval_s, self._flush_timer)
         await self.cluster_manager.initialize()
         upstream_log.info("cm init: all clusters initialized")
         log.info("all clusters initialized. initializing init manager")
@@ -418,7 +422,7 @@ class Server:
                 with open(self.options.admin_address_path, "w", encoding="utf-8") as f:
                     f.write(self.admin.address)
         self.state = "LIVE"
-        self.server_stats.initialization_time_ms.record((time.monotonic() - self._built_at) * 1000)
+        self.server_stats.initialization_time_ms.record((self.clock.monotonic() - self._built_at) * 1000)
         self._update_server_stats()
         config_log.info("all dependencies initialized. starting workers")
         log.info("starting main dispatch loop (sluice %s)", __version__)
@@ -478,16 +482,17 @@ class Server:
         self.flush_stats()
         # Re-armed after the flush, as Envoy's timer (intervals are the interval plus the flush).
         if self._stopped is not None and not self._stopped.is_set() and self._flush_handle is not None:
-            self._flush_handle = asyncio.get_running_loop().call_later(self.stats_flush_interval_s, self._flush_timer)
+            self._flush_handle = self.clock.call_later(self.stats_flush_interval_s, self._flush_timer)
 
     def _connection(self, lst: Listener) -> DownstreamConnection:
         accounting = lst.accounting
         accounting.opened()
-        opened = time.monotonic()
+        monotonic = self.clock.monotonic
+        opened = monotonic()
 
         def closed(conn: DownstreamConnection) -> None:
             lst.connections.discard(conn)
-            accounting.closed((time.monotonic() - opened) * 1000)
+            accounting.closed((monotonic() - opened) * 1000)
 
         conn = DownstreamConnection(lst.hcm, closed)
         lst.connections.add(conn)
@@ -522,9 +527,10 @@ class Server:
         busy = [c for lst in self.listeners for c in lst.connections if c.stream is not None]
         # Divergence from Envoy: Envoy exits on SIGTERM at once; Sluice lets requests finish.
         log.info("draining listeners: %d request(s) in flight, waiting up to %gs", len(busy), self.options.drain_time_s)
-        deadline = time.monotonic() + self.options.drain_time_s
-        while busy and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        clock = self.clock
+        deadline = clock.monotonic() + self.options.drain_time_s
+        while busy and clock.monotonic() < deadline:
+            await sleep(clock, 0.05)
             busy = [c for lst in self.listeners for c in lst.connections if c.stream is not None]
         if busy:
             log.warning("drain time over: closing %d connection(s) with a request in flight", len(busy))
@@ -548,4 +554,4 @@ class Server:
         self._stopped.set()
 
     def uptime(self) -> int:
-        return int(time.time() - self.start_time)
+        return int(self.clock.wall() - self.start_time)

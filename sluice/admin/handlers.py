@@ -150,9 +150,7 @@ def _drain_listeners(server: Server, req: AdminRequest) -> Response:
                 lst.server.close()
 
     if "graceful" in req.params:
-        import asyncio
-
-        asyncio.get_running_loop().call_later(server.options.drain_time_s, close)
+        server.clock.call_later(server.options.drain_time_s, close)
     else:
         close()
     return 200, TEXT, "OK\n"

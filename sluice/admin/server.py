@@ -129,14 +129,15 @@ class AdminServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        monotonic = self.server.clock.monotonic
 
         def make() -> DownstreamConnection:
             accounting = self.accounting
             accounting.opened()
-            opened = time.monotonic()
+            opened = monotonic()
 
             def closed(_c: DownstreamConnection) -> None:
-                accounting.closed((time.monotonic() - opened) * 1000)
+                accounting.closed((monotonic() - opened) * 1000)
 
             return DownstreamConnection(self.hcm, closed)
 

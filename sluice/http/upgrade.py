@@ -21,10 +21,10 @@ Theory of operation (checked against Envoy 1.40 by tests/integration/test_websoc
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from sluice.clock import REAL, TimeSource
 from sluice.http import http1
 from sluice.http.date import http_date
 from sluice.http.stream_info import ResponseFlag
@@ -87,7 +87,10 @@ class Tunnel:
         stream.response_headers = headers
         info = stream.stream_info
         info.response_code = 101
-        info.first_downstream_tx = stream.last_activity = time.monotonic()
+        # The connection manager's clock (HcmConfig.clock, once it has one): last_activity is
+        # compared with its readings by the stream idle timer.
+        clock: TimeSource = getattr(cfg, "clock", REAL)
+        info.first_downstream_tx = stream.last_activity = clock.monotonic()
         entries = [e for e in headers.entries if e[0] not in _TUNNEL_HOP_BY_HOP]
         # Envoy keeps the upstream's date (adds one when absent) and sets server in place.
         date_set = server_set = False

@@ -32,8 +32,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httptools
 
+from sluice.clock import REAL, TimeSource
 from sluice.stats.store import Counter, Gauge, StatsBlock, block
-from sluice.tasks import spawn
+from sluice.tasks import sleep, spawn
+from sluice.tasks import timeout as clock_timeout
 
 if TYPE_CHECKING:
     from sluice.upstream.host import Host
@@ -220,8 +222,11 @@ class HealthChecker:
         on_change: Callable[[], None],
         cluster_name: str,
         rng: random.Random | None = None,
+        clock: TimeSource = REAL,
     ) -> None:
         self.cfg = cfg
+        self.clock = clock
+        """The intervals' and the timeout's timers (a test injects a ``SimTime``)."""
         self.stats = stats
         self._traffic = traffic_counter
         self._on_change = on_change
@@ -297,11 +302,11 @@ class HealthChecker:
         try:
             while True:
                 if delay:
-                    await asyncio.sleep(delay)
+                    await sleep(self.clock, delay)
                 self.stats.attempt.inc()
                 status: int | None = None
                 try:
-                    async with asyncio.timeout(cfg.timeout_ms / 1000.0):
+                    async with clock_timeout(self.clock, cfg.timeout_ms / 1000.0):
                         if probe is None or probe.closed:
                             _t, probe = await loop.create_connection(_Probe, host.ip, host.port)
                         probe.done = loop.create_future()

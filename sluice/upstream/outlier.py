@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from sluice.stats.store import Counter, Gauge, StatsBlock, block
 
 if TYPE_CHECKING:
+    from sluice.clock import TimeSource
     from sluice.runtime import Runtime
     from sluice.upstream.host import Host
 
@@ -144,16 +145,23 @@ class OutlierDetector:
         config: OutlierConfig,
         stats: OutlierStats,
         runtime: Runtime | None,
-        clock: Callable[[], float],
-        call_later: Callable[[float, Callable[[], None]], Any],
+        clock: TimeSource | Callable[[], float],
+        call_later: Callable[[float, Callable[[], None]], Any] | None,
         on_change: Callable[[], None],
         rng: random.Random | None = None,
     ) -> None:
+        """``clock`` is a :class:`~sluice.clock.TimeSource` (``call_later`` None), or, from a
+        caller not yet converted to one, a ``monotonic`` function with its ``call_later``."""
         self.config = config
         self.stats = stats
         self.runtime = runtime
-        self._clock = clock
-        self._call_later = call_later
+        if call_later is None:
+            source = cast("TimeSource", clock)
+            self._clock: Callable[[], float] = source.monotonic
+            self._call_later: Callable[[float, Callable[[], None]], Any] = source.call_later
+        else:
+            self._clock = cast("Callable[[], float]", clock)
+            self._call_later = call_later
         self._on_change = on_change
         self._rng = rng or random.Random()
         self.monitors: dict[Host, HostMonitor] = {}

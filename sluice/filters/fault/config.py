@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from sluice.clock import REAL, TimeSource
 from sluice.errors import ConfigError
 from sluice.route.matching import HeaderMatcher
 from sluice.runtime import DENOMINATORS
@@ -257,6 +258,16 @@ def _rate_limit(r: Any, path: str) -> RateLimitConfig:
     raise ConfigError(f"{path}: one of fixed_limit, header_limit is required")
 
 
+def monotonic_ns(clock: TimeSource) -> Callable[[], int]:
+    """Integer nanoseconds from ``clock``. The real clock's are ``time.monotonic_ns`` itself:
+    the bucket needs exact elapsed times (see ``TokenBucket``), which float seconds scaled up
+    would not always give; a simulated clock's float seconds are rounded to the nanosecond."""
+    if clock is REAL:
+        return time.monotonic_ns
+    monotonic = clock.monotonic
+    return lambda: round(monotonic() * 1e9)
+
+
 @dataclass(frozen=True, slots=True)
 class FaultFilterConfig:
     """One fault filter of one HCM, shared by all its streams (Envoy's ``FaultFilterConfig``)."""
@@ -265,12 +276,19 @@ class FaultFilterConfig:
     runtime: Runtime
     stats: FaultStats
     """Bound under ``http.<stat_prefix>.fault.``."""
-    time_source: Callable[[], int] = time.monotonic_ns
-    """Monotonic nanoseconds, for the response rate limiter's token bucket (tests inject a fake)."""
+    clock: TimeSource = REAL
+    """The clock the response rate limiter's token bucket reads (its timers are the stream's)."""
+    time_source: Callable[[], int] | None = None
+    """Monotonic nanoseconds for the token bucket; ``None``: :func:`monotonic_ns` of ``clock``."""
     buffer_limit: int = 1024 * 1024
     """The encoder buffer limit (Envoy's default ``per_connection_buffer_limit_bytes``): above it
     the rate limiter asks the upstream to stop reading."""
     _downstream: dict[tuple[str, str], Counter] = field(default_factory=dict, repr=False)
+    now_ns: Callable[[], int] = field(init=False, repr=False)
+    """What the token bucket calls: ``time_source``, else ``clock``'s nanoseconds."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "now_ns", self.time_source or monotonic_ns(self.clock))
 
     @classmethod
     def from_proto(cls, msg: Any, path: str, runtime: Runtime, store: Store, stats_prefix: str, **kw: Any) -> FaultFilterConfig:

@@ -180,7 +180,7 @@ class FaultFilter:
             cfg.buffer_limit,
             self._write_paced,
             stream.call_later,
-            cfg.time_source,
+            cfg.now_ns,
             pause=lambda: stream.on_downstream_writable(False),
             resume=lambda: stream.on_downstream_writable(True),
         )

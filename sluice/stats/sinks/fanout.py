@@ -15,9 +15,9 @@ before it, and shutdown drains what is left.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
+from sluice.clock import REAL, TimeSource
 from sluice.stats.sinks import Sink
 from sluice.stats.store import SampleQueue, Store
 
@@ -25,25 +25,22 @@ SAMPLE_WINDOW_S = 0.02
 
 
 class HistogramFanout:
-    __slots__ = ("sinks", "queue", "_loop")
+    __slots__ = ("sinks", "queue", "clock")
 
-    def __init__(self, sinks: Sequence[Sink]) -> None:
+    def __init__(self, sinks: Sequence[Sink], clock: TimeSource = REAL) -> None:
         self.sinks = tuple(sinks)
         self.queue: SampleQueue = []
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.clock = clock
 
     def attach(self, store: Store) -> None:
         store.set_histogram_sink(self.queue, self.wake)
 
     def wake(self) -> None:
-        loop = self._loop
-        if loop is None:
-            try:
-                loop = self._loop = asyncio.get_running_loop()
-            except RuntimeError:  # recorded outside the loop (start-up, tests): hand over now
-                self.drain()
-                return
-        loop.call_later(SAMPLE_WINDOW_S, self.drain)
+        # Once per window (the first sample), so the running-loop lookup inside REAL costs little.
+        try:
+            self.clock.call_later(SAMPLE_WINDOW_S, self.drain)
+        except RuntimeError:  # recorded outside the loop (start-up, tests): hand over now
+            self.drain()
 
     def drain(self) -> None:
         if not self.queue:

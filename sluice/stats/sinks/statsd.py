@@ -30,9 +30,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sluice.clock import REAL, TimeSource
 from sluice.stats.sinks.snapshot import Snapshot
 from sluice.stats.store import Counter
-from sluice.tasks import spawn
+from sluice.tasks import sleep, spawn
+from sluice.tasks import timeout as clock_timeout
 
 log = logging.getLogger("sluice.stats")
 
@@ -94,9 +96,11 @@ class UdpStatsdSink:
     :data:`UDP_MAX_PENDING` datagrams wait; more are dropped and counted in ``send_errors``.
     """
 
-    __slots__ = ("prefix", "target", "send_errors", "_sock", "_dot", "_pending", "_loop", "_closed")
+    __slots__ = ("prefix", "target", "send_errors", "_sock", "_dot", "_pending", "clock", "_closed")
 
-    def __init__(self, prefix: str, target: tuple[str, int], sock: socket.socket | None = None) -> None:
+    def __init__(
+        self, prefix: str, target: tuple[str, int], sock: socket.socket | None = None, clock: TimeSource = REAL
+    ) -> None:
         self.prefix = prefix
         self._dot = prefix + "."
         self.target = target
@@ -112,7 +116,7 @@ class UdpStatsdSink:
         # connected send is ~15 % cheaper; bench/statsd_sink.py.)
         self._sock = sock
         self._pending: list[bytes] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.clock = clock
         self._closed = False
 
     def _queue(self, datagrams: list[bytes]) -> None:
@@ -126,10 +130,7 @@ class UdpStatsdSink:
         was_empty = not pending
         pending += datagrams
         if was_empty and pending:
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
-            loop.call_soon(self._send_pending)
+            self.clock.call_soon(self._send_pending)
 
     def _send_pending(self) -> None:
         pending = self._pending
@@ -145,8 +146,8 @@ class UdpStatsdSink:
         if errors:
             self.send_errors += errors
             log.debug("statsd: %d udp send(s) to %s:%d failed (%d so far): %s", errors, *target, self.send_errors, last)
-        if self._pending and self._loop is not None:
-            self._loop.call_soon(self._send_pending)
+        if self._pending:
+            self.clock.call_soon(self._send_pending)
 
     def flush(self, snapshot: Snapshot) -> None:
         self._queue([line.encode() for line in flush_lines(self.prefix, snapshot)])
@@ -222,7 +223,7 @@ class TcpStatsdSink:
         tx_bytes: Counter,
         overflow: Counter,
         limit: int = MAX_BUFFERED_BYTES,
-        clock: Callable[[], float] | None = None,
+        clock: TimeSource = REAL,
     ) -> None:
         self.prefix = prefix
         self._choose_host = choose_host
@@ -235,7 +236,7 @@ class TcpStatsdSink:
         self._transport: asyncio.WriteTransport | None = None
         self._link: _Link | None = None
         self._connecting: asyncio.Task[None] | None = None
-        self._clock = clock
+        self.clock = clock
         self.backoff_s = 0.0
         """The wait before the next connect attempt (0 until one fails)."""
         self._next_attempt = 0.0
@@ -274,11 +275,8 @@ class TcpStatsdSink:
         self.buffer.append(data)
         self._maybe_connect()
 
-    def _now(self) -> float:
-        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
-
     def _maybe_connect(self) -> None:
-        if self._connecting is not None or self._now() < self._next_attempt:
+        if self._connecting is not None or self.clock.monotonic() < self._next_attempt:
             return
         self._connecting = spawn(self._connect(), name="statsd:connect")
 
@@ -288,13 +286,12 @@ class TcpStatsdSink:
             if target is None:
                 raise OSError("no host in the cluster")
             loop = asyncio.get_running_loop()
-            transport, link = await asyncio.wait_for(
-                loop.create_connection(lambda: _Link(self), target[0], target[1]), self._connect_timeout
-            )
+            async with clock_timeout(self.clock, self._connect_timeout):
+                transport, link = await loop.create_connection(lambda: _Link(self), target[0], target[1])
         except (TimeoutError, OSError) as exc:
             self.connect_failures += 1
             self.backoff_s = min(BACKOFF_MAX_S, self.backoff_s * 2 if self.backoff_s else BACKOFF_BASE_S)
-            self._next_attempt = self._now() + self.backoff_s
+            self._next_attempt = self.clock.monotonic() + self.backoff_s
             log.debug("statsd: tcp connect failed (%s); next attempt in %gs", exc, self.backoff_s)
             return
         finally:
@@ -317,20 +314,21 @@ class TcpStatsdSink:
         """The final flush's bytes get up to ``timeout`` to leave: a connect under way is
         waited for, then the transport is closed (asyncio sends its buffer first)."""
         self.closed = True
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        clock = self.clock
+        deadline = clock.monotonic() + timeout
         if self._transport is None and self.buffer.size and self._connecting is None:
             self._next_attempt = 0.0
             self._maybe_connect()
         if self._connecting is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._connecting), max(0.0, deadline - loop.time()))
+                async with clock_timeout(clock, max(0.0, deadline - clock.monotonic())):
+                    await asyncio.shield(self._connecting)
         t = self._transport
         if t is None:
             return
         t.close()
-        while self._transport is not None and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        while self._transport is not None and clock.monotonic() < deadline:
+            await sleep(clock, 0.01)
         if self._transport is not None:
             t.abort()
 
