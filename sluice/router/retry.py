@@ -26,8 +26,11 @@ configuration/http/http_filters/router_filter#x-envoy-retry-on, arch_overview/ht
   describe the range as ``[0, (2^N-1)·base)``; the code, which we follow, doubles the bound
   each retry (``next_interval``), which is the same for N=1 and tighter after.
 - gRPC conditions (``cancelled``, ``deadline-exceeded``, ``internal``, ``resource-exhausted``,
-  ``unavailable``) parse but never fire: they read ``grpc-status``, and Sluice proxies
-  HTTP/1.1 only (no trailers-only gRPC responses).
+  ``unavailable``, from ``retry_on`` or an internal request's ``x-envoy-retry-grpc-on``) read
+  the ``grpc-status`` of the response *headers*, so they fire on a trailers-only response (an
+  upstream's gRPC error without a body); they are checked last, after the HTTP conditions, as
+  in ``wouldRetryFromHeaders``. A ``grpc-status`` that arrives in trailers is never retried:
+  Envoy's router decides at the response headers, which it has forwarded by then.
 
 This module does no I/O and never imports asyncio: the router arms the timers.
 """
@@ -37,6 +40,7 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Any
 
+from sluice.http.grpc import CANCELLED, DEADLINE_EXCEEDED, INTERNAL, RESOURCE_EXHAUSTED, UNAVAILABLE, grpc_status_of
 from sluice.route.retry_policy import (
     DEFAULT_BASE_INTERVAL_MS,
     DEFAULT_POLICY,
@@ -45,6 +49,12 @@ from sluice.route.retry_policy import (
     RETRY_ON_CONNECT_FAILURE,
     RETRY_ON_ENVOY_RATE_LIMITED,
     RETRY_ON_GATEWAY_ERROR,
+    RETRY_ON_GRPC_ANY,
+    RETRY_ON_GRPC_CANCELLED,
+    RETRY_ON_GRPC_DEADLINE_EXCEEDED,
+    RETRY_ON_GRPC_INTERNAL,
+    RETRY_ON_GRPC_RESOURCE_EXHAUSTED,
+    RETRY_ON_GRPC_UNAVAILABLE,
     RETRY_ON_REFUSED_STREAM,
     RETRY_ON_RESET,
     RETRY_ON_RESET_BEFORE_REQUEST,
@@ -66,6 +76,24 @@ if TYPE_CHECKING:
 class Decision(enum.Enum):
     NO_RETRY = 0
     RETRY_WITH_BACKOFF = 1
+
+
+_GRPC_RETRY_BITS = {
+    CANCELLED: RETRY_ON_GRPC_CANCELLED,
+    DEADLINE_EXCEEDED: RETRY_ON_GRPC_DEADLINE_EXCEEDED,
+    RESOURCE_EXHAUSTED: RETRY_ON_GRPC_RESOURCE_EXHAUSTED,
+    UNAVAILABLE: RETRY_ON_GRPC_UNAVAILABLE,
+    INTERNAL: RETRY_ON_GRPC_INTERNAL,
+}
+"""gRPC status → the ``retry_on`` bit that retries it (Envoy's five gRPC conditions)."""
+
+
+def would_retry_grpc(retry_on: int, grpc_status: int | None) -> bool:
+    """Whether ``retry_on`` retries a response whose ``grpc-status`` is ``grpc_status``
+    (None: no status; an invalid one, -1, matches nothing)."""
+    if grpc_status is None:
+        return False
+    return bool(retry_on & _GRPC_RETRY_BITS.get(grpc_status, 0))
 
 
 class RetryStatus(enum.Enum):
@@ -233,7 +261,9 @@ class RetryState:
         return st
 
     # -- pure checks ----------------------------------------------------------------------
-    def would_retry_headers(self, status: int, headers: ResponseHeaders) -> Decision:
+    def would_retry_headers(self, status: int, headers: ResponseHeaders, grpc_status: int | None = None) -> Decision:
+        """``wouldRetryFromHeaders``. The gRPC conditions read ``grpc-status`` from ``headers``
+        unless the caller passes ``grpc_status`` (already parsed)."""
         on = self.retry_on
         if "x-envoy-ratelimited" in headers:
             # From an upstream Envoy: only envoy-ratelimited retries it.
@@ -251,7 +281,16 @@ class RetryState:
             for m in self.retriable_headers:
                 if m.matches(view):
                     return Decision.RETRY_WITH_BACKOFF
+        if on & RETRY_ON_GRPC_ANY:
+            if grpc_status is None:
+                grpc_status = grpc_status_of(headers)
+            if would_retry_grpc(on, grpc_status):
+                return Decision.RETRY_WITH_BACKOFF
         return Decision.NO_RETRY
+
+    def would_retry_grpc(self, grpc_status: int | None) -> Decision:
+        """The gRPC conditions alone, for a ``grpc-status`` the caller has read."""
+        return Decision.RETRY_WITH_BACKOFF if would_retry_grpc(self.retry_on, grpc_status) else Decision.NO_RETRY
 
     def would_retry_reset(self, reason: str, upstream_request_started: bool) -> Decision:
         """``reason``: ``connect_failure`` (refused, connect timeout), ``local_reset`` (a per-try
