@@ -222,6 +222,12 @@ class RouteEntry:
         "auto_host_rewrite",
         "timeout",
         "idle_timeout",
+        "max_grpc_timeout",
+        "grpc_timeout_offset",
+        "max_stream_duration",
+        "grpc_timeout_header_max",
+        "grpc_timeout_header_offset",
+        "using_new_timeouts",
         "upgrades",
         "direct_status",
         "direct_body",
@@ -269,6 +275,22 @@ class RouteEntry:
         self.auto_host_rewrite = False
         self.timeout = DEFAULT_ROUTE_TIMEOUT
         self.idle_timeout: float | None = None
+        # gRPC timeouts (pure rules in sluice/http/grpc.py: grpc_route_timeout and
+        # grpc_stream_duration). Parsed here; config/support.py still reports these fields as
+        # not implemented until the router and the connection manager apply them.
+        self.max_grpc_timeout: float | None = None
+        """``route.max_grpc_timeout`` (legacy), whole ms as seconds; None = unset."""
+        self.grpc_timeout_offset: float | None = None
+        """``route.grpc_timeout_offset`` (legacy)."""
+        self.max_stream_duration: float | None = None
+        """``route.max_stream_duration.max_stream_duration``; 0 = none for this route."""
+        self.grpc_timeout_header_max: float | None = None
+        """``route.max_stream_duration.grpc_timeout_header_max``; 0 = the header as is."""
+        self.grpc_timeout_header_offset: float | None = None
+        """``route.max_stream_duration.grpc_timeout_header_offset``."""
+        self.using_new_timeouts = False
+        """``route.max_stream_duration`` is set (Envoy's ``usingNewTimeouts``): the route's
+        ``timeout`` and the legacy gRPC fields are then not used."""
         self.upgrades: dict[str, bool] | None = None
         """``upgrade_configs``: lower-cased type → enabled (it overrides the HCM's for that type)."""
         self.direct_status = 0
@@ -369,12 +391,33 @@ class RouteEntry:
             self.timeout = ra.timeout.seconds + ra.timeout.nanos / 1e9
         if ra.HasField("idle_timeout"):
             self.idle_timeout = ra.idle_timeout.seconds + ra.idle_timeout.nanos / 1e9
+        self._init_grpc_timeouts(ra)
         if ra.upgrade_configs:
             self.upgrades = {u.upgrade_type.lower(): u.enabled.value if u.HasField("enabled") else True for u in ra.upgrade_configs}
         if ra.HasField("retry_policy"):
             self.retry_policy = RetryPolicy.from_proto(ra.retry_policy, f"{path}.retry_policy")
         if ra.HasField("cors"):
             self.cors = CorsPolicy.from_proto(ra.cors, f"{path}.cors")
+
+    def _init_grpc_timeouts(self, ra: Any) -> None:
+        """Envoy's ``PROTOBUF_GET_OPTIONAL_MS`` of each field: whole milliseconds."""
+
+        def ms(d: Any) -> float:
+            return float(d.seconds * 1000 + d.nanos // 1_000_000) / 1000
+
+        if ra.HasField("max_grpc_timeout"):
+            self.max_grpc_timeout = ms(ra.max_grpc_timeout)
+        if ra.HasField("grpc_timeout_offset"):
+            self.grpc_timeout_offset = ms(ra.grpc_timeout_offset)
+        if ra.HasField("max_stream_duration"):
+            msd = ra.max_stream_duration
+            self.using_new_timeouts = True
+            if msd.HasField("max_stream_duration"):
+                self.max_stream_duration = ms(msd.max_stream_duration)
+            if msd.HasField("grpc_timeout_header_max"):
+                self.grpc_timeout_header_max = ms(msd.grpc_timeout_header_max)
+            if msd.HasField("grpc_timeout_header_offset"):
+                self.grpc_timeout_header_offset = ms(msd.grpc_timeout_header_offset)
 
     @staticmethod
     def _init_redirect(rd: Any, path: str) -> RedirectAction:
