@@ -237,3 +237,63 @@ async def test_tasks_timeout_on_real_time() -> None:
     with pytest.raises(TimeoutError):
         async with tasks.timeout(REAL, 0.01):
             await asyncio.sleep(5)
+
+
+def test_outlier_detector_runs_on_a_time_source() -> None:
+    """The detector takes a TimeSource (no separate call_later): ejection and the interval
+    tick that unejects run in simulated time."""
+    from envoy.config.cluster.v3 import outlier_detection_pb2
+    from google.protobuf import json_format
+
+    from sluice.stats.store import Store
+    from sluice.upstream.host import Host
+    from sluice.upstream.outlier import OutlierConfig, OutlierDetector, OutlierStats
+
+    clock = SimTime()
+    od = json_format.ParseDict({"consecutive_5xx": 1, "max_ejection_percent": 100}, outlier_detection_pb2.OutlierDetection())
+    det = OutlierDetector(OutlierConfig(od), OutlierStats.declare(Store(), "cluster.c.outlier_detection."), None, clock, None, lambda: None)
+    host = Host("127.0.0.1", 80)
+    det.set_hosts([host])
+    det.start()
+    assert [t.when for t in clock.pending()] == [1010.0]  # the 10 s interval, on the clock
+    det.put_http_response_code(host, 503)
+    assert not host.healthy
+    clock.advance(29)
+    assert not host.healthy
+    clock.advance(2)  # the 30 s base ejection ends on the tick at 1030
+    assert host.healthy
+    det.stop()
+    assert clock.pending() == []
+
+
+def test_histogram_fanout_window_on_a_time_source() -> None:
+    from sluice.stats.sinks.fanout import SAMPLE_WINDOW_S, HistogramFanout
+    from sluice.stats.store import Store
+
+    class Sink:
+        def __init__(self) -> None:
+            self.batches: list[list[tuple[str, int]]] = []
+
+        def on_histograms(self, samples: list[tuple[str, int]]) -> None:
+            self.batches.append(samples)
+
+    clock = SimTime()
+    store = Store()
+    sink = Sink()
+    HistogramFanout([sink], clock).attach(store)  # type: ignore[list-item]
+    store.histogram("x").record(5)
+    store.histogram("x").record(7)
+    assert sink.batches == []  # outside a loop, but the clock takes the window's timer
+    clock.advance(SAMPLE_WINDOW_S)
+    assert sink.batches == [[("x", 5), ("x", 7)]]
+
+
+def test_fault_token_bucket_nanoseconds() -> None:
+    from sluice.filters.fault.config import monotonic_ns
+
+    assert monotonic_ns(REAL) is time.monotonic_ns  # exact integers, no Python-level wrapper
+    clock = SimTime(start=1000.0)
+    now = monotonic_ns(clock)
+    assert now() == 1_000_000_000_000
+    clock.advance(0.05)
+    assert now() == 1_000_050_000_000
