@@ -26,11 +26,14 @@ from sluice.errors import ConfigError, UnsupportedError
 from sluice.filters import registry as filter_registry
 from sluice.filters.registry import FilterContext
 from sluice.http.conn_manager import (
+    ConnectionManager,
     DownstreamConnection,
     HcmConfig,
     header_limits,
     http1_settings,
+    http2_settings,
     internal_networks,
+    make_connection,
     path_options,
 )
 from sluice.http.upgrade import upgrade_map
@@ -157,6 +160,14 @@ class _HcmTimeouts(TypedDict):
     max_stream_duration: float
     idle_timeout: float
     drain_timeout: float
+
+
+def _codec_type(msg: Any, path: str) -> str:
+    """The HCM's ``codec_type`` (AUTO, HTTP1, HTTP2); HTTP3 needs QUIC, which Sluice lacks."""
+    name = ("AUTO", "HTTP1", "HTTP2", "HTTP3")[msg.codec_type]
+    if name == "HTTP3":
+        raise UnsupportedError(f"{path}.codec_type: HTTP3 is not implemented (Sluice has no QUIC listener)")
+    return name
 
 
 def _hcm_timeouts(msg: Any) -> _HcmTimeouts:
@@ -358,6 +369,9 @@ class Server:
             http1_settings=http1_settings(msg),
             **path_options(msg),
             upgrade_configs=upgrade_map(msg.upgrade_configs),
+            codec_type=_codec_type(msg, path),
+            http2_settings=http2_settings(msg),
+            clock=self.clock,
         )
         hcm.internal_networks = internal_networks(msg)
         ctx = FilterContext(
@@ -494,7 +508,7 @@ class Server:
             lst.connections.discard(conn)
             accounting.closed((monotonic() - opened) * 1000)
 
-        conn = DownstreamConnection(lst.hcm, closed)
+        conn = make_connection(lst.hcm, closed)
         lst.connections.add(conn)
         return conn
 
@@ -524,14 +538,18 @@ class Server:
         for lst in self.listeners:
             if lst.server is not None:
                 lst.server.close()
-        busy = [c for lst in self.listeners for c in lst.connections if c.stream is not None]
+        for lst in self.listeners:
+            for c in lst.connections:
+                # (HTTP/2 connections say GOAWAY; HTTP/1 responses carry connection: close.)
+                cast(ConnectionManager, c.handler).drain()
+        busy = [c for lst in self.listeners for c in lst.connections if cast(ConnectionManager, c.handler).busy]
         # Divergence from Envoy: Envoy exits on SIGTERM at once; Sluice lets requests finish.
         log.info("draining listeners: %d request(s) in flight, waiting up to %gs", len(busy), self.options.drain_time_s)
         clock = self.clock
         deadline = clock.monotonic() + self.options.drain_time_s
         while busy and clock.monotonic() < deadline:
             await sleep(clock, 0.05)
-            busy = [c for lst in self.listeners for c in lst.connections if c.stream is not None]
+            busy = [c for lst in self.listeners for c in lst.connections if cast(ConnectionManager, c.handler).busy]
         if busy:
             log.warning("drain time over: closing %d connection(s) with a request in flight", len(busy))
         for lst in self.listeners:

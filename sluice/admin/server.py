@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from sluice.admin import handlers
 from sluice.admin.formats import normalize_path, parse_query
-from sluice.http.conn_manager import ActiveStream, DownstreamConnection, HcmConfig
+from sluice.http.conn_manager import ActiveStream, DownstreamConnection, HcmConfig, make_connection
+from sluice.http.filter_manager import ActiveStreamFilter
 from sluice.http.filter import STOP_ITERATION, STOP_ITERATION_NO_BUFFER, FilterStatus
 from sluice.http.headers import RequestHeaders, ResponseHeaders
 from sluice.paths import host_path
@@ -52,7 +53,7 @@ class AdminRequest:
 class AdminFilter:
     __slots__ = ("admin", "stream", "body")
 
-    def __init__(self, admin: AdminServer, stream: ActiveStream) -> None:
+    def __init__(self, admin: AdminServer, stream: ActiveStreamFilter) -> None:
         self.admin = admin
         self.stream = stream
         self.body = bytearray()
@@ -139,7 +140,7 @@ class AdminServer:
             def closed(_c: DownstreamConnection) -> None:
                 accounting.closed((monotonic() - opened) * 1000)
 
-            return DownstreamConnection(self.hcm, closed)
+            return make_connection(self.hcm, closed)
 
         self._server = await loop.create_server(make, self.ip, self.port, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -149,7 +150,7 @@ class AdminServer:
         if self._server is not None:
             self._server.close()
 
-    def log_access(self, stream: ActiveStream) -> None:
+    def log_access(self, stream: ActiveStreamFilter) -> None:
         """``admin.access_log_path``: one line per admin request, Envoy's default format."""
         if not self.access_log_path:
             return

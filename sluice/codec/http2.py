@@ -38,7 +38,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import GoAwayFrame, SettingsFrame
 
 from sluice.codec.http1 import CodecError
 from sluice.http.headers import HeaderMap, RequestHeaders, ResponseHeaders
@@ -51,12 +51,12 @@ class Http2Settings:
     Envoy's, from ``api/envoy/config/core/v3/protocol.proto`` and the HCM's
     ``max_request_headers_kb`` / ``common_http_protocol_options.max_headers_count``."""
 
-    max_concurrent_streams: int = 2147483647
-    """protocol.proto: "default is 2147483647" (Envoy's ``OptionsLimits``)."""
-    initial_stream_window_size: int = 268435456
-    """protocol.proto: 256 MiB; also Envoy's per-stream buffer limit (``per_stream_buffer_limit_``)."""
-    initial_connection_window_size: int = 268435456
-    """protocol.proto: 256 MiB, reached with a WINDOW_UPDATE on stream 0 right after SETTINGS."""
+    max_concurrent_streams: int = 1024
+    """Envoy 1.40's default (``OptionsLimits::DEFAULT_MAX_CONCURRENT_STREAMS``; its SETTINGS say 1024)."""
+    initial_stream_window_size: int = 16 * 1024 * 1024
+    """Envoy 1.40's default, 16 MiB; also its per-stream buffer limit (``per_stream_buffer_limit_``)."""
+    initial_connection_window_size: int = 24 * 1024 * 1024
+    """Envoy 1.40's default, 24 MiB, reached with a WINDOW_UPDATE on stream 0 right after SETTINGS."""
     max_headers_kb: int = 60
     """HCM ``max_request_headers_kb`` (60): bytes of names and values, per header list."""
     max_headers_count: int = 100
@@ -218,7 +218,10 @@ def _request(pseudo: dict[bytes, bytes], entries: list[list[str]]) -> RequestHea
 
 
 class _Stream:
-    __slots__ = ("stream_id", "decoder", "on_trailers", "on_reset", "pending", "end", "trailers", "done", "remote_end")
+    __slots__ = (
+        "stream_id", "decoder", "on_trailers", "on_reset", "pending", "end", "trailers", "done", "remote_end",
+        "read_disabled", "unacked",
+    )  # fmt: skip
 
     def __init__(self, stream_id: int) -> None:
         self.stream_id = stream_id
@@ -233,6 +236,10 @@ class _Stream:
         self.done = False
         """The frame ending the response was handed to h2."""
         self.remote_end = False
+        self.read_disabled = 0
+        """Read-disable count (the consumer's upstream is backed up): the window is not given back."""
+        self.unacked = 0
+        """Flow-controlled bytes received while read-disabled, acknowledged on re-enable."""
 
 
 def _encode(entries: list[list[str]]) -> list[tuple[bytes, bytes]]:
@@ -285,6 +292,18 @@ class ServerCodec:
         )
         conn.decoder.max_header_list_size = self._hpack_limit
         conn.initiate_connection()
+        # The SETTINGS frame as Envoy 1.40 (oghttp2) writes it, in its order and with only these
+        # four parameters (h2 would add its defaults for ENABLE_PUSH, MAX_FRAME_SIZE, ...; their
+        # values are the protocol's defaults, so the two ends agree all the same).
+        conn.data_to_send()
+        preface = SettingsFrame(0)
+        preface.settings = {
+            codes.HEADER_TABLE_SIZE: 4096,
+            codes.ENABLE_CONNECT_PROTOCOL: int(settings.allow_connect),
+            codes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
+            codes.INITIAL_WINDOW_SIZE: settings.initial_stream_window_size,
+        }
+        self._out.append(preface.serialize())
         if settings.initial_connection_window_size > 65535:
             conn.increment_flow_control_window(settings.initial_connection_window_size - 65535)
 
@@ -369,10 +388,14 @@ class ServerCodec:
         sid = event.stream_id
         data = event.data or b""
         stream = self._streams.get(sid)
-        # The window goes back at once (Envoy's onData: MarkDataConsumedForStream, unless the
-        # stream is read-disabled). Divergence from Envoy: no read-disable yet.
-        if event.flow_controlled_length:
-            self.conn.acknowledge_received_data(event.flow_controlled_length, sid)
+        # The window goes back at once (Envoy's onData: MarkDataConsumedForStream), unless the
+        # stream is read-disabled: then when it is enabled again.
+        n = event.flow_controlled_length
+        if n:
+            if stream is not None and stream.read_disabled:
+                stream.unacked += n
+            else:
+                self.conn.acknowledge_received_data(n, sid)
         if stream is None or stream.decoder is None:
             return  # (a stream reset earlier in this read)
         ended = event.stream_ended is not None
@@ -494,6 +517,27 @@ class ServerCodec:
         stream.end = True
         self._flush(stream)
 
+    def read_disable(self, stream_id: int, disable: bool) -> None:
+        """Stop (or, once every disable is undone, resume) giving the peer window for this
+        stream's request body: Envoy's ``readDisable`` on an HTTP/2 stream."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return
+        if disable:
+            stream.read_disabled += 1
+            return
+        if stream.read_disabled == 0:
+            return
+        stream.read_disabled -= 1
+        if stream.read_disabled == 0 and stream.unacked:
+            n, stream.unacked = stream.unacked, 0
+            self.conn.acknowledge_received_data(n, stream_id)
+
+    def close(self) -> None:
+        """The connection is gone: every stream is dropped (its gauges given back)."""
+        for stream in list(self._streams.values()):
+            self._drop(stream)
+
     def buffered_bytes(self, stream_id: int) -> int:
         """Response bytes held for lack of window: the caller's back-pressure signal (Envoy's
         stream high watermark is ``initial_stream_window_size``)."""
@@ -573,6 +617,13 @@ class ServerCodec:
     def _drop(self, stream: _Stream) -> None:
         if self._streams.pop(stream.stream_id, None) is None:
             return
+        if stream.unacked:
+            # The connection window held for a read-disabled stream goes back with it.
+            n, stream.unacked = stream.unacked, 0
+            try:
+                self.conn.acknowledge_received_data(n, stream.stream_id)
+            except h2.exceptions.ProtocolError:
+                pass  # (the connection is closed)
         if self.stats is not None:
             self.stats.streams_active.dec()
             if stream.pending:

@@ -92,8 +92,8 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
            "internal_address_config", "add_user_agent", "max_request_headers_kb", "http_protocol_options",
            "normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "upgrade_configs",
            # HTTP/1 codec errors close the connection whatever it says (checked with Envoy
-           # 1.40); it matters for HTTP/2, which Sluice does not serve yet.
-           "stream_error_on_invalid_http_message"},
+           # 1.40); on HTTP/2 it decides between a stream reset and the connection's GOAWAY.
+           "stream_error_on_invalid_http_message", "http2_protocol_options"},
     _HCM.rsplit(".", 1)[0] + ".HttpFilter": {"name", "typed_config"},
     # (clusters do not take common_http_protocol_options: only the HCM's reaches this table)
     "envoy.config.core.v3.HttpProtocolOptions": {"idle_timeout", "max_stream_duration", "max_headers_count",
@@ -102,6 +102,10 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
                                                   "allow_absolute_url", "allow_chunked_length", "header_key_format",
                                                   "enable_trailers"},
     "envoy.config.core.v3.Http1ProtocolOptions.HeaderKeyFormat": {"proper_case_words"},
+    # HTTP/2 (sluice/codec/http2.py): the settings Sluice's codec applies
+    "envoy.config.core.v3.Http2ProtocolOptions": {"max_concurrent_streams", "initial_stream_window_size",
+                                                  "initial_connection_window_size", "allow_connect",
+                                                  "override_stream_error_on_invalid_http_message"},
     "envoy.config.core.v3.Http1ProtocolOptions.HeaderKeyFormat.ProperCaseWords": set(),
     "envoy.extensions.filters.http.router.v3.Router": set(),
     # fault filter (filter_metadata: Sluice has no dynamic metadata)

@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING
 from sluice.http.stream_info import flags_string
 
 if TYPE_CHECKING:
-    from sluice.http.conn_manager import ActiveStream, DownstreamConnection
+    from typing import Any, TypeAlias
+
+    from sluice.http.conn_manager import ConnectionManager as DownstreamConnection
+
+    ActiveStream: TypeAlias = Any
+    """A stream or a filter's callbacks (both have ``conn``, ``random_value``, ``request_headers``)."""
     from sluice.http.headers import RequestHeaders, ResponseHeaders
 
 http_log = logging.getLogger("sluice.http")

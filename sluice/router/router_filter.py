@@ -19,7 +19,6 @@ per-try idle timeout run from the moment an attempt's request is fully on a conn
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +34,8 @@ from sluice.router.shadow import start_shadow
 from sluice.router.upstream_request import UpstreamRequest
 
 if TYPE_CHECKING:
-    from sluice.http.conn_manager import ActiveStream
+    from sluice.clock import TimerHandle
+    from sluice.http.filter_manager import ActiveStreamFilter as ActiveStream
     from sluice.http.headers import RequestHeaders, ResponseHeaders
     from sluice.route.table import RouteEntry, RouteTable, WeightedClusterEntry
     from sluice.runtime import Runtime
@@ -106,7 +106,7 @@ class Router:
         self.weighted: WeightedClusterEntry | None = None
         self.upstream: UpstreamRequest | None = None
         self.shadows: list[UpstreamRequest] = []
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: TimerHandle | None = None
         self._timeout = 0.0
         self._response_started = False
         self._finished = False
@@ -115,9 +115,9 @@ class Router:
         self.attempt_count = 0
         self._per_try = 0.0
         self._per_try_idle = 0.0
-        self._per_try_timer: asyncio.TimerHandle | None = None
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self._backoff_timer: asyncio.TimerHandle | None = None
+        self._per_try_timer: TimerHandle | None = None
+        self._idle_timer: TimerHandle | None = None
+        self._backoff_timer: TimerHandle | None = None
         self._last_upstream_activity = 0.0
         self._complete_time = 0.0
         self._request_end = False

@@ -251,7 +251,7 @@ def test_no_timers_unless_configured(loop: LoopThread, app: GoldenDemoApp) -> No
 
 def test_connection_idle_timer_is_not_rescheduled_per_request(loop: LoopThread, app: GoldenDemoApp) -> None:
     """Hot path: the connection's idle timer is armed once; requests only stamp a time."""
-    from sluice.http.conn_manager import DownstreamConnection
+    from sluice.http.conn_manager import ConnectionManager as DownstreamConnection
 
     proxy = Proxy(loop, "sluice", config(app.port))
     try:

@@ -35,7 +35,7 @@ from sluice.http.headers import ResponseHeaders
 
 if TYPE_CHECKING:
     from sluice.filters.cors.config import CorsFilterConfig
-    from sluice.http.conn_manager import ActiveStream
+    from sluice.http.filter_manager import ActiveStreamFilter
     from sluice.http.headers import RequestHeaders
     from sluice.route.cors_policy import CorsPolicy
 
@@ -60,7 +60,7 @@ def inline_value(headers: RequestHeaders, name: str) -> str:
     return values[0] if len(values) == 1 else ",".join(values)
 
 
-def policies_for(stream: ActiveStream, config: CorsFilterConfig) -> tuple[CorsPolicy, ...]:
+def policies_for(stream: ActiveStreamFilter, config: CorsFilterConfig) -> tuple[CorsPolicy, ...]:
     """The policies that apply to the stream's route, most specific first (empty: none)."""
     route = stream.route
     if route is None or route.action != "route":
@@ -73,11 +73,11 @@ def policies_for(stream: ActiveStream, config: CorsFilterConfig) -> tuple[CorsPo
 
 
 class CorsFilter:
-    """One stream's CORS handling; built by the factory with the ActiveStream as its callbacks."""
+    """One stream's CORS handling; built by the factory with its ActiveStreamFilter (its callbacks)."""
 
     __slots__ = ("config", "cb", "policies", "is_cors_request", "latched_origin")
 
-    def __init__(self, config: CorsFilterConfig, stream: ActiveStream) -> None:
+    def __init__(self, config: CorsFilterConfig, stream: ActiveStreamFilter) -> None:
         self.config = config
         self.cb = stream
         self.policies: tuple[CorsPolicy, ...] = ()
@@ -190,10 +190,10 @@ class CorsFilter:
         self.policies = ()
 
 
-def cors_factory(config: CorsFilterConfig) -> Callable[[ActiveStream], CorsFilter]:
+def cors_factory(config: CorsFilterConfig) -> Callable[[ActiveStreamFilter], CorsFilter]:
     """The per-stream maker the registry hands to the connection manager."""
 
-    def make(stream: ActiveStream) -> CorsFilter:
+    def make(stream: ActiveStreamFilter) -> CorsFilter:
         return CorsFilter(config, stream)
 
     return make

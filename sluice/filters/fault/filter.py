@@ -32,7 +32,7 @@ from sluice.http.filter import CONTINUE, STOP_ITERATION, STOP_ITERATION_AND_BUFF
 from sluice.http.stream_info import ResponseFlag
 
 if TYPE_CHECKING:
-    from sluice.http.conn_manager import ActiveStream
+    from sluice.http.filter_manager import ActiveStreamFilter
     from sluice.http.headers import RequestHeaders, ResponseHeaders
 
 ABORT_BODY = "fault filter abort"
@@ -63,7 +63,7 @@ def is_grpc_request(headers: RequestHeaders) -> bool:
 
 
 class FaultFilter:
-    """One stream's faults; built by the factory with the ActiveStream as its callbacks."""
+    """One stream's faults; built by the factory with its ActiveStreamFilter (its callbacks)."""
 
     __slots__ = (
         "config",
@@ -80,7 +80,7 @@ class FaultFilter:
         "_limiter",
     )
 
-    def __init__(self, config: FaultFilterConfig, stream: ActiveStream) -> None:
+    def __init__(self, config: FaultFilterConfig, stream: ActiveStreamFilter) -> None:
         self.config = config
         self.cb = stream
         self.settings: FaultSettings = config.settings
@@ -181,12 +181,12 @@ class FaultFilter:
             self._write_paced,
             stream.call_later,
             cfg.now_ns,
-            pause=lambda: stream.on_downstream_writable(False),
-            resume=lambda: stream.on_downstream_writable(True),
+            pause=stream.on_encoder_filter_above_write_buffer_high_watermark,
+            resume=stream.on_encoder_filter_below_write_buffer_low_watermark,
         )
 
     def _write_paced(self, data: bytes, end_stream: bool) -> None:
-        self.cb.inject_encoded_data(data, end_stream, self)
+        self.cb.inject_encoded_data(data, end_stream)
 
     def _delay_ms(self, headers: RequestHeaders) -> int | None:
         delay = self.settings.delay
@@ -302,7 +302,7 @@ class FaultFilter:
 
 
 def fault_factory(config: FaultFilterConfig) -> Any:
-    def create(stream: ActiveStream) -> FaultFilter:
+    def create(stream: ActiveStreamFilter) -> FaultFilter:
         return FaultFilter(config, stream)
 
     return create

@@ -339,7 +339,10 @@ def test_host_after_authority_is_discarded() -> None:
 def test_settings_and_connection_window_are_envoys() -> None:
     p = Pair()
     remote = p.client.remote_settings
-    assert remote.max_concurrent_streams == 2147483647
-    assert remote.initial_window_size == 268435456
-    assert remote.max_header_list_size == 60 * 1024
-    assert p.client.outbound_flow_control_window == 268435456
+    # As captured from Envoy 1.40 (tests/integration/edge_cases.py h2-preface): SETTINGS
+    # HEADER_TABLE_SIZE 4096, ENABLE_CONNECT_PROTOCOL 0, MAX_CONCURRENT_STREAMS 1024,
+    # INITIAL_WINDOW_SIZE 16 MiB, then WINDOW_UPDATE to a 24 MiB connection window.
+    assert remote.max_concurrent_streams == 1024
+    assert remote.initial_window_size == 16 * 1024 * 1024
+    assert remote.max_header_list_size is None
+    assert p.client.outbound_flow_control_window == 24 * 1024 * 1024

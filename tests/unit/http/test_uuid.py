@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 
-from sluice.http.conn_manager import _uuid4
+from sluice.http.conn_manager_utility import uuid4 as _uuid4
 
 
 def test_uuid4_matches_the_standard_library() -> None:
