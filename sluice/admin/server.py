@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from sluice.admin import handlers
 from sluice.admin.formats import normalize_path, parse_query
-from sluice.http.conn_manager import ActiveStream, DownstreamConnection, HcmConfig, make_connection
-from sluice.http.filter_manager import ActiveStreamFilter
+from sluice.http.conn_manager import DownstreamConnection, HcmConfig, make_connection
 from sluice.http.filter import STOP_ITERATION, STOP_ITERATION_NO_BUFFER, FilterStatus
+from sluice.http.filter_manager import ActiveStreamFilter
 from sluice.http.headers import RequestHeaders, ResponseHeaders
 from sluice.paths import host_path
 from sluice.stats.blocks import AdminListenerStats, ListenerConnections, PerHandlerListenerStats

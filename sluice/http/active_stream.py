@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sluice import logs
 from sluice.http import conn_manager_utility as util
-from sluice.http import debug_log, http1, path_normalization
+from sluice.http import debug_log, grpc, http1, path_normalization
 from sluice.http import upgrade as upgrades
 from sluice.http.date import http_date
 from sluice.http.filter_manager import FilterManager
@@ -320,8 +320,10 @@ class ActiveStream(FilterManager):
         details: str,
         flags: int = 0,
         modify_headers: Callable[[ResponseHeaders], None] | None = None,
+        grpc_status: int | None = None,
     ) -> None:
-        """Answer from the proxy itself, with Envoy's header order and framing."""
+        """Answer from the proxy itself, with Envoy's header order and framing (a gRPC
+        request: Envoy's trailers-only reply, see :func:`sluice.http.grpc.local_reply_headers`)."""
         if self.response_started:
             # Too late for a reply: reset the stream as Envoy does.
             self.stream_info.response_flags |= flags or ResponseFlag.LOCAL_RESET
@@ -336,6 +338,9 @@ class ActiveStream(FilterManager):
         headers = ResponseHeaders(status)
         if modify_headers is not None:
             modify_headers(headers)
+        if grpc.is_grpc_request(self.request_headers):
+            self.encode_headers(grpc.local_reply_headers(status, body, grpc_status, is_head=self._head, headers=headers), True)
+            return
         payload = body.encode("utf-8")
         if payload:
             headers.set("content-length", str(len(payload)))

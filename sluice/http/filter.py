@@ -58,8 +58,12 @@ class DecoderCallbacks(Protocol):
         body: str,
         details: str,
         flags: int = 0,
-        headers: list[tuple[str, str]] | None = None,
-    ) -> None: ...
+        modify_headers: Callable[[ResponseHeaders], None] | None = None,
+        grpc_status: int | None = None,
+    ) -> None:
+        """Envoy's ``sendLocalReply``. A gRPC request gets a trailers-only answer instead
+        (``:status`` 200, ``grpc-status`` — ``grpc_status``, else mapped from ``status`` —
+        and ``grpc-message`` from ``body``), as Envoy's ``prepareLocalReply`` makes it."""
     def encode_headers(self, headers: ResponseHeaders, end_stream: bool) -> None: ...
     def encode_data(self, data: bytes, end_stream: bool) -> None: ...
     def encode_trailers(self, trailers: HeaderMap) -> None: ...

@@ -8,9 +8,9 @@ Theory of operation:
   after itself, never anybody else's position.
 - Decoding runs the filters in order: headers, then data, then trailers. A filter that returns
   ``STOP_ITERATION`` from ``decode_headers`` still receives the body (Envoy), and the filters after
-  it wait; if it then returns ``CONTINUE`` from ``decode_data`` the headers go on (Envoy's
-  ``commonHandleAfterDataCallback``) — not yet in Sluice: see ``_decode_data_from``. Data held for the filters after a stop is buffered up to the
-  stream's buffer limit (the listener's ``per_connection_buffer_limit_bytes``): past it a
+  it wait until it calls ``continue_decoding()`` (deliberate difference: Envoy also goes on when
+  it returns ``CONTINUE`` from ``decode_data``; see ``_decode_data_from``). Data held for the
+  filters after a stop is buffered up to the stream's buffer limit (the listener's ``per_connection_buffer_limit_bytes``): past it a
   ``STOP_ITERATION_AND_BUFFER`` filter's stream gets 413 ``Payload Too Large``
   (``request_payload_too_large``, ``downstream_rq_too_large``), and a ``STOP_ITERATION`` one
   (Envoy's ``StopIterationAndWatermark``) stops reading the request until iteration resumes.
@@ -151,8 +151,9 @@ class ActiveStreamFilter:
         details: str,
         flags: int = 0,
         modify_headers: Callable[[ResponseHeaders], None] | None = None,
+        grpc_status: int | None = None,
     ) -> None:
-        self.parent.send_local_reply(status, body, details, flags, modify_headers)
+        self.parent.send_local_reply(status, body, details, flags, modify_headers, grpc_status)
 
     def encode_headers(self, headers: ResponseHeaders, end_stream: bool) -> None:
         self.parent.encode_headers(headers, end_stream)
@@ -301,6 +302,7 @@ class FilterManager:
         details: str,
         flags: int = 0,
         modify_headers: Callable[[ResponseHeaders], None] | None = None,
+        grpc_status: int | None = None,
     ) -> None:
         raise NotImplementedError
 

@@ -186,7 +186,6 @@ def _unpercent(text: str) -> str:
     return unquote(text)
 
 
-@pytest.mark.xfail(strict=True, reason="wired by the filter manager")
 @pytest.mark.parametrize(("path", "method"), [(p, m) for p, m, _, _ in CASES] + [("/unreachable", "POST")])
 def test_sluice_same_as_envoy(envoy: ProxyProcess, sluice: ProxyProcess, path: str, method: str) -> None:
     assert _observe(sluice, path, method) == _observe(envoy, path, method)

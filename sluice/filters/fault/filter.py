@@ -29,7 +29,10 @@ from typing import TYPE_CHECKING, Any
 from sluice.filters.fault.config import UINT64_MAX, FaultFilterConfig, FaultSettings
 from sluice.filters.fault.rate_limiter import StreamRateLimiter
 from sluice.http.filter import CONTINUE, STOP_ITERATION, STOP_ITERATION_AND_BUFFER, STOP_ITERATION_NO_BUFFER, FilterStatus
+from sluice.http.grpc import is_grpc_request
 from sluice.http.stream_info import ResponseFlag
+
+__all__ = ["FaultFilter", "fault_factory", "inline_header", "is_grpc_request"]
 
 if TYPE_CHECKING:
     from sluice.http.filter_manager import ActiveStreamFilter
@@ -40,11 +43,6 @@ ABORT_DETAILS = "fault_filter_abort"
 DOWNSTREAM_CLUSTER = "x-envoy-downstream-service-cluster"
 DOWNSTREAM_NODE = "x-envoy-downstream-service-node"
 
-# Grpc::Utility::httpToGrpcStatus
-_HTTP_TO_GRPC = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14}
-GRPC_UNKNOWN = 2
-
-
 def inline_header(headers: RequestHeaders, name: str) -> str | None:
     """An Envoy "inline" request header: repeated values are joined with ``,`` (observed:
     two ``x-envoy-downstream-service-cluster`` headers ``c1``, ``c2`` count under ``c1,c2``)."""
@@ -52,14 +50,6 @@ def inline_header(headers: RequestHeaders, name: str) -> str | None:
     if not values:
         return None
     return values[0] if len(values) == 1 else ",".join(values)
-
-
-def is_grpc_request(headers: RequestHeaders) -> bool:
-    """``Grpc::Common::isGrpcRequestHeaders``: content-type ``application/grpc`` or ``application/grpc+...``."""
-    ctype = inline_header(headers, "content-type")
-    if ctype is None or not ctype.startswith("application/grpc"):
-        return False
-    return len(ctype) == 16 or ctype[16] == "+"
 
 
 class FaultFilter:
@@ -271,18 +261,8 @@ class FaultFilter:
         cfg.stats.aborts_injected.inc()
         stream = self.cb
         stream.stream_info.set_flag(ResponseFlag.FAULT_INJECTED)
-        if is_grpc_request(stream.request_headers):
-            # Envoy's gRPC local reply: 200, trailers-only (content-length: 0 on HTTP/1.1).
-            status = grpc if grpc is not None else _HTTP_TO_GRPC.get(http, GRPC_UNKNOWN)
-
-            def grpc_headers(h: ResponseHeaders) -> None:
-                h.add("content-type", "application/grpc")
-                h.add("grpc-status", str(status))
-                h.add("grpc-message", ABORT_BODY)
-
-            stream.send_local_reply(200, "", ABORT_DETAILS, ResponseFlag.FAULT_INJECTED, grpc_headers)
-            return
-        stream.send_local_reply(http, ABORT_BODY, ABORT_DETAILS, ResponseFlag.FAULT_INJECTED)
+        # (A gRPC request gets the connection manager's trailers-only reply, with grpc_status.)
+        stream.send_local_reply(http, ABORT_BODY, ABORT_DETAILS, ResponseFlag.FAULT_INJECTED, grpc_status=grpc)
 
     # -- max_active_faults --------------------------------------------------------------
     def _try_inc_active_faults(self) -> bool:
