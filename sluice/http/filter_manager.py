@@ -227,7 +227,7 @@ class FilterManager:
         "config", "request_headers", "stream_info", "route", "random_value", "is_internal",
         "filters", "local_reply_sent", "_destroyed", "watermark_callbacks",
         "_decode_index", "_headers_stopped", "_data_resume", "_decode_buffer", "_decode_end",
-        "_decode_trailers", "_decode_watermark", "_read_disabled_by_buffer",
+        "_decode_trailers", "_trailers_resume", "_decode_watermark", "_read_disabled_by_buffer",
         "_encode_index", "_encode_stopped", "_encode_headers", "_encode_buffer", "_encode_end",
         "_encode_trailers", "encoder_headers_sent",
     )  # fmt: skip
@@ -256,6 +256,8 @@ class FilterManager:
         self._decode_buffer = bytearray()
         self._decode_end = False
         self._decode_trailers: HeaderMap | None = None
+        self._trailers_resume = -1
+        """The first filter that has not seen ``_decode_trailers`` (-1: none held)."""
         self._decode_watermark = True
         """The held request data is watermarked (read-disable past the limit), not a buffer (413)."""
         self._read_disabled_by_buffer = False
@@ -369,17 +371,20 @@ class FilterManager:
                 self.read_disable(True)
 
     def decode_trailers(self, trailers: HeaderMap) -> None:
-        """Request trailers (they end the request) through the filters, after any held data."""
-        if self._data_resume >= 0 or self._headers_stopped:
-            self._decode_trailers = trailers
-            if self._data_resume < 0:
-                self._data_resume = self._decode_index
-            return
+        """Request trailers (they end the request) through the filters that have seen the
+        headers and all the body; they wait for the others as the body does."""
         self._decode_trailers_from(0, trailers)
 
     def _decode_trailers_from(self, start: int, trailers: HeaderMap) -> None:
         filters = self.filters
+        limit = self._decode_index
+        if 0 <= self._data_resume < limit:
+            limit = self._data_resume
         for i in range(start, len(filters)):
+            if i >= limit:
+                self._decode_trailers = trailers
+                self._trailers_resume = i
+                return
             f = filters[i]
             caps = _CAPS.get(type(f)) or _caps(type(f))
             if not caps.decodes_trailers:
@@ -389,7 +394,7 @@ class FilterManager:
                 return
             if status != CONTINUE:
                 self._decode_trailers = trailers
-                self._data_resume = i + 1
+                self._trailers_resume = i + 1
                 return
 
     def continue_decoding(self) -> None:
@@ -409,8 +414,8 @@ class FilterManager:
         if self.local_reply_sent or self._destroyed:
             return
         stopped_headers = self._headers_stopped and self._decode_index - 1 == index
-        if not stopped_headers and self._data_resume - 1 != index:
-            if self._headers_stopped or self._data_resume >= 0:
+        if not stopped_headers and self._data_resume - 1 != index and self._trailers_resume - 1 != index:
+            if self._headers_stopped or self._data_resume >= 0 or self._trailers_resume >= 0:
                 log.debug("continue_decoding from filter %d, which did not stop; ignored", index)
             return
         if stopped_headers:
@@ -422,24 +427,23 @@ class FilterManager:
             start = self._data_resume
             data = bytes(self._decode_buffer)
             end = self._decode_end
-            trailers = self._decode_trailers
             self._data_resume = -1
             self._decode_buffer = bytearray()
             self._decode_end = False
-            self._decode_trailers = None
             self._decode_watermark = True
             if self._read_disabled_by_buffer:
                 self._read_disabled_by_buffer = False
                 self.read_disable(False)
             if data or end:
                 self._decode_data_from(start, data, end)
-            if trailers is not None and not (self.local_reply_sent or self._destroyed):
-                if self._data_resume >= 0 or self._headers_stopped:
-                    self._decode_trailers = trailers
-                    if self._data_resume < 0:
-                        self._data_resume = self._decode_index
-                else:
-                    self._decode_trailers_from(start, trailers)
+            if self.local_reply_sent or self._destroyed:
+                return
+        trailers = self._decode_trailers
+        if trailers is not None and self._trailers_resume >= 0:
+            start = self._trailers_resume
+            self._decode_trailers = None
+            self._trailers_resume = -1
+            self._decode_trailers_from(start, trailers)
 
     # -- encoding ----------------------------------------------------------------------------
     def encode_headers(self, headers: ResponseHeaders, end_stream: bool) -> None:
