@@ -70,7 +70,7 @@ async def main_async(args: argparse.Namespace) -> None:
     from sluice.upstream.conn_pool import UpstreamConnection
 
     tmp = Path(tempfile.mkdtemp(prefix="sluice-hotpath-"))
-    seed = Path(args.config) if args.config else run_bench.repo_root().parent / ("shared/seed/labs/http-traffic-shifting/front-envoy.yaml")
+    seed = Path(args.config) if args.config else run_bench.repo_root() / "labs/http-traffic-shifting/front-envoy.yaml"
     cfg = run_bench.localize_config(seed, listen_port=10000, admin_port=10001, upstream_port=9, tmp=tmp, for_envoy=False)
     path = tmp / "sluice.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -96,7 +96,8 @@ class ActiveStream(FilterManager):
         return f"<ActiveStream {h.method} {h.path} started={self.response_started} done={self.response_complete}>"
 
     # -- request path -------------------------------------------------------------------
-    def _count_start(self) -> None:
+    def begin_counted(self) -> None:
+        """Count the stream as started (a reply before its headers were complete)."""
         self._started = True
         st = self.config.stats
         st.downstream_rq_total.inc()
@@ -106,16 +107,18 @@ class ActiveStream(FilterManager):
             st.downstream_rq_http2_total.inc()
         st.downstream_rq_active.inc()
 
-    def begin_counted(self) -> None:
-        """Count the stream as started (a reply before its headers were complete)."""
-        self._count_start()
-
     def start(self) -> None:
         if logs.http_debug:
             debug_log.new_stream(self)
         cfg = self.config
         st = cfg.stats
-        self._count_start()
+        self._started = True
+        st.downstream_rq_total.inc()
+        if self.h2 is None:
+            st.downstream_rq_http1_total.inc()
+        else:
+            st.downstream_rq_http2_total.inc()
+        st.downstream_rq_active.inc()
         if cfg.stream_timers:
             self._arm_stream_timers()
         headers = self.request_headers

@@ -74,12 +74,27 @@ def _caps(cls: type) -> _Caps:
 class ActiveStreamFilter:
     """One filter in one stream: its callbacks (decoder and encoder) and its place in the chain."""
 
-    __slots__ = ("parent", "index", "filter")
+    __slots__ = (
+        "parent", "index", "filter", "stream_info", "request_headers", "random_value", "is_internal", "tunnel",
+        "config", "call_later",
+    )  # fmt: skip
 
     def __init__(self, parent: FilterManager, index: int) -> None:
         self.parent = parent
         self.index = index
         self.filter: Any = None
+        # What does not change once the filters exist, copied (plain attributes, not property
+        # calls: the router reads stream_info a dozen times per request).
+        self.stream_info: StreamInfo = parent.stream_info
+        self.request_headers: RequestHeaders = parent.request_headers
+        self.random_value: int = parent.random_value
+        self.is_internal: bool = parent.is_internal
+        """Whether the request is internal (internal_address_config)."""
+        self.tunnel: Tunnel | None = parent.tunnel
+        """The stream's upgrade tunnel, when the request is an allowed upgrade."""
+        self.config: HcmConfig = parent.config
+        self.call_later: Callable[[float, Callable[[], None]], TimerHandle] = parent.config.call_later
+        """Schedule ``fn`` after ``delay`` seconds (the connection manager's clock)."""
 
     def __repr__(self) -> str:
         return f"<ActiveStreamFilter {self.index} {type(self.filter).__name__}>"
@@ -90,33 +105,9 @@ class ActiveStreamFilter:
         return self.parent.route
 
     @property
-    def stream_info(self) -> StreamInfo:
-        return self.parent.stream_info
-
-    @property
-    def request_headers(self) -> RequestHeaders:
-        return self.parent.request_headers
-
-    @property
-    def random_value(self) -> int:
-        return self.parent.random_value
-
-    @property
-    def is_internal(self) -> bool:
-        return self.parent.is_internal
-
-    @property
-    def config(self) -> HcmConfig:
-        return self.parent.config
-
-    @property
     def destroyed(self) -> bool:
         return self.parent.destroyed
 
-    @property
-    def tunnel(self) -> Tunnel | None:
-        """The stream's upgrade tunnel, when the request is an allowed upgrade."""
-        return self.parent.tunnel
 
     @property
     def decoder_buffer_limit(self) -> int:
@@ -175,9 +166,6 @@ class ActiveStreamFilter:
     # -- the rest of the stream ------------------------------------------------------------
     def reset_stream(self) -> None:
         self.parent.reset_stream()
-
-    def call_later(self, delay: float, fn: Callable[[], None]) -> TimerHandle:
-        return self.parent.config.call_later(delay, fn)
 
     def clear_route_cache(self) -> None:
         self.parent.clear_route_cache()

@@ -95,8 +95,6 @@ class HcmConfig:
         self.server = server
         self.local_address_ip = local_address_ip
         self.stream_idle_timeout = stream_idle_timeout
-        self.call_later = call_later or self._loop_call_later
-        """Timer scheduling (the loop's ``call_later``); injected so tests drive time."""
         """HCM ``stream_idle_timeout`` (Envoy's default 5 min; 0 disables); a route's
         ``idle_timeout`` overrides it."""
         self.request_timeout = request_timeout
@@ -140,14 +138,12 @@ class HcmConfig:
         """The listener's ``per_connection_buffer_limit_bytes`` (Envoy's default 1 MiB): each
         stream's filter-manager buffer limit (413 / 500 past it, or read-disable when watermarked)."""
         self.clock = clock
-        """Time and timers (:mod:`sluice.clock`); ``call_later`` above overrides its timers."""
+        """Time and timers (:mod:`sluice.clock`)."""
+        # Bound once (no wrapper frame on the hot path); a test may inject call_later alone.
+        self.call_later: Callable[[float, Callable[[], None]], TimerHandle] = call_later or clock.call_later
+        """Timer scheduling (the clock's ``call_later`` unless injected)."""
+        self.call_soon: Callable[[Callable[[], None]], None] = clock.call_soon
         self._http2_stats: http2_codec.Http2CodecStats | None = None
-
-    def _loop_call_later(self, delay: float, fn: Callable[[], None]) -> TimerHandle:
-        return self.clock.call_later(delay, fn)
-
-    def call_soon(self, fn: Callable[[], None]) -> None:
-        self.clock.call_soon(fn)
 
     @property
     def http2_stats(self) -> http2_codec.Http2CodecStats:

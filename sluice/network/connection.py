@@ -35,7 +35,7 @@ class Connection(asyncio.Protocol):
 
     __slots__ = (
         "handler", "transport", "remote", "local", "cid", "closing", "write_paused",
-        "_wbuf", "_scheduled", "_read_disables", "on_close", "pull", "_call_soon",
+        "wbuf", "scheduled", "read_disables", "on_close", "pull", "_call_soon",
     )  # fmt: skip
 
     def __init__(
@@ -51,9 +51,9 @@ class Connection(asyncio.Protocol):
         """Envoy's connection id, for debug lines."""
         self.closing = False
         self.write_paused = False
-        self._wbuf: list[bytes] = []
-        self._scheduled = False
-        self._read_disables = 0
+        self.wbuf: list[bytes] = []
+        self.scheduled = False
+        self.read_disables = 0
         self.on_close = on_close
         self.pull: Callable[[], bytes] | None = None
         """Set by a handler whose codec buffers its output (HTTP/2): called at each flush."""
@@ -84,7 +84,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        self._wbuf = []
+        self.wbuf = []
         self.handler.on_connection_closed()
         if self.on_close is not None:
             self.on_close(self)
@@ -102,17 +102,17 @@ class Connection(asyncio.Protocol):
         """Queue bytes; everything written in one loop iteration leaves in one send."""
         if self.closing:
             return
-        self._wbuf.append(data)
-        if not self._scheduled:
-            self._schedule()
+        self.wbuf.append(data)
+        if not self.scheduled:
+            self.schedule()
 
     def want_flush(self) -> None:
         """The handler has output in its codec (``pull``): flush at the end of this iteration."""
-        if not self._scheduled and not self.closing:
-            self._schedule()
+        if not self.scheduled and not self.closing:
+            self.schedule()
 
-    def _schedule(self) -> None:
-        self._scheduled = True
+    def schedule(self) -> None:
+        self.scheduled = True
         call_soon = self._call_soon
         if call_soon is None:
             asyncio.get_running_loop().call_soon(self.flush)
@@ -120,16 +120,16 @@ class Connection(asyncio.Protocol):
             call_soon(self.flush)
 
     def flush(self) -> None:
-        self._scheduled = False
+        self.scheduled = False
         pull = self.pull
         if pull is not None:
             data = pull()
             if data:
-                self._wbuf.append(data)
-        wbuf = self._wbuf
+                self.wbuf.append(data)
+        wbuf = self.wbuf
         if not wbuf:
             return
-        self._wbuf = []
+        self.wbuf = []
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.write(wbuf[0] if len(wbuf) == 1 else b"".join(wbuf))
@@ -139,12 +139,12 @@ class Connection(asyncio.Protocol):
         """Counted: reading resumes when every disable has been undone."""
         transport = self.transport
         if disable:
-            self._read_disables += 1
-            if self._read_disables == 1 and transport is not None and not self.closing:
+            self.read_disables += 1
+            if self.read_disables == 1 and transport is not None and not self.closing:
                 transport.pause_reading()
-        elif self._read_disables > 0:
-            self._read_disables -= 1
-            if self._read_disables == 0 and transport is not None and not self.closing:
+        elif self.read_disables > 0:
+            self.read_disables -= 1
+            if self.read_disables == 0 and transport is not None and not self.closing:
                 transport.resume_reading()
 
     def pause_reading(self) -> None:
@@ -156,8 +156,8 @@ class Connection(asyncio.Protocol):
 
     def read_enable_all(self) -> None:
         """Undo every disable (the stream that held them is gone)."""
-        if self._read_disables:
-            self._read_disables = 0
+        if self.read_disables:
+            self.read_disables = 0
             if self.transport is not None and not self.closing:
                 self.transport.resume_reading()
 
