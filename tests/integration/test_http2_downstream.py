@@ -1051,3 +1051,40 @@ def test_h2load_all_succeed(suite: Suite) -> None:
         pytest.skip("HTTP/2 downstream not wired yet")
     assert h2load(suite.proxies["sluice"].ports["auto"]) == envoy
     suite.proxies["sluice"].idle("auto")
+
+
+# ------------------------------------------------------------------------------------------
+# drain: the listeners drain (admin /drain_listeners?graceful) with an h2 connection open
+# ------------------------------------------------------------------------------------------
+def drained_connection(loop: LoopThread, up: H1Upstream, kind: str) -> dict[str, Any]:
+    """A fresh proxy; one request on an h2 connection, then a graceful drain of the listeners:
+    what the connection gets within 5 s, and whether a request sent after it is still served."""
+    proxy = Proxy(kind, up.port, free_port())
+    try:
+        with H2Peer(proxy.ports["auto"]) as p:
+            p.handshake()
+            p.request("GET", "/")
+            p.collect()
+            assert proxy.proc.admin("POST", "/drain_listeners?graceful").status == 200
+            p.collect(until=lambda q: q.goaway_seen(), timeout=5, idle=0.05)
+            after = p.request("GET", "/direct")
+            p.collect(until=lambda q: q.finished(after) or q.closed, timeout=3)
+            view = p.view()
+        stats = proxy.proc.stats()
+        return {"client": view, "drain_close": stats.get("http.auto.downstream_cx_drain_close")}
+    finally:
+        proxy.proc.stop()
+
+
+def test_graceful_drain_sends_goaway(suite: Suite) -> None:
+    """Envoy's drain sends the shutdown-notice GOAWAY (NO_ERROR, last stream id 2^31-1) and
+    keeps serving the connection's new streams meanwhile (the final GOAWAY waits for the drain
+    to end); downstream_cx_drain_close counts the connection. (http2.goaway_sent stays 0: it
+    counts only GOAWAYs the codec sends for errors.)"""
+    envoy = drained_connection(suite.loop, suite.up, "envoy")
+    assert envoy["client"]["goaway"] == [("NO_ERROR", 2**31 - 1)], envoy
+    assert status_of(envoy["client"], 1) == status_of(envoy["client"], 3) == "200", envoy
+    assert envoy["drain_close"] == 1
+    if not SLUICE_SERVES_H2:
+        pytest.skip("HTTP/2 downstream not wired yet")
+    assert drained_connection(suite.loop, suite.up, "sluice") == envoy
