@@ -24,6 +24,7 @@ from typing import Any, Final
 # xds-protos ships no stubs or py.typed marker (import-untyped): its modules are Any to mypy.
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
@@ -44,8 +45,10 @@ __all__ = [
 ALL_FIELDS: Final = "*"
 
 assert previous_hosts_pb2  # registers PreviousHostsPredicate (a retry host predicate Sluice implements)
+assert http_protocol_options_pb2  # registers a cluster's upstream HttpProtocolOptions
 
 _HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_UPSTREAM_HTTP = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _FAULT = "envoy.extensions.filters.http.fault.v3.HTTPFault"
 _CORS_FIELDS = ("allow_origin_string_match", "allow_methods", "allow_headers", "expose_headers", "max_age",
                 "allow_credentials", "filter_enabled", "shadow_enabled", "allow_private_network_access",
@@ -57,8 +60,23 @@ _HEADER_FIELDS = (
     "response_headers_to_remove",
 )
 
+# The protocol messages a cluster shares with the HCM, as the upstream side implements them (the
+# walk takes these for any path under static_resources.clusters): HTTP/1 options none of
+# (header_key_format, enable_trailers... upstream are not implemented); HTTP/2 the settings the
+# client codec applies (sluice/codec/http2_client.py); the common options the pool applies.
+# fmt: off
+_CLUSTER_PATH: Final = "static_resources.clusters["
+_CLUSTER_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields) for name, fields in {
+    "envoy.config.core.v3.HttpProtocolOptions": {"idle_timeout", "max_requests_per_connection"},
+    "envoy.config.core.v3.Http1ProtocolOptions": set(),
+    "envoy.config.core.v3.Http2ProtocolOptions": {"max_concurrent_streams", "initial_stream_window_size",
+                                                  "initial_connection_window_size"},
+}.items()}
+# (a message reached only from a cluster has an entry, empty, in SUPPORTED_FIELDS too)
+
 # fmt: off
 SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields) for name, fields in {
+    **dict.fromkeys(_CLUSTER_FIELDS, ()),
     # bootstrap, admin, runtime
     "envoy.config.bootstrap.v3.Bootstrap": {"node", "static_resources", "admin", "layered_runtime",
                                             "stats_sinks", "stats_flush_interval", "stats_flush_on_admin",
@@ -176,7 +194,16 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
     # clusters
     "envoy.config.cluster.v3.Cluster": {"name", "type", "connect_timeout", "lb_policy", "load_assignment",
                                         "dns_refresh_rate", "dns_lookup_family", "circuit_breakers",
-                                        "outlier_detection", "health_checks", "common_lb_config"},
+                                        "outlier_detection", "health_checks", "common_lb_config",
+                                        # upstream protocol options (upstream/cluster.py protocol_options)
+                                        "typed_extension_protocol_options", "http2_protocol_options",
+                                        "common_http_protocol_options", "max_requests_per_connection"},
+    "envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry": {"key", "value"},
+    # (upstream_http_protocol_options, http_filters, header_validation_config... are not implemented;
+    # auto_config needs ALPN, http3 QUIC)
+    _UPSTREAM_HTTP: {"common_http_protocol_options", "explicit_http_config", "use_downstream_protocol_config"},
+    f"{_UPSTREAM_HTTP}.ExplicitHttpConfig": {"http_protocol_options", "http2_protocol_options"},
+    f"{_UPSTREAM_HTTP}.UseDownstreamHttpConfig": {"http_protocol_options", "http2_protocol_options"},
     "envoy.config.cluster.v3.Cluster.CommonLbConfig": {"healthy_panic_threshold"},
     "envoy.type.v3.Percent": {"value"},
     # circuit breakers, outlier detection, health checks (sluice/upstream/)
@@ -220,6 +247,7 @@ SUPPORTED_EXTENSIONS: Final[frozenset[str]] = frozenset({
     type_url_for_name("envoy.filters.http.cors") or "",
     "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
     "type.googleapis.com/envoy.config.metrics.v3.StatsdSink",
+    f"type.googleapis.com/{_UPSTREAM_HTTP}",  # a cluster's typed_extension_protocol_options
 })
 
 # The typed_per_filter_config values (route, virtual host, route configuration) Sluice applies;
@@ -262,6 +290,8 @@ def _visit(message: Message, path: str, found: list[str]) -> None:
         found.append(f"{path}: {kind} '{_extension_name(message)}' is not implemented yet")
         return
     supported = SUPPORTED_FIELDS.get(name, frozenset())
+    if path.startswith(_CLUSTER_PATH):
+        supported = _CLUSTER_FIELDS.get(name, supported)
     for field, value in message.ListFields():
         field_path = join_path(path, field.name)
         if field.name in supported or ALL_FIELDS in supported:

@@ -65,6 +65,21 @@ def flags_string(flags: int) -> str:
     return ",".join(code for flag, code in FLAG_CODES if flags & flag)
 
 
+class UpstreamTiming:
+    """One attempt's upstream timing (Envoy's ``UpstreamTiming``, one per upstream request):
+    ``time.monotonic()`` seconds of the first and last request byte sent, first and last
+    response byte received; None until they happen. The router's attempts subclass it, so an
+    attempt is its own record (no object more per request)."""
+
+    __slots__ = ("first_tx", "last_tx", "first_rx", "last_rx")
+
+    def __init__(self) -> None:
+        self.first_tx: float | None = None
+        self.last_tx: float | None = None
+        self.first_rx: float | None = None
+        self.last_rx: float | None = None
+
+
 class StreamInfo:
     """What happened to one request. Times are ``time.monotonic()`` seconds."""
 
@@ -92,6 +107,7 @@ class StreamInfo:
         "protocol",
         "request_id",
         "attempt_count",
+        "upstream_timing",
     )
 
     def __init__(self, remote: tuple[str, int] | None, local: tuple[str, int] | None) -> None:
@@ -119,6 +135,8 @@ class StreamInfo:
         self.protocol = "HTTP/1.1"
         self.request_id: str | None = None
         self.attempt_count = 0
+        self.upstream_timing: UpstreamTiming | None = None
+        """The latest attempt's timing (each attempt has its own; a retry replaces it)."""
 
     def set_flag(self, flag: ResponseFlag) -> None:
         self.response_flags |= flag

@@ -19,10 +19,10 @@ per-try idle timeout run from the moment an attempt's request is fully on a conn
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from sluice import logs
+from sluice.clock import REAL, TimerHandle, TimeSource
 from sluice.codec.http1_client import PROTOCOL_ERROR
 from sluice.http import debug_log
 from sluice.http.filter import CONTINUE, STOP_ITERATION, STOP_ITERATION_NO_BUFFER, FilterStatus
@@ -34,9 +34,8 @@ from sluice.router.shadow import start_shadow
 from sluice.router.upstream_request import UpstreamRequest
 
 if TYPE_CHECKING:
-    from sluice.clock import TimerHandle
     from sluice.http.filter_manager import ActiveStreamFilter as ActiveStream
-    from sluice.http.headers import RequestHeaders, ResponseHeaders
+    from sluice.http.headers import HeaderMap, RequestHeaders, ResponseHeaders
     from sluice.route.table import RouteEntry, RouteTable, WeightedClusterEntry
     from sluice.runtime import Runtime
     from sluice.stats.blocks import RouterStats
@@ -49,11 +48,21 @@ RESET_BEFORE_HEADERS_RETRIED = "upstream connect error or disconnect/reset befor
 RETRY_BUFFER_LIMIT = 1 << 20
 """Request body bytes kept for retries (Envoy's default per-request buffer limit, 1 MiB)."""
 
+# Envoy's streamResetReasonToResponseFlag for the reasons an upstream stream reports after the
+# connection (the pool's own failures are UF or UO): an HTTP/2 RST_STREAM is a remote reset (UR).
+_RESET_FLAGS = {
+    "remote reset": ResponseFlag.UPSTREAM_REMOTE_RESET,
+    "remote refused stream reset": ResponseFlag.UPSTREAM_REMOTE_RESET,
+    "remote error with CONNECT request": ResponseFlag.UPSTREAM_REMOTE_RESET,
+    "local reset": ResponseFlag.LOCAL_RESET,
+    PROTOCOL_ERROR: ResponseFlag.UPSTREAM_PROTOCOL_ERROR,
+}
+
 
 class RouterConfig:
     """Shared by every router filter of one HCM."""
 
-    __slots__ = ("cluster_manager", "runtime", "stats", "route_table", "local_ip", "rng")
+    __slots__ = ("cluster_manager", "runtime", "stats", "route_table", "local_ip", "rng", "clock")
 
     def __init__(
         self,
@@ -63,7 +72,9 @@ class RouterConfig:
         route_table: RouteTable | None,
         local_ip: str,
         rng: Any,
+        clock: TimeSource = REAL,
     ) -> None:
+        self.clock = clock
         self.cluster_manager = cluster_manager
         self.runtime = runtime
         self.stats = stats
@@ -97,6 +108,8 @@ class Router:
         "_request_end",
         "_body",
         "_body_len",
+        "_trailers",
+        "_watermarks",
     )
 
     def __init__(self, config: RouterConfig, stream: ActiveStream) -> None:
@@ -124,6 +137,10 @@ class Router:
         self._body: list[bytes] | None = None
         """Request body kept for a retry (None: no retry state, or the buffer limit was passed)."""
         self._body_len = 0
+        self._trailers: HeaderMap | None = None
+        """Request trailers, kept for a retry's replay."""
+        self._watermarks = False
+        """Registered for the downstream's watermark callbacks (removed in on_destroy)."""
 
     # -- decoding -----------------------------------------------------------------------
     def decode_headers(self, headers: RequestHeaders, end_stream: bool) -> FilterStatus:
@@ -228,20 +245,24 @@ class Router:
             if policy.fraction is None or policy.fraction.enabled(cfg.runtime, cfg.rng.getrandbits(64)):
                 shadow_cluster = cfg.cluster_manager.get(policy.cluster)
                 if shadow_cluster is not None:
-                    s = start_shadow(shadow_cluster, headers, end_stream, cfg.local_ip)
+                    s = start_shadow(shadow_cluster, headers, end_stream, cfg.local_ip, info.protocol)
                     if s is not None:
                         self.shadows.append(s)
                         if self._timeout > 0:
                             cb.call_later(self._timeout, s.cancel)
         if logs.router_debug:
             debug_log.route_decision(cb, host.address, headers)
-        up = UpstreamRequest(self, cluster, host, headers, end_stream, upgrade=cb.tunnel is not None)
+        # The first attempt sends the downstream headers as finalised here (nothing changes them
+        # afterwards); a retry sends its own copy (_do_retry).
+        up = UpstreamRequest(self, cluster, host, headers, end_stream, False, cb.tunnel is not None, info.protocol)
         self.upstream = up
+        info.upstream_timing = up
         if self.retry is not None:
             self.retry.on_host_attempted(host)
         if self._per_try > 0 or self._per_try_idle > 0:
             up.ready_hook = self._on_attempt_ready
-        cb.on_writable = self._on_downstream_writable
+        cb.add_downstream_watermark_callbacks(self)
+        self._watermarks = True
         if end_stream:
             self._on_request_complete()
         up.start()
@@ -282,9 +303,20 @@ class Router:
             self._on_request_complete()
         return STOP_ITERATION_NO_BUFFER
 
+    def decode_trailers(self, trailers: HeaderMap) -> FilterStatus:
+        """Request trailers end the request: forwarded (and kept for a retry's replay)."""
+        if self._body is not None:
+            self._trailers = trailers
+        if self.upstream is not None:
+            self.upstream.send_trailers(trailers)
+        for s in self.shadows:
+            s.send_trailers(trailers)
+        self._on_request_complete()
+        return STOP_ITERATION
+
     def _on_request_complete(self) -> None:
         self._request_end = True
-        self._complete_time = time.monotonic()
+        self._complete_time = self.config.clock.monotonic()
         if self._timeout > 0 and self.timer is None and not self._finished:
             self.timer = self.cb.call_later(self._timeout, self._on_timeout)
         up = self.upstream
@@ -324,7 +356,7 @@ class Router:
         if self._per_try > 0 and self._per_try_timer is None:
             self._per_try_timer = self.cb.call_later(self._per_try, lambda: self._on_per_try_timeout(up, False))
         if self._per_try_idle > 0 and self._idle_timer is None:
-            self._last_upstream_activity = time.monotonic()
+            self._last_upstream_activity = self.config.clock.monotonic()
             self._idle_timer = self.cb.call_later(self._per_try_idle, lambda: self._on_per_try_idle_check(up))
 
     def _cancel_attempt_timers(self) -> None:
@@ -339,7 +371,7 @@ class Router:
         self._idle_timer = None
         if up is not self.upstream or self._finished:
             return
-        remaining = self._last_upstream_activity + self._per_try_idle - time.monotonic()
+        remaining = self._last_upstream_activity + self._per_try_idle - self.config.clock.monotonic()
         if remaining > 0.001:
             self._idle_timer = self.cb.call_later(remaining, lambda: self._on_per_try_idle_check(up))
             return
@@ -406,10 +438,12 @@ class Router:
         if self._finished or cluster is None or route is None:
             return
         self.attempt_count += 1
-        headers = self.cb.request_headers
+        # Each retry gets its own copy of the request headers: its attempt count and timeout
+        # header must not show up in the downstream request (access logs) or another attempt.
+        headers = self.cb.request_headers.copy()
         if route.vhost.include_request_attempt_count:
             headers.set("x-envoy-attempt-count", str(self.attempt_count))
-        elapsed = int((time.monotonic() - self._complete_time) * 1000) if self._request_end else 0
+        elapsed = int((self.config.clock.monotonic() - self._complete_time) * 1000) if self._request_end else 0
         self._set_expected_timeout(headers, elapsed)
         host = self._choose_host(cluster)
         if host is None:
@@ -423,16 +457,22 @@ class Router:
         if logs.router_debug:
             debug_log.retry(self.cb, self.attempt_count, host.address)
         body = self._body
+        trailers = self._trailers
         end = self._request_end
-        up = UpstreamRequest(self, cluster, host, headers, end and not body)
+        up = UpstreamRequest(
+            self, cluster, host, headers, end and not body and trailers is None, False, False, self.cb.stream_info.protocol
+        )
         self.upstream = up
+        self.cb.stream_info.upstream_timing = up
         assert self.retry is not None
         self.retry.on_host_attempted(host)
         if self._per_try > 0 or self._per_try_idle > 0:
             up.ready_hook = self._on_attempt_ready
         up.start()
         if body and self.upstream is up:
-            up.send_data(b"".join(body), end)
+            up.send_data(b"".join(body), end and trailers is None)
+        if trailers is not None and self.upstream is up:
+            up.send_trailers(trailers)
 
     # -- header finalisation ------------------------------------------------------------
     def _finalize_request(self, headers: RequestHeaders, route: RouteEntry) -> None:
@@ -481,7 +521,7 @@ class Router:
                 return
             self._note_no_retry(status)
         self._response_started = True
-        now = time.monotonic()
+        now = self.config.clock.monotonic()
         info = self.cb.stream_info
         info.first_upstream_rx = now
         self._last_upstream_activity = now
@@ -504,10 +544,17 @@ class Router:
         if req is not self.upstream or self._finished:
             return
         if self._idle_timer is not None:
-            self._last_upstream_activity = time.monotonic()
+            self._last_upstream_activity = self.config.clock.monotonic()
         if end_stream:
             self._upstream_done(req)
         self.cb.encode_data(data, end_stream)
+
+    def on_upstream_trailers(self, req: UpstreamRequest, trailers: HeaderMap) -> None:
+        """Response trailers end the response (HTTP/2 upstreams)."""
+        if req is not self.upstream or self._finished:
+            return
+        self._upstream_done(req)
+        self.cb.encode_trailers(trailers)
 
     def on_upstream_reset(self, req: UpstreamRequest, reason: str, before_connect: bool) -> None:
         if req is not self.upstream or self._finished:
@@ -524,13 +571,17 @@ class Router:
         # HTTP/2 RST_STREAM is a received reset); checked against Envoy 1.40.
         terminated = not overflow and not before_connect
         if not self._response_started and self.retry is not None:
-            kind = "connection_termination" if terminated else "overflow" if overflow else "connect_failure"
+            if not terminated:
+                kind = "overflow" if overflow else "connect_failure"
+            else:
+                kind = "refused_stream" if reason == "remote refused stream reset" else "connection_termination"
             if self._maybe_retry_reset(req, kind):
                 return
         self._finish()
         protocol_error = reason == PROTOCOL_ERROR
+        flag = _RESET_FLAGS.get(reason, ResponseFlag.UPSTREAM_CONNECTION_TERMINATION)
         if self._response_started:
-            info.set_flag(ResponseFlag.UPSTREAM_PROTOCOL_ERROR if protocol_error else ResponseFlag.UPSTREAM_CONNECTION_TERMINATION)
+            info.set_flag(flag)
             self.cb.reset_stream()
             return
         code = 503
@@ -546,8 +597,10 @@ class Router:
             info.set_flag(ResponseFlag.UPSTREAM_CONNECTION_FAILURE)
             details = "upstream_reset_before_response_started{remote_connection_failure}"
         else:
-            info.set_flag(ResponseFlag.UPSTREAM_CONNECTION_TERMINATION)
-            details = "upstream_reset_before_response_started{connection_termination}"
+            # An HTTP/1.1 close is ``connection termination`` (UC); an HTTP/2 RST_STREAM is a
+            # remote reset (UR), its details Envoy's reason with underscores.
+            info.set_flag(flag)
+            details = "upstream_reset_before_response_started{" + reason.replace(" ", "_") + "}"
         if not overflow:
             req.host.stats.rq_error += 1
         self._charge_code(req.cluster, code)
@@ -561,21 +614,24 @@ class Router:
         self._finalize_response(headers)
 
     def on_upstream_writable(self, writable: bool) -> None:
-        # Upstream socket backed up: stop reading the request body from downstream.
+        # Upstream backed up: stop reading the request body from downstream.
         if writable:
-            self.cb.conn.resume_reading()
+            self.cb.on_decoder_filter_below_write_buffer_low_watermark()
         else:
-            self.cb.conn.pause_reading()
+            self.cb.on_decoder_filter_above_write_buffer_high_watermark()
 
-    def _on_downstream_writable(self, writable: bool) -> None:
+    # -- DownstreamWatermarkCallbacks: the client is not taking the response ------------
+    def on_above_write_buffer_high_watermark(self) -> None:
         up = self.upstream
         if up is not None and not up.done and up.conn is not None:
             # (Once its response is complete the connection may already serve another
             # request: this stream's back-pressure must not pause it.)
-            if writable:
-                up.conn.resume_reading()
-            else:
-                up.conn.pause_reading()
+            up.conn.pause_reading()
+
+    def on_below_write_buffer_low_watermark(self) -> None:
+        up = self.upstream
+        if up is not None and not up.done and up.conn is not None:
+            up.conn.resume_reading()
 
     def _on_timeout(self) -> None:
         """The route timeout: no further attempt; 504 UT (a reset once the response started)."""
@@ -632,7 +688,7 @@ class Router:
         # (not of a local 503/504, nor of a retried attempt), from the end of the downstream
         # request, and only once the downstream request is complete.
         if self._request_end:
-            elapsed = (time.monotonic() - self._complete_time) * 1000
+            elapsed = (self.config.clock.monotonic() - self._complete_time) * 1000
             st = req.cluster.stats
             (st.upstream_rq_time or st.rq_time()).record(elapsed)
             if not self.cb.is_internal:
@@ -660,7 +716,13 @@ class Router:
     def encode_data(self, data: bytes, end_stream: bool) -> FilterStatus:
         return CONTINUE
 
+    def encode_trailers(self, trailers: HeaderMap) -> FilterStatus:
+        return CONTINUE
+
     def on_destroy(self) -> None:
+        if self._watermarks:
+            self._watermarks = False
+            self.cb.remove_downstream_watermark_callbacks(self)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sluice.clock import REAL
 from sluice.router.upstream_request import UpstreamRequest
 
 if TYPE_CHECKING:
@@ -50,11 +51,9 @@ class ShadowOwner:
             self._completed(req)
 
     def _completed(self, req: UpstreamRequest) -> None:
-        import time
-
         req.cluster.stats.dynamic_counter("upstream_rq_completed").inc()
         st = req.cluster.stats
-        (st.upstream_rq_time or st.rq_time()).record((time.monotonic() - req.started) * 1000)
+        (st.upstream_rq_time or st.rq_time()).record((REAL.monotonic() - req.started) * 1000)
 
     def on_upstream_reset(self, req: UpstreamRequest, reason: str, before_connect: bool) -> None:
         pass
@@ -63,7 +62,9 @@ class ShadowOwner:
         pass
 
 
-def start_shadow(cluster: Cluster, headers: RequestHeaders, end_stream: bool, local_ip: str) -> UpstreamRequest | None:
+def start_shadow(
+    cluster: Cluster, headers: RequestHeaders, end_stream: bool, local_ip: str, downstream_protocol: str = "HTTP/1.1"
+) -> UpstreamRequest | None:
     host = cluster.choose_host()
     if host is None:
         cluster.stats.upstream_cx_none_healthy.inc()
@@ -74,7 +75,7 @@ def start_shadow(cluster: Cluster, headers: RequestHeaders, end_stream: bool, lo
     h.set("x-envoy-internal", "true")
     h.append_value("x-forwarded-for", local_ip)
     owner = ShadowOwner()
-    req = UpstreamRequest(owner, cluster, host, h, end_stream, internal=True)
+    req = UpstreamRequest(owner, cluster, host, h, end_stream, True, False, downstream_protocol)
     owner.req = req
     req.start()
     return req

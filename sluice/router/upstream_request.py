@@ -1,23 +1,27 @@
 """One attempt of a request to one upstream host (Envoy's ``UpstreamRequest``).
 
-It waits for a pooled connection, writes the request head and streams the body (buffering
-what arrives before the connection is ready), and reports the response to its owner — the
-router for the primary request, a discarding owner for a shadow.
+It waits for an upstream stream from the host's pool (HTTP/1.1: the connection itself; HTTP/2:
+a stream on a shared connection), encodes the request headers, body and trailers on it (holding
+what arrives before the stream is ready), and reports the response to its owner — the router
+for the primary request, a discarding owner for a shadow. Each attempt keeps its own timing
+(:class:`~sluice.http.stream_info.UpstreamTiming`, which it is), which the router hands to the
+stream's StreamInfo when the attempt starts.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from sluice import logs
-from sluice.http import debug_log, http1
-from sluice.http.headers import RequestHeaders, ResponseHeaders
+from sluice.clock import REAL
+from sluice.http import debug_log
+from sluice.http.headers import HeaderMap, RequestHeaders, ResponseHeaders
+from sluice.http.stream_info import UpstreamTiming
 
 if TYPE_CHECKING:
     from sluice.upstream.cluster import Cluster
-    from sluice.upstream.conn_pool import HostPool, UpstreamConnection
+    from sluice.upstream.conn_pool import HostPool, UpstreamStream
     from sluice.upstream.host import Host
 
 
@@ -27,13 +31,16 @@ BUFFER_HIGH_WATERMARK = 1 << 20
 
 
 class UpstreamOwner(Protocol):
+    """Optional: ``on_upstream_trailers(req, trailers)`` (without it, trailers end the body)
+    and ``on_upstream_informational(req, status)``."""
+
     def on_upstream_headers(self, req: UpstreamRequest, headers: ResponseHeaders, end_stream: bool) -> None: ...
     def on_upstream_data(self, req: UpstreamRequest, data: bytes, end_stream: bool) -> None: ...
     def on_upstream_reset(self, req: UpstreamRequest, reason: str, before_connect: bool) -> None: ...
     def on_upstream_writable(self, writable: bool) -> None: ...
 
 
-class UpstreamRequest:
+class UpstreamRequest(UpstreamTiming):
     __slots__ = (
         "owner",
         "cluster",
@@ -42,9 +49,9 @@ class UpstreamRequest:
         "headers",
         "conn",
         "_buffer",
+        "_trailers",
         "_end_sent",
         "_request_end",
-        "_chunked",
         "started",
         "response_started",
         "done",
@@ -65,18 +72,23 @@ class UpstreamRequest:
         end_stream: bool,
         internal: bool = False,
         upgrade: bool = False,
+        downstream_protocol: str = "HTTP/1.1",
     ) -> None:
+        # (UpstreamTiming.__init__ inlined: one per request.)
+        self.first_tx = self.last_tx = self.first_rx = self.last_rx = None
         self.owner = owner
         self.cluster = cluster
         self.host = host
-        self.pool: HostPool = cluster.pool_for(host)
+        self.pool: HostPool = cluster.pool_for(host, downstream_protocol)
         self.headers = headers
-        self.conn: UpstreamConnection | None = None
+        """This attempt's request headers (a retry's are its own copy)."""
+        self.conn: UpstreamStream | None = None
+        """The upstream stream, once the pool gave one (named ``conn``: on HTTP/1.1 it is one)."""
         self._buffer: list[bytes] = []
+        self._trailers: HeaderMap | None = None
         self._request_end = end_stream
         self._end_sent = False
-        self._chunked = False
-        self.started = time.monotonic()
+        self.started = REAL.monotonic()
         self.response_started = False
         self.done = False
         self.internal = internal
@@ -95,11 +107,11 @@ class UpstreamRequest:
         self.pool.acquire(self)
 
     # -- pool callbacks -----------------------------------------------------------------
-    def on_pool_ready(self, conn: UpstreamConnection) -> None:
+    def on_pool_ready(self, stream: UpstreamStream) -> None:
         if self.done:
-            self.pool.release(conn)
+            stream.release_unused()
             return
-        self.conn = conn
+        self.conn = stream
         if logs.router_debug:
             debug_log.pool_ready(self.owner, self.host.address)
         st = self.cluster.stats
@@ -108,24 +120,21 @@ class UpstreamRequest:
         self.host.stats.rq_total += 1
         self.host.stats.rq_active += 1
         self._counted = True
-        conn.bind(self, self.headers.method == "HEAD", self.upgrade)
-        body = b"".join(self._buffer)
+        body = b"".join(self._buffer) if self._buffer else b""
         self._buffer = []
-        end = self._request_end
-        head, self._chunked = http1.encode_request_head(self.headers, end and not body, self.upgrade)
-        if body:
-            conn.write(head + (http1.encode_chunk(body) if self._chunked else body))
-            if end and self._chunked:
-                conn.write(http1.LAST_CHUNK)
-        else:
-            conn.write(head)
+        trailers = self._trailers
+        end = self._request_end and trailers is None
+        self.first_tx = REAL.monotonic()
+        stream.encode_headers(self.headers, end, self.upgrade, body)
+        if trailers is not None and not self.done:
+            stream.encode_trailers(trailers)
         self._buffered = 0
         if self._paused_downstream:
             self._paused_downstream = False
             self.owner.on_upstream_writable(True)
-        if end:
+        if self._request_end:
             self._end_sent = True
-            conn.request_complete()
+            self.last_tx = self.first_tx
         if self.ready_hook is not None:
             self.ready_hook(self)
 
@@ -135,7 +144,7 @@ class UpstreamRequest:
         self.done = True
         self.owner.on_upstream_reset(self, reason, True)
 
-    # -- body from downstream -----------------------------------------------------------
+    # -- request body and trailers from downstream --------------------------------------
     def send_data(self, data: bytes, end_stream: bool) -> None:
         if self.done:
             return
@@ -150,19 +159,30 @@ class UpstreamRequest:
                     self.owner.on_upstream_writable(False)
             self._request_end = self._request_end or end_stream
             return
-        if self._chunked:
-            out = http1.encode_chunk(data) if data else b""
-            if end_stream:
-                out += http1.LAST_CHUNK
-            if out:
-                conn.write(out)
-        elif data:
-            conn.write(data)
-        if end_stream and not self._end_sent:
+        if self._end_sent:
+            return
+        conn.encode_data(data, end_stream)
+        if end_stream:
             self._end_sent = True
-            conn.request_complete()
+            self.last_tx = REAL.monotonic()
 
-    # -- connection callbacks -----------------------------------------------------------
+    def send_trailers(self, trailers: HeaderMap) -> None:
+        """Request trailers: they end the request (HTTP/1.1 drops them, as Envoy's codec does
+        without ``enable_trailers``)."""
+        if self.done:
+            return
+        conn = self.conn
+        if conn is None:
+            self._trailers = trailers
+            self._request_end = True
+            return
+        if self._end_sent:
+            return
+        self._end_sent = True
+        conn.encode_trailers(trailers)
+        self.last_tx = REAL.monotonic()
+
+    # -- stream callbacks (ResponseHandler) ---------------------------------------------
     def on_response_headers(self, status: int, entries: list[list[str]], end_stream: bool) -> None:
         if self.upgrade and status != 101 and 200 <= status < 400:
             # A refused handshake below 400: Envoy 1.40 passes the head on without its framing
@@ -170,14 +190,26 @@ class UpstreamRequest:
             entries = [e for e in entries if e[0] not in ("content-length", "transfer-encoding")]
             end_stream = True
         self.response_started = True
+        self.first_rx = now = REAL.monotonic()
         if end_stream:
+            self.last_rx = now
             self._complete()
         self.owner.on_upstream_headers(self, ResponseHeaders(status, entries), end_stream)
 
     def on_response_data(self, data: bytes, end_stream: bool) -> None:
         if end_stream:
+            self.last_rx = REAL.monotonic()
             self._complete()
         self.owner.on_upstream_data(self, data, end_stream)
+
+    def on_response_trailers(self, trailers: HeaderMap) -> None:
+        self.last_rx = REAL.monotonic()
+        self._complete()
+        forward = getattr(self.owner, "on_upstream_trailers", None)
+        if forward is not None:
+            forward(self, trailers)
+        else:
+            self.owner.on_upstream_data(self, b"", True)
 
     def on_response_informational(self, status: int) -> None:
         # A 1xx interim response: charged like a response (Envoy's onUpstream1xxHeaders).
@@ -205,19 +237,20 @@ class UpstreamRequest:
     # -- cancellation -------------------------------------------------------------------
     def abandon(self) -> None:
         """The downstream went away mid-request: a reset sent upstream. Envoy counts none for
-        an upgrade (its end is the tunnel's end)."""
-        if not self.upgrade:
+        an upgrade (its end is the tunnel's end); on HTTP/2 the stream's reset counts it."""
+        if not self.upgrade and (self.conn is None or self.conn.protocol != "HTTP/2"):
             self.cluster.stats.upstream_rq_tx_reset.inc()
         self.cancel()
 
     def cancel(self) -> None:
-        """Abandon the attempt (timeout, downstream reset): the connection cannot be reused."""
+        """Abandon the attempt (timeout, downstream reset): an HTTP/1.1 connection cannot be
+        reused; an HTTP/2 stream is reset."""
         if self.done and self.conn is None:
             return
         was_done = self.done
         self._complete()
         if self.conn is not None:
             if not was_done or self.conn.handler is self:
-                self.conn.unbind_and_close()
+                self.conn.reset()
         else:
             self.pool.cancel(self)

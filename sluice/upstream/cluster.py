@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
-import time
 from typing import Any
 
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+
+from sluice.clock import REAL, TimerHandle, TimeSource
+from sluice.codec.http2 import DEFAULT_SETTINGS, Http2Settings
+from sluice.codec.http2_client import Http2ClientStats
 from sluice.errors import ConfigError, UnsupportedError
 from sluice.stats.blocks import ClusterStats, DnsResolverStats
 from sluice.stats.store import Store
 from sluice.tasks import spawn
 from sluice.upstream import circuit_breaker
-from sluice.upstream.conn_pool import HostPool
+from sluice.upstream.backend import DEFAULT_BACKEND, NetworkBackend
+from sluice.upstream.conn_pool import HTTP1, HTTP2, HostPool, PoolOptions
 from sluice.upstream.health_check import HealthCheckConfig, HealthChecker, HealthCheckStats
 from sluice.upstream.host import Host
 from sluice.upstream.load_balancer import POLICIES, LoadBalancer
@@ -39,6 +43,78 @@ def _duration(d: Any) -> float:
     return float(d.seconds + d.nanos / 1e9)
 
 
+HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+"""The ``typed_extension_protocol_options`` key (and type) of a cluster's HTTP protocol options."""
+
+
+def _http2_settings(h2: Any) -> Http2Settings:
+    d = DEFAULT_SETTINGS
+    return Http2Settings(
+        max_concurrent_streams=h2.max_concurrent_streams.value if h2.HasField("max_concurrent_streams") else d.max_concurrent_streams,
+        initial_stream_window_size=(
+            h2.initial_stream_window_size.value if h2.HasField("initial_stream_window_size") else d.initial_stream_window_size
+        ),
+        initial_connection_window_size=(
+            h2.initial_connection_window_size.value
+            if h2.HasField("initial_connection_window_size")
+            else d.initial_connection_window_size
+        ),
+    )
+
+
+def protocol_options(c: Any, path: str) -> tuple[PoolOptions, PoolOptions | None]:
+    """A cluster's upstream HTTP options: those of its pools, and (``use_downstream_protocol_config``
+    with ``http2_protocol_options``) those for requests that came in over HTTP/2, else None.
+    Read from ``typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]``
+    or the legacy cluster fields (``http2_protocol_options``, ``common_http_protocol_options``,
+    ``max_requests_per_connection``); the fields Sluice does not implement are refused by
+    ``config/support.py``."""
+    common = c.common_http_protocol_options if c.HasField("common_http_protocol_options") else None
+    h2 = c.http2_protocol_options if c.HasField("http2_protocol_options") else None
+    use_downstream = False
+    packed = c.typed_extension_protocol_options.get(HTTP_PROTOCOL_OPTIONS)
+    if packed is not None:
+        key = f'{path}.typed_extension_protocol_options["{HTTP_PROTOCOL_OPTIONS}"]'
+        if h2 is not None or common is not None:
+            # Envoy's ClusterInfoImpl: the legacy fields and the extension do not mix.
+            raise ConfigError(f"{key}: cannot be set with the cluster's deprecated HTTP protocol options")
+        msg = http_protocol_options_pb2.HttpProtocolOptions()
+        if not packed.Unpack(msg):
+            raise ConfigError(f"{key}: expected a {HTTP_PROTOCOL_OPTIONS}, got '{packed.type_url}'")
+        if msg.HasField("common_http_protocol_options"):
+            common = msg.common_http_protocol_options
+        which = msg.WhichOneof("upstream_protocol_options")
+        if which == "explicit_http_config":
+            if msg.explicit_http_config.HasField("http2_protocol_options"):
+                h2 = msg.explicit_http_config.http2_protocol_options
+        elif which == "use_downstream_protocol_config":
+            use_downstream = True
+            if msg.use_downstream_protocol_config.HasField("http2_protocol_options"):
+                h2 = msg.use_downstream_protocol_config.http2_protocol_options
+        elif which is not None:
+            raise UnsupportedError(f"{key}.{which}: not implemented (explicit_http_config and use_downstream_protocol_config are)")
+    max_requests = 0
+    idle_timeout, idle_timer = 3600.0, False
+    if common is not None:
+        if common.HasField("max_requests_per_connection"):
+            if c.HasField("max_requests_per_connection"):
+                raise ConfigError(
+                    f"{path}: only one of max_requests_per_connection from Cluster or HttpProtocolOptions can be specified"
+                )
+            max_requests = common.max_requests_per_connection.value
+        if common.HasField("idle_timeout"):
+            idle_timeout = _duration(common.idle_timeout)
+            idle_timer = idle_timeout > 0
+    if c.HasField("max_requests_per_connection"):
+        max_requests = c.max_requests_per_connection.value
+    settings = _http2_settings(h2) if h2 is not None else DEFAULT_SETTINGS
+    base = PoolOptions(HTTP1, settings, max_requests, idle_timeout, idle_timer)
+    if h2 is None:
+        return base, None
+    as_h2 = PoolOptions(HTTP2, settings, max_requests, idle_timeout, idle_timer)
+    return (base, as_h2) if use_downstream else (as_h2, None)
+
+
 class EndpointSpec:
     """One configured ``lb_endpoint``: a name or IP, a port and a weight."""
 
@@ -52,9 +128,24 @@ class EndpointSpec:
 
 
 class Cluster:
-    def __init__(self, c: Any, path: str, store: Store, rng: random.Random, runtime: Any = None) -> None:
+    def __init__(
+        self,
+        c: Any,
+        path: str,
+        store: Store,
+        rng: random.Random,
+        runtime: Any = None,
+        backend: NetworkBackend = DEFAULT_BACKEND,
+        clock: TimeSource = REAL,
+    ) -> None:
         self.name: str = c.name
         self.path = path
+        self.backend = backend
+        self.clock = clock
+        self.pool_options, self.http2_downstream_options = protocol_options(c, path)
+        """The pools' protocol options; with ``use_downstream_protocol_config`` (and HTTP/2
+        options), those of the pools that serve requests that came in over HTTP/2."""
+        self._http2_stats: Http2ClientStats | None = None
         self.type: int = c.type
         if self.type not in (STATIC, STRICT_DNS, LOGICAL_DNS):
             raise UnsupportedError(
@@ -90,8 +181,8 @@ class Cluster:
                 OutlierConfig(c.outlier_detection),
                 OutlierStats.declare(store, f"cluster.{self.name}.outlier_detection."),
                 runtime,
-                time.monotonic,
-                lambda delay, cb: asyncio.get_event_loop().call_later(delay, cb),
+                clock.monotonic,
+                clock.call_later,
                 self._on_health_change,
                 rng,
             )
@@ -124,7 +215,9 @@ class Cluster:
             raise ConfigError(f"{path}.load_assignment: LOGICAL_DNS clusters must have a single host")
         self.hosts: list[Host] = []
         self.pools: dict[str, HostPool] = {}
-        self._refresh: asyncio.TimerHandle | None = None
+        self.http2_pools: dict[str, HostPool] = {}
+        """``use_downstream_protocol_config``: the HTTP/2 pools of requests that came in over HTTP/2."""
+        self._refresh: TimerHandle | None = None
         if self.type == STRICT_DNS:
             # Envoy sets it from each DNS resolution's hosts; STATIC and LOGICAL_DNS clusters
             # leave it at 0 (checked with Envoy 1.40).
@@ -180,11 +273,10 @@ class Cluster:
         return True
 
     def _schedule_refresh(self) -> None:
-        loop = asyncio.get_event_loop()
-        self._refresh = loop.call_later(
-            self.dns_refresh_rate,
-            lambda: spawn(self._refresh_once(), name=f"dns:{self.name}"),
-        )
+        self._refresh = self.clock.call_later(self.dns_refresh_rate, self._start_refresh)
+
+    def _start_refresh(self) -> None:
+        spawn(self._refresh_once(), name=f"dns:{self.name}")
 
     async def _refresh_once(self) -> None:
         try:
@@ -209,10 +301,12 @@ class Cluster:
         self.stats.default_total_match_count.inc(len(hosts))
         new_addrs = {h.address for h in new_hosts}
         changed = new_addrs != old_addrs
-        for addr, pool in list(self.pools.items()):
-            if addr not in new_addrs:
-                pool.close_all()
-                del self.pools[addr]
+        for pools in (self.pools, self.http2_pools):
+            for addr, pool in list(pools.items()):
+                if addr not in new_addrs:
+                    # Envoy drains a removed host's connections: requests in flight finish.
+                    pool.drain()
+                    del pools[addr]
         self.hosts = new_hosts
         if changed:
             self.stats.membership_change.inc()
@@ -236,22 +330,46 @@ class Cluster:
             self.outlier.stop()
         if self.health_checker is not None:
             self.health_checker.stop()
-        for pool in self.pools.values():
+        for pool in [*self.pools.values(), *self.http2_pools.values()]:
             pool.close_all()
 
     # -- request path -------------------------------------------------------------------
     def choose_host(self) -> Host | None:
         return self.lb.choose(self.hosts)
 
-    def pool_for(self, host: Host) -> HostPool:
+    def _make_http2_stats(self) -> Http2ClientStats:
+        if self._http2_stats is None:
+            self._http2_stats = Http2ClientStats.declare(self.store, f"cluster.{self.name}.http2.")
+        return self._http2_stats
+
+    def pool_for(self, host: Host, downstream_protocol: str = HTTP1) -> HostPool:
+        """The host's pool for a request that came in over ``downstream_protocol`` (it matters
+        only with ``use_downstream_protocol_config``)."""
+        if downstream_protocol == HTTP2 and self.http2_downstream_options is not None:
+            pool = self.http2_pools.get(host.address)
+            if pool is None:
+                pool = self.http2_pools[host.address] = self._make_pool(host, self.http2_downstream_options)
+            return pool
         pool = self.pools.get(host.address)
         if pool is None:
-            pool = self.pools[host.address] = HostPool(
-                host, self.stats, self.connect_timeout, self.name, self.resources
-            )
-            # Envoy checks the connection-pool resource of both priorities when it makes the
-            # first pool (observed on 1.40: default's and high's cx_pool_open become used).
-            st = self.stats
-            st.circuit_breakers_default_cx_pool_open.used = True
-            st.circuit_breakers_high_cx_pool_open.used = True
+            pool = self.pools[host.address] = self._make_pool(host, self.pool_options)
+        return pool
+
+    def _make_pool(self, host: Host, options: PoolOptions) -> HostPool:
+        pool = HostPool(
+            host,
+            self.stats,
+            self.connect_timeout,
+            self.name,
+            self.resources,
+            options,
+            self.backend,
+            self.clock,
+            self._make_http2_stats if options.protocol == HTTP2 else None,
+        )
+        # Envoy checks the connection-pool resource of both priorities when it makes the
+        # first pool (observed on 1.40: default's and high's cx_pool_open become used).
+        st = self.stats
+        st.circuit_breakers_default_cx_pool_open.used = True
+        st.circuit_breakers_high_cx_pool_open.used = True
         return pool

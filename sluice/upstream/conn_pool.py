@@ -1,26 +1,41 @@
-"""Per-host HTTP/1.1 connection pool and the upstream connection protocol.
+"""Per-host connection pool (HTTP/1.1 and HTTP/2) behind one narrow client interface.
 
-Theory of operation:
-- A pool holds idle connections (LIFO: the most recently used is the warmest), the connections
-  being opened, and FIFO waiters (pending requests). ``acquire`` hands an idle connection over at
-  once, synchronously; otherwise the waiter queues and, when fewer connections are being opened
-  than requests wait, a new connection is started (Envoy opens one connection per pending
-  request on HTTP/1.1).
-- A connection carries one request at a time. When its response is complete, and the request
-  was fully sent, and both sides allow keep-alive, it returns to the pool: to the oldest waiter
-  first, else to the idle list.
-- A failed connect fails one waiter with ``remote connection failure`` (or ``connection
-  timeout``); a connection that closes while a request is bound reports
-  ``connection termination`` to it.
-- Circuit breakers (``circuit_breaker.py``, the cluster's DEFAULT-priority resources): a request
-  that would queue while ``max_pending_requests`` is full fails at once with reason ``overflow``;
-  a connection is opened only while ``max_connections`` allows (else ``upstream_cx_overflow``
-  and the request stays pending - unless the pool has no connection at all, as Envoy does); a
-  request is attached to a connection only while ``max_requests`` allows (else ``overflow`` and
-  ``upstream_rq_active_overflow``, as Envoy 1.40 counts it). ``rq_counted`` marks a
-  connection whose request holds a ``max_requests`` slot; the pool frees it when the connection
-  comes back (``release``) or closes.
-- All decisions are synchronous; the only await is the connect itself, run as a named task.
+Theory of operation (httpcore's ``connection_pool.py`` shape, Envoy's ``conn_pool_base.cc`` rules):
+- A pool holds *ready* connections (``idle``: they can take a request now; LIFO, the most
+  recently used is the warmest), *busy* ones (no capacity left: an HTTP/1.1 connection with its
+  one request, an HTTP/2 connection at its stream limit or draining), the number being opened,
+  and FIFO waiters (pending requests).
+- A client connection (``http1_client_conn.UpstreamConnection``, ``http2_client_conn.Http2Connection``)
+  reports its capacity: ``available_streams``, ``active_streams``, ``remaining_requests``
+  (``max_requests_per_connection``), ``draining``, ``idle_since``, ``is_open``; ``new_stream``
+  gives the request its upstream stream (the router calls ``encode_headers/encode_data/
+  encode_trailers/reset`` on it, whatever the protocol).
+- :meth:`HostPool._assign` is the only decision point: it evicts dead or expired ready
+  connections, hands ready capacity to the new request or the oldest waiters, queues or
+  refuses what cannot be served, and says how many connections to open. It is synchronous and
+  returns what to do; :meth:`HostPool._run` does it afterwards (closes, connects, then the
+  callbacks, which may re-enter the pool).
+- A connection is opened while more requests wait than the connections being opened will carry
+  (one per connection on HTTP/1.1, as Envoy opens one per pending request; ``min(max_concurrent_streams,
+  max_requests_per_connection)`` on HTTP/2).
+- A failed connect fails the waiters no other connecting client can serve with ``remote
+  connection failure`` (or ``connection timeout``); a connection that closes while a request is
+  bound reports ``connection termination`` to it.
+- Circuit breakers (``circuit_breaker.py``, the cluster's DEFAULT-priority resources), counted as
+  Envoy counts them for both protocols: ``max_pending_requests`` per waiter (a request that would
+  queue while it is full fails at once, ``overflow``), ``max_connections`` per connection (at the
+  limit: ``upstream_cx_overflow`` and the request stays pending - unless the pool has no
+  connection at all, as Envoy does), ``max_requests`` per stream, taken at assignment (else
+  ``overflow`` and ``upstream_rq_active_overflow``). A stream's ``rq_counted`` marks its slot;
+  the pool frees it when the stream ends (``release``) or its connection closes.
+- ``max_requests_per_connection``: the assignment that uses a connection's last request counts
+  ``upstream_cx_max_requests`` and drains it; a draining connection closes once its requests are
+  done. A removed host's pool drains (:meth:`HostPool.drain`): idle connections close, busy ones
+  finish their requests first (Envoy's drainConnections on host removal).
+- ``common_http_protocol_options.idle_timeout``: a connection without requests for that long
+  closes (``upstream_cx_idle_timeout``); one pool timer, re-armed for the oldest idle connection.
+  Divergence from Envoy: when the field is not set, Envoy's 1 h default is applied when an idle
+  connection is picked up again, not by a timer.
 """
 
 from __future__ import annotations
@@ -28,29 +43,68 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import socket
-import time
-from typing import TYPE_CHECKING, Protocol, cast
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sluice.codec.http1_client import ClientCodec
+from sluice.clock import REAL, TimerHandle, TimeSource
+from sluice.codec.http2 import DEFAULT_SETTINGS, Http2Settings
 from sluice.options import lab_options
 from sluice.tasks import spawn
-
-log = logging.getLogger("sluice.upstream")
+from sluice.upstream.backend import DEFAULT_BACKEND, NetworkBackend
+from sluice.upstream.http1_client_conn import UpstreamConnection
+from sluice.upstream.http2_client_conn import Http2Connection
 
 if TYPE_CHECKING:
+    from sluice.codec.http2_client import Http2ClientStats
+    from sluice.http.headers import HeaderMap, RequestHeaders
     from sluice.stats.blocks import ClusterStats
     from sluice.upstream.circuit_breaker import ResourceManager
     from sluice.upstream.host import Host
 
+log = logging.getLogger("sluice.upstream")
+
+__all__ = ["OVERFLOW", "HostPool", "PoolOptions", "ResponseHandler", "UpstreamConnection", "UpstreamStream"]
+
 OVERFLOW = "overflow"
 """The pool-failure reason for a circuit-breaker overflow (the router answers 503 UO)."""
+HTTP1, HTTP2 = "HTTP/1.1", "HTTP/2"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolOptions:
+    """A cluster's upstream protocol options, as the pool applies them."""
+
+    protocol: str = HTTP1
+    """``HTTP/1.1``, or ``HTTP/2`` (``http2_protocol_options`` / ``explicit_http_config``)."""
+    http2: Http2Settings = DEFAULT_SETTINGS
+    """``http2_protocol_options``: max_concurrent_streams and the windows."""
+    max_requests_per_connection: int = 0
+    """``max_requests_per_connection`` (cluster field or common_http_protocol_options); 0: none."""
+    idle_timeout: float = 3600.0
+    """``common_http_protocol_options.idle_timeout`` (Envoy's upstream default: 1 h; 0: none)."""
+    idle_timer: bool = False
+    """The idle timeout was configured: a timer enforces it (see the module docstring)."""
+
+    @property
+    def stream_capacity(self) -> int:
+        """Requests one connection being opened is expected to carry at once."""
+        if self.protocol == HTTP1:
+            return 1
+        cap = self.http2.max_concurrent_streams
+        if self.max_requests_per_connection:
+            cap = min(cap, self.max_requests_per_connection)
+        return max(cap, 1)
+
+
+DEFAULT_OPTIONS = PoolOptions()
 
 
 class ResponseHandler(Protocol):
-    """What an upstream connection reports to the request bound to it."""
+    """What a pool and an upstream stream report to the request (``UpstreamRequest``).
+    Optional: ``on_response_trailers(trailers)`` (without it trailers end the body)."""
 
-    def on_pool_ready(self, conn: UpstreamConnection) -> None: ...
+    def on_pool_ready(self, stream: Any) -> None: ...
     def on_pool_failure(self, reason: str) -> None: ...
     def on_response_headers(self, status: int, headers: list[list[str]], end_stream: bool) -> None: ...
     def on_response_data(self, data: bytes, end_stream: bool) -> None: ...
@@ -59,189 +113,19 @@ class ResponseHandler(Protocol):
     def on_upstream_writable(self, writable: bool) -> None: ...
 
 
-class UpstreamConnection(asyncio.Protocol):
-    """One HTTP/1.1 connection to an upstream host; the response parsing and its rules are
-    the codec's (``sluice/codec/http1_client.py``), this class is the I/O and the accounting."""
+class UpstreamStream(Protocol):
+    """One request's way to its upstream, whatever the protocol (Envoy's ``RequestEncoder``)."""
 
-    __slots__ = (
-        "pool",
-        "transport",
-        "codec",
-        "handler",
-        "_keep_alive",
-        "_request_done",
-        "_response_done",
-        "_closed",
-        "created",
-        "requests",
-        "rq_counted",
-    )
+    protocol: str
+    handler: ResponseHandler | None
 
-    def __init__(self, pool: HostPool) -> None:
-        self.pool = pool
-        self.transport: asyncio.Transport | None = None
-        self.codec = ClientCodec(self)
-        self.handler: ResponseHandler | None = None
-        self._keep_alive = True
-        self._request_done = False
-        self._response_done = False
-        self._closed = False
-        self.created = time.monotonic()
-        self.requests = 0
-        self.rq_counted = False
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else ("busy" if self.handler else "idle")
-        return f"<UpstreamConnection {self.pool.host.address} {state}>"
-
-    # -- asyncio.Protocol ---------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses (no isinstance check).
-        self.transport = cast(asyncio.Transport, transport)
-        # Envoy accounts each read buffer's bytes in this gauge, which marks it used.
-        self.pool.stats.upstream_cx_rx_bytes_buffered.used = True
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-
-    def data_received(self, data: bytes) -> None:
-        self.pool.stats.upstream_cx_rx_bytes_total.inc(len(data))
-        if self._closed:
-            return
-        try:
-            error = self.codec.feed(data)
-        except Exception:  # noqa: BLE001 - a bug must not take the process down
-            log.exception("internal error on an upstream connection")
-            self._fail("internal error")
-            return
-        if error is not None:
-            # Also bytes with no request outstanding (a second response after a complete one,
-            # a HEAD response's body): Envoy's codec refuses them and closes the connection.
-            self.pool.stats.upstream_cx_protocol_error.inc()
-            self._fail(error)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._closed:
-            # (After a local close the pool has already let the connection go: nothing to count.)
-            self.pool.on_connection_closed(self, local=False, active=False)
-            return
-        self._closed = True
-        codec = self.codec
-        waiting = self.handler is not None and not self._response_done
-        # A body delimited by the close is complete now: no request was active at the close.
-        self.pool.on_connection_closed(self, local=False, active=waiting and not codec.until_close)
-        error = codec.eof() if waiting else None
-        if error is not None:
-            # A close with part of a response read (a truncated head or body): Envoy counts a
-            # protocol error, answers 502 before the response started, resets after.
-            self.pool.stats.upstream_cx_protocol_error.inc()
-            self._fail(error)
-        elif self.handler is not None and not self._response_done:
-            self._fail("connection termination")
-
-    def pause_writing(self) -> None:
-        if self.handler is not None:
-            self.handler.on_upstream_writable(False)
-
-    def resume_writing(self) -> None:
-        if self.handler is not None:
-            self.handler.on_upstream_writable(True)
-
-    # -- codec callbacks ----------------------------------------------------------------
-    def on_informational(self, status: int, headers: list[list[str]]) -> None:
-        if self.handler is not None:
-            self.handler.on_response_informational(status)
-
-    def on_headers(self, status: int, headers: list[list[str]], end_stream: bool) -> None:
-        codec = self.codec
-        self._keep_alive = codec.keep_alive
-        if codec.close_notify:
-            self.pool.stats.upstream_cx_close_notify.inc()
-        handler = self.handler
-        if end_stream:
-            self._response_done = True
-        if handler is not None:
-            handler.on_response_headers(status, headers, end_stream)
-        if end_stream:
-            self._finish()
-
-    def on_body(self, data: bytes, end_stream: bool) -> None:
-        handler = self.handler
-        if end_stream:
-            self._response_done = True
-            if handler is not None:
-                handler.on_response_data(data, True)
-            self._finish()
-        elif handler is not None:
-            handler.on_response_data(data, False)
-
-    # -- used by the router -------------------------------------------------------------
-    def bind(self, handler: ResponseHandler, head_request: bool, upgrade: bool = False) -> None:
-        self.handler = handler
-        self.codec.expect(head_request, upgrade)
-        self._request_done = False
-        self._response_done = False
-        self._keep_alive = True
-        self.requests += 1
-
-    def write(self, data: bytes) -> None:
-        if self.transport is not None and not self._closed:
-            self.pool.stats.upstream_cx_tx_bytes_total.inc(len(data))
-            self.transport.write(data)
-
-    def request_complete(self) -> None:
-        self._request_done = True
-        if self._response_done:
-            self._finish()
-
-    def unbind_and_close(self) -> None:
-        """The request gave up on this connection (timeout, downstream reset)."""
-        self.handler = None
-        self._close(active=True)
-
-    def close(self) -> None:
-        self._close(active=self.handler is not None)
-
-    def _close(self, active: bool) -> None:
-        if self.transport is not None and not self._closed:
-            self._closed = True
-            self.transport.close()
-            self.pool.on_connection_closed(self, local=True, active=active)
-
-    def pause_reading(self) -> None:
-        if self.transport is not None and not self._closed:
-            self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self.transport is not None and not self._closed:
-            self.transport.resume_reading()
-
-    @property
-    def is_open(self) -> bool:
-        return not self._closed and self.transport is not None and not self.transport.is_closing()
-
-    def _finish(self) -> None:
-        if not (self._response_done and self._request_done):
-            return
-        self.handler = None
-        if self._keep_alive and self.is_open:
-            # The finished request's back-pressure may have paused reading (its whole response
-            # arrived in the read that crossed a high watermark): a pooled connection reads.
-            self.resume_reading()
-            self.pool.release(self)
-        else:
-            self.close()
-
-    def _fail(self, reason: str) -> None:
-        handler = self.handler
-        active = handler is not None and not self._response_done
-        self.handler = None
-        self._close(active=active)
-        if handler is not None:
-            handler.on_upstream_reset(reason)
+    def encode_headers(self, headers: RequestHeaders, end_stream: bool, upgrade: bool = False, body: bytes = b"") -> None: ...
+    def encode_data(self, data: bytes, end_stream: bool) -> None: ...
+    def encode_trailers(self, trailers: HeaderMap) -> None: ...
+    def reset(self) -> None: ...
+    def release_unused(self) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
 
 
 def source_address(dest_ip: str) -> tuple[str, int] | None:
@@ -254,21 +138,20 @@ def source_address(dest_ip: str) -> tuple[str, int] | None:
     return (src, 0)
 
 
+# What _assign decides: (handler, stream) to wake, (handler, reason) to fail, connections to
+# close, connections to open. None for an empty part (no list on the hot path's empty parts).
+_Actions = tuple[
+    "list[tuple[ResponseHandler, Any]] | None", "list[tuple[ResponseHandler, str]] | None", "list[Any] | None", int
+]
+
+
 class HostPool:
     """Connections to one host of one cluster."""
 
     __slots__ = (
-        "host",
-        "stats",
-        "connect_timeout",
-        "idle",
-        "busy",
-        "waiters",
-        "connecting",
-        "_loop",
-        "cluster_name",
-        "resources",
-    )
+        "host", "stats", "connect_timeout", "cluster_name", "resources", "options", "backend", "clock",
+        "_http2_stats", "_http2_stats_factory", "idle", "busy", "waiters", "connecting", "draining", "_idle_timer",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -277,6 +160,10 @@ class HostPool:
         connect_timeout: float,
         cluster_name: str,
         resources: ResourceManager | None = None,
+        options: PoolOptions = DEFAULT_OPTIONS,
+        backend: NetworkBackend = DEFAULT_BACKEND,
+        clock: TimeSource = REAL,
+        http2_stats: Callable[[], Http2ClientStats] | None = None,
     ) -> None:
         from sluice.upstream.circuit_breaker import ResourceManager
 
@@ -285,11 +172,18 @@ class HostPool:
         self.connect_timeout = connect_timeout
         self.cluster_name = cluster_name
         self.resources = resources if resources is not None else ResourceManager("default", None, None)
-        self.idle: list[UpstreamConnection] = []
-        self.busy: set[UpstreamConnection] = set()
+        self.options = options
+        self.backend = backend
+        self.clock = clock
+        self._http2_stats: Http2ClientStats | None = None
+        self._http2_stats_factory = http2_stats
+        self.idle: list[Any] = []
+        """Ready connections (capacity left), most recently used last."""
+        self.busy: set[Any] = set()
         self.waiters: collections.deque[ResponseHandler] = collections.deque()
         self.connecting = 0
-        self._loop = asyncio.get_event_loop()
+        self.draining = False
+        self._idle_timer: TimerHandle | None = None
 
     def __repr__(self) -> str:
         return (
@@ -297,61 +191,17 @@ class HostPool:
             f"pending={len(self.waiters)} connecting={self.connecting}>"
         )
 
+    @property
+    def http2_stats(self) -> Http2ClientStats | None:
+        """``cluster.<name>.http2.*``, made with the first HTTP/2 connection (as Envoy makes them)."""
+        if self._http2_stats is None and self._http2_stats_factory is not None:
+            self._http2_stats = self._http2_stats_factory()
+        return self._http2_stats
+
+    # -- requests -----------------------------------------------------------------------
     def acquire(self, handler: ResponseHandler) -> None:
-        idle = self.idle
-        while idle:
-            conn = idle[-1]
-            if conn.is_open:
-                idle.pop()
-                self._attach(conn, handler)
-                return
-            # Its transport is closing (the upstream's FIN was read) but connection_lost has
-            # not run yet: account for the close now, while the pool still knows the connection
-            # (connection_lost then finds it gone and counts nothing).
-            conn._closed = True
-            self.on_connection_closed(conn, local=False, active=False)
-        res = self.resources
-        if not res.max_pending_requests.can_create():
-            self.stats.upstream_rq_pending_overflow.inc()
-            handler.on_pool_failure(OVERFLOW)
-            return
-        self.waiters.append(handler)
-        res.max_pending_requests.inc()
-        self.stats.upstream_rq_pending_total.inc()
-        self.stats.upstream_rq_pending_active.inc()
-        if self.connecting < len(self.waiters):
-            if res.max_connections.can_create():
-                self._connect()
-            else:
-                self.stats.upstream_cx_overflow.inc()
-                if not (self.busy or self.idle or self.connecting):
-                    # Envoy: a host with no connection at all always gets one, so that its
-                    # pending requests are not stuck behind other hosts' connections.
-                    self._connect()
-
-    def _attach(self, conn: UpstreamConnection, handler: ResponseHandler) -> None:
-        """Hand a ready connection to a request, within ``max_requests``."""
-        rq = self.resources.max_requests
-        if rq.count >= rq.max:  # rq.can_create(), inlined (request path)
-            self.idle.append(conn)
-            self.stats.upstream_rq_active_overflow.inc()
-            handler.on_pool_failure(OVERFLOW)
-            return
-        rq.inc()
-        conn.rq_counted = True
-        self.busy.add(conn)
-        handler.on_pool_ready(conn)
-
-    def _end_request(self, conn: UpstreamConnection) -> None:
-        if conn.rq_counted:
-            conn.rq_counted = False
-            self.resources.max_requests.dec()
-
-    def _pop_waiter(self) -> ResponseHandler:
-        handler = self.waiters.popleft()
-        self.resources.max_pending_requests.dec()
-        self.stats.upstream_rq_pending_active.dec()
-        return handler
+        """Serve ``handler`` (``on_pool_ready(stream)`` / ``on_pool_failure(reason)``), now or later."""
+        self._run(self._assign(handler, False))
 
     def cancel(self, handler: ResponseHandler) -> None:
         try:
@@ -362,24 +212,155 @@ class HostPool:
         self.stats.upstream_rq_pending_active.dec()
         self.stats.upstream_rq_cancelled.inc()
 
-    def release(self, conn: UpstreamConnection) -> None:
-        self.busy.discard(conn)
-        if conn.rq_counted:  # _end_request, inlined (request path)
-            conn.rq_counted = False
+    def release(self, conn: Any, stream: Any = None) -> None:
+        """A request on ``conn`` ended (``stream``; HTTP/1.1: the connection itself), or its
+        capacity changed (``stream`` None on HTTP/2): place it and serve the waiters."""
+        s = stream if (stream is not None or conn.multiplexed) else conn
+        if s is not None and s.rq_counted:
+            s.rq_counted = False
             self.resources.max_requests.dec()
-        while self.waiters:
-            handler = self._pop_waiter()
-            if self.resources.max_requests.can_create():
-                self._attach(conn, handler)
+        if not conn.is_open:
+            return  # (closed: the pool has let it go)
+        if conn.active_streams == 0:
+            conn.idle_since = self.clock.monotonic()
+            if conn.draining or self.draining:
+                conn.close()
+                self._run(self._assign(None, False))
                 return
-            self.stats.upstream_rq_active_overflow.inc()
-            handler.on_pool_failure(OVERFLOW)
-        self.idle.append(conn)
+            if self.options.idle_timer and self._idle_timer is None:
+                self._arm_idle_timer(self.options.idle_timeout)
+        if conn.multiplexed:
+            in_busy = conn in self.busy
+            if conn.available_streams > 0:
+                if in_busy:
+                    self.busy.discard(conn)
+                    self.idle.append(conn)
+            elif not in_busy:
+                self.idle.remove(conn)
+                self.busy.add(conn)
+        else:
+            self.busy.discard(conn)
+            self.idle.append(conn)
+        self._run(self._assign(None, conn.multiplexed))
 
-    def on_connection_closed(self, conn: UpstreamConnection, local: bool, active: bool) -> None:
+    def _assign(self, new: ResponseHandler | None, may_connect: bool) -> _Actions:
+        """The one decision (see the module docstring); bookkeeping only, no I/O, no callbacks."""
+        ready: list[tuple[ResponseHandler, Any]] | None = None
+        failed: list[tuple[ResponseHandler, str]] | None = None
+        to_close: list[Any] | None = None
+        idle = self.idle
+        waiters = self.waiters
+        stats = self.stats
+        # 1. Ready capacity to the waiters, oldest first, then to the new request.
+        while waiters or new is not None:
+            if not idle:
+                break
+            conn = idle[-1]
+            if not self._usable(conn):
+                to_close = self._evict(conn, to_close)
+                continue
+            if waiters:
+                handler = self._pop_waiter()
+            else:
+                handler, new = new, None  # type: ignore[assignment]
+            rq = self.resources.max_requests
+            if rq.count >= rq.max:  # rq.can_create(), inlined (request path)
+                stats.upstream_rq_active_overflow.inc()
+                failed = [(handler, OVERFLOW)] if failed is None else [*failed, (handler, OVERFLOW)]
+                continue
+            rq.inc()
+            stream = conn.new_stream(handler)
+            stream.rq_counted = True
+            if conn.remaining_requests <= 0:
+                stats.upstream_cx_max_requests.inc()
+                conn.draining = True
+            if not conn.multiplexed or conn.available_streams <= 0:
+                idle.pop()
+                self.busy.add(conn)
+            if ready is None:
+                ready = [(handler, stream)]
+            else:
+                ready.append((handler, stream))
+        # 2. A new request with no capacity for it waits, within max_pending_requests.
+        if new is not None:
+            res = self.resources.max_pending_requests
+            if not res.can_create():
+                stats.upstream_rq_pending_overflow.inc()
+                failed = [(new, OVERFLOW)] if failed is None else [*failed, (new, OVERFLOW)]
+            else:
+                waiters.append(new)
+                res.inc()
+                stats.upstream_rq_pending_total.inc()
+                stats.upstream_rq_pending_active.inc()
+                may_connect = True
+        # 3. Connections for what waits beyond the capacity being opened.
+        connects = 0
+        if waiters and (may_connect or not (self.busy or idle or self.connecting)):
+            capacity = self.options.stream_capacity
+            cx = self.resources.max_connections
+            while len(waiters) > (self.connecting + connects) * capacity:
+                if cx.count + connects < cx.max:
+                    connects += 1
+                    continue
+                stats.upstream_cx_overflow.inc()
+                if not (self.busy or idle or self.connecting or connects):
+                    # Envoy: a host with no connection at all always gets one, so that its
+                    # pending requests are not stuck behind other hosts' connections.
+                    connects += 1
+                break
+        return ready, failed, to_close, connects
+
+    def _usable(self, conn: Any) -> bool:
+        if not conn.is_open or conn.available_streams <= 0:
+            return False
+        timeout = self.options.idle_timeout
+        return not (timeout and conn.active_streams == 0 and conn.idle_since and self.clock.monotonic() - conn.idle_since >= timeout)
+
+    def _evict(self, conn: Any, to_close: list[Any] | None) -> list[Any] | None:
+        """A ready connection that cannot take a request any more (bookkeeping only)."""
+        if not conn.is_open:
+            # Its transport is closing (the upstream's FIN was read) but connection_lost has
+            # not run yet: account for the close now, while the pool still knows the connection
+            # (connection_lost then finds it gone and counts nothing).
+            conn.mark_closed()
+            self.on_connection_closed(conn, local=False, active=False)
+            return to_close
+        self.idle.pop()
+        if conn.active_streams:
+            self.busy.add(conn)  # (an HTTP/2 connection at its limit, or draining)
+            return to_close
+        self.busy.add(conn)  # (until its close is counted)
+        if not conn.draining:
+            self.stats.upstream_cx_idle_timeout.inc()
+        return [conn] if to_close is None else [*to_close, conn]
+
+    def _run(self, actions: _Actions) -> None:
+        ready, failed, to_close, connects = actions
+        if to_close:
+            for conn in to_close:
+                conn.close()
+        for _ in range(connects):
+            self._connect()
+        if ready:
+            for handler, stream in ready:
+                handler.on_pool_ready(stream)
+        if failed:
+            for handler, reason in failed:
+                handler.on_pool_failure(reason)
+
+    def _pop_waiter(self) -> ResponseHandler:
+        handler = self.waiters.popleft()
+        self.resources.max_pending_requests.dec()
+        self.stats.upstream_rq_pending_active.dec()
+        return handler
+
+    # -- connections --------------------------------------------------------------------
+    def on_connection_closed(self, conn: Any, local: bool, active: bool) -> None:
         """``local``: Sluice closed it (else the upstream did); ``active``: a request was in
         flight on it. Counted as Envoy's pool counts a connection's close event."""
-        self._end_request(conn)
+        if conn.rq_counted:
+            conn.rq_counted = False
+            self.resources.max_requests.dec()
         if conn in self.busy:
             self.busy.discard(conn)
         elif conn in self.idle:
@@ -387,9 +368,9 @@ class HostPool:
         else:
             return
         self.resources.max_connections.dec()
-        self.stats.upstream_cx_active.dec()
-        self.host.stats.cx_active -= 1
         st = self.stats
+        st.upstream_cx_active.dec()
+        self.host.stats.cx_active -= 1
         st.upstream_cx_destroy.inc()
         if local:
             st.upstream_cx_destroy_local.inc()
@@ -401,26 +382,32 @@ class HostPool:
                 st.upstream_cx_destroy_local_with_active_rq.inc()
             else:
                 st.upstream_cx_destroy_remote_with_active_rq.inc()
-        self.stats.upstream_cx_length_ms.record((time.monotonic() - conn.created) * 1000)
+        st.upstream_cx_length_ms.record((self.clock.monotonic() - conn.created) * 1000)
         st.upstream_rq_per_cx.record(conn.requests)  # how many requests the connection served
 
     def _connect(self) -> None:
         self.connecting += 1
         self.resources.max_connections.inc()
-        self.stats.upstream_cx_total.inc()
-        self.stats.upstream_cx_http1_total.inc()
+        st = self.stats
+        st.upstream_cx_total.inc()
+        if self.options.protocol == HTTP2:
+            st.upstream_cx_http2_total.inc()
+        else:
+            st.upstream_cx_http1_total.inc()
         self.host.stats.cx_total += 1
         spawn(self._do_connect(), name=f"connect:{self.cluster_name}:{self.host.address}")
 
     async def _do_connect(self) -> None:
-        started = time.monotonic()
+        clock = self.clock
+        started = clock.monotonic()
         reason = ""
-        conn: UpstreamConnection | None = None
+        conn: Any = None
+        factory: Callable[[], Any] = (
+            (lambda: Http2Connection(self)) if self.options.protocol == HTTP2 else (lambda: UpstreamConnection(self))
+        )
         try:
-            _transport, conn = await asyncio.wait_for(
-                self._loop.create_connection(
-                    lambda: UpstreamConnection(self), self.host.ip, self.host.port, local_addr=source_address(self.host.ip)
-                ),
+            conn = await asyncio.wait_for(
+                self.backend.connect(self.host.ip, self.host.port, source_address(self.host.ip), factory),
                 self.connect_timeout,
             )
         except TimeoutError:
@@ -435,18 +422,56 @@ class HostPool:
             self.stats.upstream_cx_connect_fail.inc()
             self.host.stats.cx_connect_fail += 1
             # Envoy fails the pending requests that no other connecting client can serve.
-            while self.waiters and len(self.waiters) > self.connecting:
+            capacity = self.options.stream_capacity
+            while self.waiters and len(self.waiters) > self.connecting * capacity:
                 handler = self._pop_waiter()
                 self.stats.upstream_rq_pending_failure_eject.inc()
                 handler.on_pool_failure(reason)
             return
-        self.stats.upstream_cx_connect_ms.record((time.monotonic() - started) * 1000)
+        self.stats.upstream_cx_connect_ms.record((clock.monotonic() - started) * 1000)
         self.stats.upstream_cx_active.inc()
         self.host.stats.cx_active += 1
-        conn.created = time.monotonic()
+        conn.created = clock.monotonic()
         self.busy.add(conn)
-        self.release(conn)
+        self.release(conn, None)
+
+    # -- idle timeout and draining ------------------------------------------------------
+    def _arm_idle_timer(self, delay: float) -> None:
+        self._idle_timer = self.clock.call_later(delay, self._on_idle_timer)
+
+    def _on_idle_timer(self) -> None:
+        self._idle_timer = None
+        timeout = self.options.idle_timeout
+        now = self.clock.monotonic()
+        soonest = None
+        for conn in list(self.idle):
+            if conn.active_streams:
+                continue
+            left = conn.idle_since + timeout - now
+            if left <= 0.001:
+                self.stats.upstream_cx_idle_timeout.inc()
+                conn.close()
+            elif soonest is None or left < soonest:
+                soonest = left
+        if soonest is not None:
+            self._arm_idle_timer(soonest)
+
+    def drain(self) -> None:
+        """The host was removed: idle connections close now, busy ones once their requests are
+        done; no new connection is reused (Envoy's ``drainConnections`` on host removal)."""
+        self.draining = True
+        for conn in list(self.idle) + list(self.busy):
+            conn.draining = True
+            if conn.active_streams == 0:
+                conn.close()
+        if self._idle_timer is not None and not self.idle:
+            self._idle_timer.cancel()
+            self._idle_timer = None
 
     def close_all(self) -> None:
+        """Shutdown: every connection closes now, requests in flight with it."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         for conn in list(self.idle) + list(self.busy):
             conn.close()

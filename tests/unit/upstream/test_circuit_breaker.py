@@ -79,12 +79,25 @@ class Handler:
 
 
 class FakeConn:
-    """Stands in for an UpstreamConnection as far as the pool looks at it."""
+    """Stands in for an UpstreamConnection as far as the pool looks at it (the client
+    connection interface: capacity, new_stream; HTTP/1.1, so the connection is the stream)."""
+
+    multiplexed = False
+    available_streams = 1
+    active_streams = 0
 
     def __init__(self) -> None:
         self.is_open = True
         self.rq_counted = False
         self.created = 0.0
+        self.draining = False
+        self.idle_since = 0.0
+        self.remaining_requests = 1 << 62
+        self.requests = 0
+
+    def new_stream(self, handler: Any) -> FakeConn:
+        self.requests += 1
+        return self
 
 
 @pytest.fixture()
