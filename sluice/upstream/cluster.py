@@ -75,9 +75,9 @@ def protocol_options(c: Any, path: str) -> tuple[PoolOptions, PoolOptions | None
     packed = c.typed_extension_protocol_options.get(HTTP_PROTOCOL_OPTIONS)
     if packed is not None:
         key = f'{path}.typed_extension_protocol_options["{HTTP_PROTOCOL_OPTIONS}"]'
-        if h2 is not None or common is not None:
-            # Envoy's ClusterInfoImpl: the legacy fields and the extension do not mix.
-            raise ConfigError(f"{key}: cannot be set with the cluster's deprecated HTTP protocol options")
+        # With the extension, Envoy ignores the cluster's deprecated protocol fields (checked
+        # with 1.40: both set is accepted, the extension wins).
+        h2 = common = None
         msg = http_protocol_options_pb2.HttpProtocolOptions()
         if not packed.Unpack(msg):
             raise ConfigError(f"{key}: expected a {HTTP_PROTOCOL_OPTIONS}, got '{packed.type_url}'")
@@ -99,7 +99,7 @@ def protocol_options(c: Any, path: str) -> tuple[PoolOptions, PoolOptions | None
         if common.HasField("max_requests_per_connection"):
             if c.HasField("max_requests_per_connection"):
                 raise ConfigError(
-                    f"{path}: only one of max_requests_per_connection from Cluster or HttpProtocolOptions can be specified"
+                    f"{path}: Only one of max_requests_per_connection from Cluster or HttpProtocolOptions can be specified"
                 )
             max_requests = common.max_requests_per_connection.value
         if common.HasField("idle_timeout"):

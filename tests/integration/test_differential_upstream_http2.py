@@ -17,6 +17,7 @@ import h2.connection
 import h2.events
 import pytest
 from h2.errors import ErrorCodes
+from h2_peer import H2Peer
 from harness import ROUTER_TYPED_CONFIG, Client, ConnectionClosed, LoopThread, ProxyProcess, free_port, stats_delta
 
 pytestmark = pytest.mark.envoy
@@ -124,8 +125,14 @@ def _config(up_port: int) -> dict[str, Any]:
             },
         }
 
+    downstream = cluster("ds", {})
+    downstream["typed_extension_protocol_options"][HPO] = {
+        "@type": f"type.googleapis.com/{HPO}",
+        "use_downstream_protocol_config": {"http_protocol_options": {}, "http2_protocol_options": {}},
+    }
     routes = [
         {"match": {"prefix": "/one/"}, "route": {"cluster": "one", "prefix_rewrite": "/"}},
+        {"match": {"prefix": "/ds/"}, "route": {"cluster": "ds", "prefix_rewrite": "/"}},
         {"match": {"prefix": "/"}, "route": {"cluster": "h2"}},
     ]
     hcm = {
@@ -144,14 +151,14 @@ def _config(up_port: int) -> dict[str, Any]:
                     "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
                 }
             ],
-            "clusters": [cluster("h2", {}), cluster("one", {"max_concurrent_streams": 1})],
+            "clusters": [cluster("h2", {}), cluster("one", {"max_concurrent_streams": 1}), downstream],
         },
     }
 
 
 STATS = [
     f"cluster.{c}.{n}"
-    for c in ("h2", "one")
+    for c in ("h2", "one", "ds")
     for n in (
         "upstream_cx_total",
         "upstream_cx_http1_total",
@@ -251,3 +258,46 @@ def test_goaway_moves_to_a_new_connection(setup: tuple[H2Upstream, ProxyProcess,
     want, got = _both(setup, ["/goaway", "/ok", "/ok"])
     assert got == want
     assert got["stats"]["cluster.h2.upstream_cx_total"] == 2
+
+
+def _h2_observe(proxy: ProxyProcess, paths: list[str]) -> dict[str, Any]:
+    before = proxy.stats()
+    with H2Peer(proxy.port) as peer:
+        peer.handshake()
+        for path in paths:
+            peer.request("GET", path)
+        peer.collect()
+        view = peer.view()
+    time.sleep(0.2)
+    return {"view": view, "stats": stats_delta(before, proxy.stats(), STATS)}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ds/ok",
+        "/ds/trailers",
+        "/ds/rst-before",
+        pytest.param(
+            "/ds/rst-after",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="Envoy resets the downstream HTTP/2 stream with INTERNAL_ERROR after an upstream reset; "
+                "Sluice's ActiveStream.reset_stream() takes no reason and sends NO_ERROR (http/active_stream.py)",
+            ),
+        ),
+    ],
+)
+def test_http2_downstream_uses_http2_upstream_with_use_downstream_protocol_config(
+    setup: tuple[H2Upstream, ProxyProcess, ProxyProcess], path: str
+) -> None:
+    """An HTTP/2 request on a ``use_downstream_protocol_config`` cluster goes upstream over
+    HTTP/2; the response trailers reach the HTTP/2 client."""
+    up, envoy, sluice = setup
+    seen = []
+    for proxy in (envoy, sluice):
+        up.connections = 0
+        seen.append(_h2_observe(proxy, [path]))
+    want, got = seen
+    assert got == want
+    assert got["stats"]["cluster.ds.upstream_cx_http2_total"] == 1
