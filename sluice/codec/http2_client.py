@@ -415,9 +415,8 @@ class ClientCodec:
         code = event.error_code
         reason = REMOTE_RESET
         if code == ErrorCodes.REFUSED_STREAM:
+            # (No http2.stream_refused_errors: Envoy 1.40 counts none for a peer's REFUSED_STREAM.)
             reason = REMOTE_REFUSED_STREAM_RESET
-            if self.stats is not None and event.remote_reset:
-                self.stats.stream_refused_errors.inc()
         elif code == ErrorCodes.CONNECT_ERROR:
             reason = CONNECT_ERROR
         stream.decoder.on_reset(reason if event.remote_reset else LOCAL_RESET)

@@ -81,6 +81,8 @@ class H2Upstream:
                 await asyncio.sleep(int(path.rsplit("/", 1)[1]) / 1000)
             if path == "/rst-before":
                 conn.reset_stream(sid, ErrorCodes.INTERNAL_ERROR)
+            elif path == "/refuse":
+                conn.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
             elif path == "/rst-after":
                 conn.send_headers(sid, [(":status", "200"), ("content-type", "text/plain")])
                 conn.send_data(sid, b"part")
@@ -133,6 +135,14 @@ def _config(up_port: int) -> dict[str, Any]:
     routes = [
         {"match": {"prefix": "/one/"}, "route": {"cluster": "one", "prefix_rewrite": "/"}},
         {"match": {"prefix": "/ds/"}, "route": {"cluster": "ds", "prefix_rewrite": "/"}},
+        {
+            "match": {"prefix": "/retry-reset/"},
+            "route": {"cluster": "h2", "prefix_rewrite": "/", "retry_policy": {"retry_on": "reset", "num_retries": 1}},
+        },
+        {
+            "match": {"prefix": "/retry-refused/"},
+            "route": {"cluster": "h2", "prefix_rewrite": "/", "retry_policy": {"retry_on": "refused-stream", "num_retries": 2}},
+        },
         {"match": {"prefix": "/"}, "route": {"cluster": "h2"}},
     ]
     hcm = {
@@ -181,6 +191,10 @@ STATS = [
         "upstream_cx_destroy_with_active_rq",
         "upstream_rq_pending_failure_eject",
         "upstream_rq_completed",
+        "upstream_rq_retry",
+        "upstream_rq_retry_limit_exceeded",
+        "upstream_rq_retry_success",
+        "http2.stream_refused_errors",
     )
 ]
 
@@ -248,7 +262,21 @@ def test_max_concurrent_streams_one_opens_another_connection(setup: tuple[H2Upst
     assert got["stats"]["cluster.one.upstream_cx_total"] == 2
 
 
-@pytest.mark.parametrize("path", ["/ok", "/trailers", "/nolength", "/rst-before", "/rst-after"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ok",
+        "/trailers",
+        "/nolength",
+        "/rst-before",
+        "/rst-after",
+        "/refuse",
+        "/retry-reset/rst-before",
+        "/retry-reset/ok",
+        "/retry-refused/refuse",
+        "/retry-refused/rst-before",
+    ],
+)
 def test_responses_same_as_envoy(setup: tuple[H2Upstream, ProxyProcess, ProxyProcess], path: str) -> None:
     want, got = _both(setup, [path, "/ok"])
     assert got == want
