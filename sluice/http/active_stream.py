@@ -61,7 +61,7 @@ class ActiveStream(FilterManager):
         self.request_headers = headers
         self.request_headers_end_stream = end_stream
         self.request_complete = end_stream
-        self.stream_info = StreamInfo(conn.remote, conn.local)
+        self.stream_info = StreamInfo(conn.remote, conn.local, cfg.clock)
         self.route = None
         self.route_resolved = False
         self.random_value = cfg.rng.getrandbits(64)

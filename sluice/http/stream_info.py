@@ -6,7 +6,7 @@ Access logs, stats and tracing read it after the fact; nothing in it does I/O.
 from __future__ import annotations
 
 import enum
-import time
+from sluice.clock import REAL, TimeSource
 
 
 class ResponseFlag(enum.IntFlag):
@@ -67,7 +67,7 @@ def flags_string(flags: int) -> str:
 
 class UpstreamTiming:
     """One attempt's upstream timing (Envoy's ``UpstreamTiming``, one per upstream request):
-    ``time.monotonic()`` seconds of the first and last request byte sent, first and last
+    clock ``monotonic()`` seconds of the first and last request byte sent, first and last
     response byte received; None until they happen. The router's attempts subclass it, so an
     attempt is its own record (no object more per request)."""
 
@@ -81,9 +81,10 @@ class UpstreamTiming:
 
 
 class StreamInfo:
-    """What happened to one request. Times are ``time.monotonic()`` seconds."""
+    """What happened to one request. Times are the clock's ``monotonic()`` seconds."""
 
     __slots__ = (
+        "clock",
         "start_time",
         "start_wall",
         "request_complete",
@@ -110,9 +111,10 @@ class StreamInfo:
         "upstream_timing",
     )
 
-    def __init__(self, remote: tuple[str, int] | None, local: tuple[str, int] | None) -> None:
-        self.start_time = time.monotonic()
-        self.start_wall = time.time()
+    def __init__(self, remote: tuple[str, int] | None, local: tuple[str, int] | None, clock: TimeSource = REAL) -> None:
+        self.clock = clock
+        self.start_time = clock.monotonic()
+        self.start_wall = clock.wall()
         self.request_complete: float | None = None
         self.first_upstream_tx: float | None = None
         self.last_upstream_tx: float | None = None
@@ -145,5 +147,5 @@ class StreamInfo:
         return bool(self.response_flags & flag)
 
     def duration_ms(self) -> int:
-        end = self.last_downstream_tx or time.monotonic()
+        end = self.last_downstream_tx or self.clock.monotonic()
         return int((end - self.start_time) * 1000)
