@@ -139,7 +139,9 @@ def _drain_listeners(server: Server, req: AdminRequest) -> Response:
     """Stop accepting on every listener (after the drain time with ``graceful``); with
     ``skip_exit`` the listeners keep accepting. ``inboundonly``: Sluice's listeners are all inbound.
 
-    # Divergence from Envoy: open connections are not told to close (no drain manager yet).
+    With ``graceful`` the open HTTP/2 connections get the drain's shutdown-notice GOAWAY
+    (``ConnectionManager.drain_gracefully``). Divergence from Envoy: open HTTP/1 connections are
+    not told to close (no drain manager yet).
     """
     if "skip_exit" in req.params:
         return 200, TEXT, "OK\n"
@@ -150,6 +152,11 @@ def _drain_listeners(server: Server, req: AdminRequest) -> Response:
                 lst.server.close()
 
     if "graceful" in req.params:
+        for lst in server.listeners:
+            for conn in list(lst.connections):
+                notify = getattr(conn.handler, "drain_gracefully", None)
+                if notify is not None:
+                    notify()
         server.clock.call_later(server.options.drain_time_s, close)
     else:
         close()

@@ -15,11 +15,20 @@ stream; responses name it (``encode_headers(stream_id, ...)``).
 
 Header validation is ours, not h2's (``validate_inbound_headers=False``): h2's checks loop over
 every byte in Python, refuse what Envoy takes (a ``host`` differing from ``:authority``) and make
-every bad header a connection error. :func:`_validate` applies oghttp2's rules
-(``quiche/http2/adapter/header_validator.cc``) with compiled patterns, one pass per header list.
-What h2 still checks itself (frame layout, HPACK, ``content-length`` against the body, stream
-states, flow control) is a connection error: GOAWAY with h2's error code, as Envoy's codec
-closes the connection on those (``ERR_PROTO``, ``ERR_FLOW_CONTROL``...).
+every bad header a connection error. :func:`~sluice.codec.http2_validation.validate` applies
+oghttp2's rules (``quiche/http2/adapter/header_validator.cc``) with compiled patterns, one pass
+per header list. A refused header list is still a stream for Envoy's connection manager (its
+codec creates the stream at the HEADERS frame): the connection's ``new_invalid_stream()``
+counts it, then it is reset.
+
+Errors, as Envoy 1.40 answers them (differential: tests/integration/test_http2_downstream.py):
+frame-layer errors (frame size, DATA on stream 0 or an idle stream, CONTINUATION out of place)
+get h2's GOAWAY; the connection errors oghttp2's session latches (a bad preface, an even stream
+id, SETTINGS on a stream, WINDOW_UPDATE zero or overflowing, a client GOAWAY naming a client
+stream, streams over MAX_CONCURRENT_STREAMS once acknowledged) and malformed requests without
+``override_stream_error_on_invalid_http_message`` close the connection with no frame at all.
+The frames whose answer differs from h2's are handled before h2 sees them
+(:mod:`sluice.codec.http2_frames`), one frame at a time (:meth:`ServerCodec.feed`).
 
 One Python call per h2 event: a HEADERS (or DATA) frame that ends the stream is one
 ``new_stream(..., True)`` (or ``on_request_body(data, True)``), using h2's ``stream_ended`` link.
@@ -27,8 +36,7 @@ One Python call per h2 event: a HEADERS (or DATA) frame that ends the stream is 
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -38,9 +46,13 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
+from hyperframe.exceptions import InvalidPaddingError
 from hyperframe.frame import GoAwayFrame, SettingsFrame
 
 from sluice.codec.http1 import CodecError
+from sluice.codec.http2_frames import REMOTE_RESET as REMOTE_RESET  # (re-exported)
+from sluice.codec.http2_frames import FrameRules
+from sluice.codec.http2_validation import Malformed, Overflow, request, validate
 from sluice.http.headers import HeaderMap, RequestHeaders, ResponseHeaders
 from sluice.stats.store import Counter, Gauge, StatsBlock, block
 
@@ -115,106 +127,17 @@ class Http2ServerCallbacks(Protocol):
 
 
 # Envoy's Http::Utility::resetReasonToString for the reasons the codec raises.
-REMOTE_RESET = "remote reset"
 REMOTE_REFUSED_STREAM_RESET = "remote refused stream reset"
 CONNECT_ERROR = "remote error with CONNECT request"
 LOCAL_RESET = "local reset"
+
+SHUTDOWN_NOTICE = 2**31 - 1
+"""The last stream id of the drain's first GOAWAY (Envoy's shutdownNotice): nothing refused yet."""
 
 # With oghttp2 Envoy's codec_strerror() is "unknown_error", and the connection manager closes
 # with "codec_error:" + it (handleCodecError). Status and body are unused: the GOAWAY is the
 # answer. h2's own message is kept in ServerCodec.error_reason for logs.
 CODEC_ERROR = CodecError(400, "", "codec_error:unknown_error")
-
-_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
-# oghttp2's GetInvalidHttp2HeaderSet plus "upgrade" (RFC 9113 8.2.2).
-_CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
-_NAME = re.compile(rb"[!#$%&'*+\-.0-9^_`a-z|~]+")  # oghttp2 kHttp2HeaderNameAllowedChars
-_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # outside tab, SP, VCHAR, obs-text
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a method
-_AUTHORITY = re.compile(rb"[A-Za-z0-9\-._~%!$&'()\[\]*+,;=:]*")  # oghttp2 kValidAuthorityChars
-
-
-class _Malformed(Exception):
-    """A header list oghttp2 calls invalid (HEADER_FIELD_INVALID / HTTP_MESSAGING)."""
-
-
-class _Overflow(Exception):
-    """Over max_headers_kb / max_headers_count."""
-
-
-def _validate(
-    headers: Iterable[tuple[bytes, bytes]], max_bytes: int, max_count: int, allow_connect: bool
-) -> tuple[dict[bytes, bytes], list[list[str]]]:
-    """Pseudo-headers and entries of a request (or trailer) header list, checked as oghttp2 and
-    Envoy's ``saveHeader`` check them. Cookie crumbs are joined with "; " and appended last, as
-    Envoy's ``reconstituteCrumbledCookies`` does at the end of the block (and, as there, they
-    count toward neither limit). ``host`` after ``:authority`` is discarded
-    (``http2_discard_host_header``); alone, it is the authority."""
-    pseudo: dict[bytes, bytes] = {}
-    entries: list[list[str]] = []
-    cookies: list[bytes] = []
-    size = count = 0
-    for name, value in headers:
-        if _BAD_VALUE.search(value) is not None:
-            raise _Malformed
-        if name[:1] == b":":
-            if entries or cookies or name not in _PSEUDO or name in pseudo:
-                raise _Malformed  # after a regular header, unknown, or repeated
-            pseudo[name] = value
-        elif _NAME.fullmatch(name) is None or name in _CONNECTION_SPECIFIC:
-            raise _Malformed
-        elif name == b"cookie":
-            cookies.append(value)
-            continue
-        elif name == b"host":
-            if b":authority" in pseudo:
-                continue
-            pseudo[b":authority"] = value
-        elif name == b"te" and value != b"trailers":
-            raise _Malformed
-        else:
-            entries.append([name.decode("latin-1"), value.decode("latin-1")])
-        size += len(name) + len(value)
-        count += 1
-    if size > max_bytes or count > max_count:
-        raise _Overflow
-    if cookies:
-        entries.append(["cookie", b"; ".join(cookies).decode("latin-1")])
-    if b":protocol" in pseudo and not allow_connect:
-        raise _Malformed
-    return pseudo, entries
-
-
-def _request(pseudo: dict[bytes, bytes], entries: list[list[str]]) -> RequestHeaders:
-    """oghttp2's ValidateRequestHeaders: which pseudo-headers a request must (and must not) have."""
-    method = pseudo.get(b":method")
-    authority = pseudo.get(b":authority")
-    if method is None or _TOKEN.fullmatch(method) is None:
-        raise _Malformed
-    if authority is not None and _AUTHORITY.fullmatch(authority) is None:
-        raise _Malformed
-    path = pseudo.get(b":path")
-    scheme = pseudo.get(b":scheme")
-    if method == b"CONNECT" and b":protocol" not in pseudo:
-        # RFC 9113 8.5: :method and a non-empty :authority only. Sluice's CONNECT shape is
-        # http1's: no path, the target as authority.
-        if not authority or path is not None or scheme is not None:
-            raise _Malformed
-        return RequestHeaders("CONNECT", "", authority.decode("latin-1"), entries, "http", "2")
-    if authority is None or path is None or scheme is None:
-        raise _Malformed  # oghttp2 requires :authority (or host) too
-    if path[:1] != b"/" and not (path == b"*" and method == b"OPTIONS"):
-        raise _Malformed
-    protocol = pseudo.get(b":protocol")
-    m = method.decode("latin-1")
-    if protocol is not None:
-        if m != "CONNECT":
-            raise _Malformed
-        # Extended CONNECT becomes an HTTP/1 upgrade (Envoy's transformUpgradeRequestFromH2toH1).
-        m = "GET"
-        entries.append(["upgrade", protocol.decode("latin-1")])
-        entries.append(["connection", "upgrade"])
-    return RequestHeaders(m, path.decode("latin-1"), authority.decode("latin-1"), entries, scheme.decode("latin-1"), "2")
 
 
 class _Stream:
@@ -246,12 +169,13 @@ def _encode(entries: list[list[str]]) -> list[tuple[bytes, bytes]]:
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in entries]
 
 
-class ServerCodec:
+class ServerCodec(FrameRules):
     """One downstream HTTP/2 connection (see the module docstring)."""
 
     __slots__ = (
         "callbacks", "settings", "stats", "conn", "error", "error_reason", "current_stream_id",
-        "goaway_last_stream_id", "_streams", "_out", "_max_bytes", "_hpack_limit",
+        "goaway_last_stream_id", "_streams", "_out", "_max_bytes", "_hpack_limit", "_window_delta",
+        "_settings_acked", "_budget", "_refused",
     )  # fmt: skip
 
     def __init__(
@@ -280,11 +204,19 @@ class ServerCodec:
         )
         conn = self.conn = h2.connection.H2Connection(config)
         codes = h2.settings.SettingCodes
+        self._settings_acked = False
+        """The client acknowledged our SETTINGS (then MAX_CONCURRENT_STREAMS is binding)."""
+        self._budget: dict[int, int] = {}
+        """Per stream (0: the connection), the receive window the peer had at the start of this read."""
+        self._refused: int | None = None
+        """A stream over MAX_CONCURRENT_STREAMS before the ACK: refused once h2 has opened it."""
         # Envoy's sendSettings: these named parameters (oghttp2 adds MAX_HEADER_LIST_SIZE).
+        # h2's own concurrency limit is lifted: the check is ours (see _admit_headers), as
+        # oghttp2's differs before and after the client's SETTINGS ACK.
         conn.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
-                codes.MAX_CONCURRENT_STREAMS: settings.max_concurrent_streams,
+                codes.MAX_CONCURRENT_STREAMS: 2**31 - 1,
                 codes.INITIAL_WINDOW_SIZE: settings.initial_stream_window_size,
                 codes.ENABLE_CONNECT_PROTOCOL: int(settings.allow_connect),
                 codes.MAX_HEADER_LIST_SIZE: self._max_bytes,
@@ -304,8 +236,11 @@ class ServerCodec:
             codes.INITIAL_WINDOW_SIZE: settings.initial_stream_window_size,
         }
         self._out.append(preface.serialize())
-        if settings.initial_connection_window_size > 65535:
-            conn.increment_flow_control_window(settings.initial_connection_window_size - 65535)
+        # The connection window's WINDOW_UPDATE: Envoy 1.40 writes it once the first read was
+        # processed (SETTINGS, then the ACK of the client's SETTINGS when they came in that
+        # read, then WINDOW_UPDATE; test_settings_window_and_ping, and the edge test's lone
+        # preface), so it goes out at the end of the first feed().
+        self._window_delta = max(settings.initial_connection_window_size - 65535, 0)
 
     def __repr__(self) -> str:
         return f"<ServerCodec [streams: {len(self._streams)} | error: {self.error_reason or None}]>"
@@ -313,25 +248,73 @@ class ServerCodec:
     # -- input --------------------------------------------------------------------------
     def feed(self, data: bytes) -> CodecError | None:
         """Parse ``data`` (the connection preface included); the error that ended the
-        connection, if any (then also :attr:`error`; its GOAWAY is in :meth:`data_to_send`)."""
+        connection, if any (then also :attr:`error`; a GOAWAY, when Envoy sends one, is in
+        :meth:`data_to_send`).
+
+        h2's ``receive_data`` is unrolled here, one frame at a time: each frame's events are
+        dispatched before the next frame is parsed (as oghttp2's visitor callbacks are), so a
+        connection error keeps what the frames before it did; and a frame Envoy answers
+        differently from h2 is handled before h2 sees it (:meth:`_admit`)."""
         if self.error is not None:
             return self.error
+        conn = self.conn
+        buf = conn.incoming_buffer
         try:
-            events = self.conn.receive_data(data)
+            buf.add_data(data)
         except h2.exceptions.ProtocolError as exc:
-            # h2 has queued GOAWAY with the error's code (Envoy: the codec's GOAWAY, then
-            # dispatch fails with a codec protocol error) - except for a bad preface, refused
-            # before its frame loop: oghttp2 sends GOAWAY PROTOCOL_ERROR there too.
-            if self.conn.state_machine.state != h2.connection.ConnectionState.CLOSED:
-                self.conn.close_connection(exc.error_code)
-            return self._fail(str(exc))
-        for event in events:
-            if self.error is not None:
-                break  # (oghttp2 stops processing at a connection error)
-            handler = _HANDLERS.get(type(event))
-            if handler is not None:
-                handler(self, event)
+            # A bad client preface: Envoy's dispatch fails before any frame is written, so the
+            # connection closes without a GOAWAY (downstream_cx_protocol_error only).
+            return self._fail_silently(str(exc))
+        buf.max_frame_size = conn.max_inbound_frame_size
+        self._budget.clear()
+        while self.error is None:
+            if not self._peek(buf._data, not buf._headers_buffer):
+                continue
+            try:
+                frame = next(buf)
+            except StopIteration:
+                break
+            except (h2.exceptions.ProtocolError, InvalidPaddingError) as exc:
+                # Frame-layer errors (a frame over SETTINGS_MAX_FRAME_SIZE, a bad SETTINGS or
+                # WINDOW_UPDATE length, DATA on stream 0, CONTINUATION without HEADERS): Envoy
+                # answers these with GOAWAY (FRAME_SIZE_ERROR / PROTOCOL_ERROR) and the last
+                # stream it processed, as h2's _terminate_connection does.
+                code = getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR)
+                conn._terminate_connection(code)
+                return self._fail(str(exc))
+            if not self._admit(frame):
+                continue
+            try:
+                events = conn._receive_frame(frame)
+            except h2.exceptions.InvalidBodyLengthError:
+                # DATA past the request's content-length, or its end short of it: oghttp2's
+                # HandleContentLengthError, an invalid HTTP message (rx_messaging_error).
+                self._stream_error(frame.stream_id, ErrorCodes.PROTOCOL_ERROR, "content-length mismatch")
+                continue
+            except (h2.exceptions.ProtocolError, InvalidPaddingError) as exc:
+                # DATA on an idle stream and h2's other stream-state errors: GOAWAY, as Envoy.
+                code = getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR)
+                conn._terminate_connection(code)
+                return self._fail(str(exc))
+            for event in events:
+                if self.error is not None:
+                    break  # (oghttp2 stops processing at a connection error)
+                handler = _HANDLERS.get(type(event))
+                if handler is not None:
+                    handler(self, event)
+        if self._window_delta and self.error is None:
+            conn.increment_flow_control_window(self._window_delta)
+            self._window_delta = 0
         return self.error
+
+    def _fail_silently(self, reason: str) -> CodecError:
+        """A connection error Envoy answers with no frame at all: oghttp2 latches it (and
+        queues its GOAWAY), Envoy's dispatch returns the error before it sends pending frames,
+        and the connection manager closes (FlushWriteAndDelay flushes only what was written)."""
+        return self._fail(reason)
+
+    def _refuse(self, sid: int) -> None:
+        self._refused = sid
 
     def _fail(self, reason: str) -> CodecError:
         self.error = CODEC_ERROR
@@ -342,22 +325,35 @@ class ServerCodec:
         sid = event.stream_id
         assert event.headers is not None
         stats = self.stats
+        if self._refused == sid:
+            self._refused = None
+            self._reset(sid, ErrorCodes.REFUSED_STREAM)  # (see _admit_headers)
+            return
         if self.goaway_last_stream_id is not None and sid > self.goaway_last_stream_id:
             self._reset(sid, ErrorCodes.REFUSED_STREAM)  # after our GOAWAY: not processed
             return
         try:
             settings = self.settings
-            headers = _request(*_validate(event.headers, self._max_bytes, settings.max_headers_count, settings.allow_connect))
-        except _Overflow:
-            # Envoy: saveHeader returns ERR_TEMPORAL_CALLBACK_FAILURE -> oghttp2 HEADER_RST_STREAM,
-            # RST_STREAM INTERNAL_ERROR. Divergence from Envoy: its connection manager has seen
-            # the stream (created at the first header); ours never does.
-            if stats is not None:
+            headers = request(*validate(event.headers, self._max_bytes, settings.max_headers_count, settings.allow_connect))
+            if event.stream_ended is not None and headers.get("content-length") not in (None, "0"):
+                # END_STREAM on the HEADERS with a content-length promising a body: oghttp2's
+                # HandleContentLengthError, an invalid HTTP message.
+                raise Malformed
+        except Overflow as exc:
+            # Envoy's connection manager has the stream already (the codec's onBeginHeaders
+            # creates it at the HEADERS frame, before a header is checked): it is counted and
+            # then reset. Over max_headers_count Envoy's saveHeader counts header_overflow and
+            # fails the header (ERR_TEMPORAL_CALLBACK_FAILURE); over max_request_headers_kb
+            # oghttp2's own header list limit refuses it (no header_overflow): both are
+            # RST_STREAM INTERNAL_ERROR for this stream only.
+            if stats is not None and exc.count:
                 stats.header_overflow.inc()
-            self._reset(sid, ErrorCodes.INTERNAL_ERROR)
+            self._begin_invalid(sid)
+            self._reset_and_notify(sid, ErrorCodes.INTERNAL_ERROR, REMOTE_RESET)
             return
-        except _Malformed:
-            self._malformed(sid)
+        except Malformed:
+            self._begin_invalid(sid)
+            self._stream_error(sid, ErrorCodes.PROTOCOL_ERROR, "http2.violation.of.messaging.rule")
             return
         stream = _Stream(sid)
         self._streams[sid] = stream
@@ -370,19 +366,41 @@ class ServerCodec:
         stream.on_trailers = decoder if hasattr(decoder, "on_request_trailers") else None  # type: ignore[assignment]
         stream.on_reset = decoder if hasattr(decoder, "on_reset") else None  # type: ignore[assignment]
 
-    def _malformed(self, sid: int) -> None:
-        # oghttp2 OnHeaderStatus: RST_STREAM PROTOCOL_ERROR, then Envoy's onInvalidFrame counts
-        # rx_messaging_error and, unless stream errors are allowed, fails the connection:
-        # GOAWAY PROTOCOL_ERROR.
+    def _begin_invalid(self, sid: int) -> None:
+        """A stream whose headers were refused, as Envoy's connection manager has it: created
+        (counted) before the check, then reset. The connection's ``new_invalid_stream()``, if it
+        has one, returns its reset observer."""
+        begin = getattr(self.callbacks, "new_invalid_stream", None)
+        if begin is None:
+            return
+        stream = _Stream(sid)
+        self._streams[sid] = stream
+        if self.stats is not None:
+            self.stats.streams_active.inc()
+        self.current_stream_id = sid
+        stream.on_reset = begin()
+
+    def _reset_and_notify(self, sid: int, code: int, reason: str) -> None:
+        """RST_STREAM ``code``, and the stream's decoder hears ``reason``."""
+        stream = self._streams.get(sid)
+        self._reset(sid, code)
+        if stream is not None and stream.on_reset is not None:
+            self.current_stream_id = sid
+            stream.on_reset.on_reset(reason)
+
+    def _stream_error(self, sid: int, code: int, reason: str) -> None:
+        """Envoy's onInvalidFrame: counts rx_messaging_error; unless
+        ``override_stream_error_on_invalid_http_message``, the connection fails with no frame
+        (a malformed request gets no RST_STREAM and no GOAWAY: the callback failure stops
+        oghttp2 before it writes anything, and the connection closes after the delayed-close
+        timeout); with it, the stream alone is reset (RST_STREAM ``code``, tx_reset) and its
+        request decoder hears a protocol error (Envoy's getMessagingErrorResetReason)."""
         if self.stats is not None:
             self.stats.rx_messaging_error.inc()
-        stream = self._reset(sid, ErrorCodes.PROTOCOL_ERROR)
         if not self.settings.stream_error_on_invalid_http_message:
-            self.conn.close_connection(ErrorCodes.PROTOCOL_ERROR)
-            self._fail("http2.violation.of.messaging.rule")
-        elif stream is not None and stream.on_reset is not None:
-            # (Envoy's getMessagingErrorResetReason: ProtocolError.)
-            stream.on_reset.on_reset("protocol error")
+            self._fail_silently(reason)
+            return
+        self._reset_and_notify(sid, code, "protocol error")
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         sid = event.stream_id
@@ -415,19 +433,19 @@ class ServerCodec:
         assert event.headers is not None
         try:
             # Trailers get their own budget (Envoy's allocTrailers: a fresh map).
-            pseudo, entries = _validate(event.headers, self._max_bytes, self.settings.max_headers_count, False)
+            pseudo, entries = validate(event.headers, self._max_bytes, self.settings.max_headers_count, False)
             if pseudo:
-                raise _Malformed  # oghttp2 ValidateRequestTrailers: no pseudo-headers
-        except _Overflow:
-            if self.stats is not None:
+                raise Malformed  # oghttp2 ValidateRequestTrailers: no pseudo-headers
+        except Overflow as exc:
+            if self.stats is not None and exc.count:
                 self.stats.header_overflow.inc()
             self._reset(sid, ErrorCodes.INTERNAL_ERROR)
             if stream.on_reset is not None:
                 # Envoy's onStreamClose maps INTERNAL_ERROR to RemoteReset.
                 stream.on_reset.on_reset(REMOTE_RESET)
             return
-        except _Malformed:
-            self._malformed(sid)
+        except Malformed:
+            self._stream_error(sid, ErrorCodes.PROTOCOL_ERROR, "http2.violation.of.messaging.rule")
             return
         stream.remote_end = True
         self.current_stream_id = sid
@@ -470,6 +488,7 @@ class ServerCodec:
 
     def _on_settings_ack(self, event: h2.events.SettingsAcknowledged) -> None:
         # h2 sets its HPACK limit to our acknowledged MAX_HEADER_LIST_SIZE: put the bound back.
+        self._settings_acked = True
         self.conn.decoder.max_header_list_size = self._hpack_limit
 
     # -- output -------------------------------------------------------------------------
@@ -557,7 +576,8 @@ class ServerCodec:
         conn = self.conn
         if last_stream_id is None:
             last_stream_id = conn.highest_inbound_stream_id
-        if self.stats is not None:
+        if self.stats is not None and last_stream_id != SHUTDOWN_NOTICE:
+            # (Envoy's shutdownNotice is not counted: test_graceful_drain_sends_goaway.)
             self.stats.goaway_sent.inc()
         if error_code != ErrorCodes.NO_ERROR:
             conn.close_connection(error_code, last_stream_id=last_stream_id)

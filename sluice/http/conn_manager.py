@@ -344,13 +344,54 @@ class ConnectionManager:
         """The server drains: HTTP/2 says GOAWAY (streams in progress finish); HTTP/1
         responses carry ``connection: close`` (HcmConfig.draining)."""
         h2 = self.h2
-        if h2 is not None and not self._closing and h2.goaway_last_stream_id is None:
+        if h2 is not None and not self._closing and h2.goaway_last_stream_id in (None, http2_codec.SHUTDOWN_NOTICE):
             h2.goaway()
             self.connection.want_flush()
             if not self.streams:
                 self.close()
 
+    def drain_gracefully(self) -> None:
+        """The listeners drain gracefully (admin ``/drain_listeners?graceful``): Envoy's drain
+        manager tells the connection manager, which on HTTP/2 sends the shutdown notice
+        (GOAWAY NO_ERROR, last stream id 2^31-1: streams the client opens meanwhile are still
+        served) and counts downstream_cx_drain_close; the final GOAWAY (the highest stream
+        received) follows after ``drain_timeout`` (onDrainTimeout), then the connection closes
+        once its streams are done. HTTP/1 connections are left alone here."""
+        h2 = self.h2
+        if h2 is None or self._closing or h2.goaway_last_stream_id is not None:
+            return
+        self.config.stats.downstream_cx_drain_close.inc()
+        h2.goaway(http2_codec.SHUTDOWN_NOTICE)
+        self.connection.want_flush()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._idle_timer = self.config.call_later(self.config.drain_timeout, self._on_shutdown_notice_timeout)
+
+    def _on_shutdown_notice_timeout(self) -> None:
+        self._idle_timer = None
+        h2 = self.h2
+        if self._closing or h2 is None:
+            return
+        h2.goaway(h2.conn.highest_inbound_stream_id)
+        self.connection.want_flush()
+        if not self.streams:
+            self.close()
+
     # -- HTTP/2 ---------------------------------------------------------------------------
+    def new_invalid_stream(self) -> ActiveStream:
+        """A stream the HTTP/2 codec refused at its headers (malformed, over a header limit).
+        Envoy's codec creates the connection manager's stream at the HEADERS frame
+        (onBeginHeaders -> newStream), before any header is checked, so the request is counted
+        (downstream_rq_total, _http2_total) and then reset: by the codec's RST_STREAM, or by
+        the connection's close (downstream_rq_rx_reset either way). It never starts."""
+        h2 = self.h2
+        assert h2 is not None
+        sid = h2.current_stream_id
+        stream = ActiveStream(self, RequestHeaders("GET", "/", None, [], "http", "2"), False, sid, h2)
+        self.streams[sid] = stream
+        stream.begin_counted()
+        return stream
+
     def _feed_h2(self, h2: http2_codec.ServerCodec, data: bytes) -> None:
         try:
             error = h2.feed(data)
@@ -443,7 +484,7 @@ class ConnectionManager:
         if self.streams or self._closing:
             return
         h2 = self.h2
-        if self.draining or (h2 is not None and h2.goaway_last_stream_id is not None):
+        if self.draining or (h2 is not None and h2.goaway_last_stream_id not in (None, http2_codec.SHUTDOWN_NOTICE)):
             self.close()
             return
         self._idle_since = self.config.clock.monotonic()

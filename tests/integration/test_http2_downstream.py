@@ -14,8 +14,9 @@ HTTP/2 stats from the admin ``/stats``. Envoy runs first; where the expected Env
 checked by hand it is asserted (``expect``), so the Envoy side of a case can fail; then Sluice
 runs the same and must equal Envoy.
 
-Sluice does not serve HTTP/2 downstream yet: with :data:`SLUICE_SERVES_H2` false every case
-runs (and checks) Envoy, then skips the Sluice side. Flip it once the codec is wired in.
+:data:`SLUICE_SERVES_H2` runs the Sluice side (``SLUICE_H2_DIFF=0`` in the environment runs
+and checks Envoy only). A case listed in :data:`KNOWN_DIFFERENCES` is an expected failure on
+the Sluice side only, strictly: once it matches Envoy it fails until it is removed from there.
 """
 
 from __future__ import annotations
@@ -41,11 +42,23 @@ from test_edge_differential import _frame_request, _Incomplete, _Unframeable
 
 pytestmark = pytest.mark.envoy
 
-SLUICE_SERVES_H2 = False
-"""Flip once HTTP/2 downstream is wired into Sluice's connection manager. (Before that,
-``SLUICE_H2_DIFF=1`` in the environment runs the Sluice side anyway, to see how far it is.)"""
-if os.environ.get("SLUICE_H2_DIFF") == "1":
-    SLUICE_SERVES_H2 = True
+SLUICE_SERVES_H2 = True
+"""Sluice serves HTTP/2 downstream: each case runs through it too. ``SLUICE_H2_DIFF=0`` in the
+environment skips the Sluice side (``SLUICE_H2_DIFF=1`` forces it on)."""
+if os.environ.get("SLUICE_H2_DIFF") in ("0", "1"):
+    SLUICE_SERVES_H2 = os.environ["SLUICE_H2_DIFF"] == "1"
+
+KNOWN_DIFFERENCES: dict[str, str] = {
+    "headers-length-lies": (
+        "h2's FrameBuffer hands a frame over only once its whole payload has arrived, so a HEADERS "
+        "frame whose length promises more than comes never reaches the codec; oghttp2 begins the "
+        "stream at the frame header (OnBeginHeadersForStream -> Envoy's onBeginHeaders -> newStream), "
+        "so Envoy counts a stream (downstream_rq_total) that dies with the client's close "
+        "(downstream_rq_rx_reset, downstream_cx_destroy_remote_active_rq)"
+    ),
+}
+"""Cases (by name) where Sluice cannot give Envoy's answer because of the ``h2`` library, with
+the reason. Expected failures on the Sluice side only, strict: remove a case once it matches."""
 
 KINDS = ("envoy", "sluice")
 
@@ -315,14 +328,20 @@ def run_case(suite: Suite, kind: str, listener: str, script: Script) -> Outcome:
     return Outcome(client, fwd, sorted(forwarded_view(p) for p in partial), stats, events)
 
 
-def differential(suite: Suite, listener: str, script: Script, check: Callable[[Outcome], None]) -> Outcome:
-    """Run ``script`` through Envoy, ``check`` Envoy's outcome, then (once Sluice serves h2)
-    through Sluice, which must match Envoy's outcome exactly."""
+def differential(suite: Suite, listener: str, script: Script, check: Callable[[Outcome], None], name: str | None = None) -> Outcome:
+    """Run ``script`` through Envoy, ``check`` Envoy's outcome, then (when Sluice serves h2)
+    through Sluice, which must match Envoy's outcome exactly, unless ``name`` is one of the
+    :data:`KNOWN_DIFFERENCES` (then it must still differ: strict xfail)."""
     envoy = run_case(suite, "envoy", listener, script)
     check(envoy)
     if not SLUICE_SERVES_H2:
-        pytest.skip("HTTP/2 downstream not wired yet")
+        pytest.skip("Sluice side off (SLUICE_H2_DIFF=0)")
     sluice = run_case(suite, "sluice", listener, script)
+    known = KNOWN_DIFFERENCES.get(name or "")
+    if known is not None:
+        if sluice.view() == envoy.view():
+            pytest.fail(f"{name} now matches Envoy: remove it from KNOWN_DIFFERENCES")
+        pytest.xfail(known)
     assert sluice.view() == envoy.view(), describe_difference(envoy, sluice)
     return envoy
 
@@ -824,7 +843,7 @@ def check_expect(case: Case) -> Callable[[Outcome], None]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_same_as_envoy(suite: Suite, case: Case) -> None:
-    differential(suite, case.listener, case.script, check_expect(case))
+    differential(suite, case.listener, case.script, check_expect(case), case.name)
 
 
 # ------------------------------------------------------------------------------------------
@@ -962,7 +981,7 @@ def test_unread_large_response_keeps_memory_bounded(suite: Suite, mode: str) -> 
     if mode == "window":
         assert envoy["status"] == "200" and envoy["client_body"] == 65535, envoy  # exactly the initial window
     if not SLUICE_SERVES_H2:
-        pytest.skip("HTTP/2 downstream not wired yet")
+        pytest.skip("Sluice side off (SLUICE_H2_DIFF=0)")
     sluice = stalled_big_response(suite, "sluice", mode)
     assert sluice["growth_kb"] < RSS_GROWTH_BOUND_KB, sluice
     assert sluice["upstream_wrote"] < UPSTREAM_WRITE_BOUND, sluice
@@ -1017,7 +1036,7 @@ def test_curl_http2_prior_knowledge(suite: Suite, args: list[str], status: str, 
     assert envoy["rc"] == 0 and envoy["status_line"].split() == ["HTTP/2", status], envoy
     assert envoy["body"] == body, envoy
     if not SLUICE_SERVES_H2:
-        pytest.skip("HTTP/2 downstream not wired yet")
+        pytest.skip("Sluice side off (SLUICE_H2_DIFF=0)")
     assert curl(suite.proxies["sluice"].ports["auto"], args) == envoy
 
 
@@ -1048,7 +1067,7 @@ def test_h2load_all_succeed(suite: Suite) -> None:
     assert envoy == {"rc": 0, "requests": (n, n, n, n, 0, 0, 0), "codes": (n, 0, 0, 0)}
     suite.proxies["envoy"].idle("auto")
     if not SLUICE_SERVES_H2:
-        pytest.skip("HTTP/2 downstream not wired yet")
+        pytest.skip("Sluice side off (SLUICE_H2_DIFF=0)")
     assert h2load(suite.proxies["sluice"].ports["auto"]) == envoy
     suite.proxies["sluice"].idle("auto")
 
@@ -1086,5 +1105,5 @@ def test_graceful_drain_sends_goaway(suite: Suite) -> None:
     assert status_of(envoy["client"], 1) == status_of(envoy["client"], 3) == "200", envoy
     assert envoy["drain_close"] == 1
     if not SLUICE_SERVES_H2:
-        pytest.skip("HTTP/2 downstream not wired yet")
+        pytest.skip("Sluice side off (SLUICE_H2_DIFF=0)")
     assert drained_connection(suite.loop, suite.up, "sluice") == envoy

@@ -1,0 +1,165 @@
+"""The frames Envoy (oghttp2) answers differently from h2, for :class:`sluice.codec.http2.ServerCodec`:
+checked (and answered) before h2's state machine sees them. A mixin: the codec's state is its own."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import h2.connection
+from h2.errors import ErrorCodes
+from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame, WindowUpdateFrame
+
+if TYPE_CHECKING:
+    from sluice.codec.http1 import CodecError
+    from sluice.codec.http2 import Http2Settings
+
+REMOTE_RESET = "remote reset"
+"""Envoy's Http::Utility::resetReasonToString(RemoteReset)."""
+MAX_WINDOW = 2**31 - 1
+
+
+class FrameRules:
+    """``_peek`` (raw bytes hyperframe would refuse) and ``_admit`` (parsed frames)."""
+
+    __slots__ = ()
+
+    conn: h2.connection.H2Connection
+    settings: Http2Settings
+    _budget: dict[int, int]
+    _settings_acked: bool
+
+    def _fail(self, reason: str) -> CodecError:
+        raise NotImplementedError
+
+    def _fail_silently(self, reason: str) -> CodecError:
+        raise NotImplementedError
+
+    def _stream_error(self, sid: int, code: int, reason: str) -> None:
+        raise NotImplementedError
+
+    def _refuse(self, sid: int) -> None:
+        raise NotImplementedError
+
+    def _reset_and_notify(self, sid: int, code: int, reason: str) -> None:
+        raise NotImplementedError
+
+    def _peek(self, data: bytearray, between_blocks: bool) -> bool:
+        """Frames hyperframe refuses while parsing, where Envoy's answer differs: handled (and
+        consumed) here, before h2's frame buffer sees them; false when one was."""
+        if len(data) < 9 or not between_blocks:
+            return True
+        ftype = data[3]
+        sid = int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
+        if ftype == 0x4 and sid:
+            # SETTINGS on a stream: Envoy closes without a GOAWAY (oghttp2 latches a
+            # connection error that Envoy never flushes), where h2 would say PROTOCOL_ERROR.
+            self._fail_silently("SETTINGS on a stream")
+            return False
+        if ftype == 0x8 and data[:3] == b"\x00\x00\x04" and len(data) >= 13 and not int.from_bytes(data[9:13], "big") & 0x7FFFFFFF:
+            # A zero WINDOW_UPDATE (hyperframe refuses it as a frame error, GOAWAY): oghttp2's
+            # OnWindowUpdate makes it a connection error on stream 0 (unflushed by Envoy) and
+            # RST_STREAM PROTOCOL_ERROR on a stream.
+            del data[:13]
+            if sid == 0:
+                self._fail_silently("zero connection WINDOW_UPDATE")
+                return False
+            known = self.conn.streams.get(sid)
+            if known is not None and not known.closed:
+                self._reset_and_notify(sid, ErrorCodes.PROTOCOL_ERROR, REMOTE_RESET)
+            return False
+        return True
+
+    def _admit(self, frame: Frame) -> bool:
+        """Whether h2 may process ``frame``: false when Envoy's answer differs from h2's and was
+        given here (then the frame is consumed, or :attr:`error` is set)."""
+        if isinstance(frame, HeadersFrame):
+            return self._admit_headers(frame)
+        if isinstance(frame, DataFrame):
+            return self._admit_data(frame)
+        if isinstance(frame, WindowUpdateFrame):
+            return self._admit_window_update(frame)
+        if isinstance(frame, GoAwayFrame) and frame.last_stream_id % 2 == 1:
+            # oghttp2 OnGoAway: a server's last_stream_id names one of its own (even) streams;
+            # a client (odd) id is a connection error, which Envoy does not flush.
+            self._fail_silently("GOAWAY with a client stream id")
+            return False
+        return True
+
+    def _admit_headers(self, frame: HeadersFrame) -> bool:
+        conn = self.conn
+        sid = frame.stream_id
+        if sid % 2 == 0:
+            # An even (server) id from the client: oghttp2's connection error, unflushed.
+            self._fail_silently(f"HEADERS on even stream {sid}")
+            return False
+        known = conn.streams.get(sid)
+        if (known is None and sid <= conn.highest_inbound_stream_id) or (known is not None and known.closed):
+            # HEADERS on a stream that is closed (reused id) or that a higher id closed
+            # implicitly: oghttp2 ignores it (OnBeginHeadersForStream finds no stream and the
+            # id below its highest; RFC 9113 5.1.1 would make it PROTOCOL_ERROR, h2 does). The
+            # block still goes through the HPACK decoder, whose state both ends share.
+            try:
+                conn.decoder.decode(frame.data, raw=True)
+            except Exception as exc:  # noqa: BLE001 - any HPACK failure is COMPRESSION_ERROR
+                conn._terminate_connection(ErrorCodes.COMPRESSION_ERROR)
+                self._fail(f"HPACK: {exc}")
+            return False
+        if known is None and conn.open_inbound_streams >= self.settings.max_concurrent_streams:
+            # oghttp2 OnBeginHeadersForStream: over MAX_CONCURRENT_STREAMS once the client has
+            # acknowledged it is a connection error (unflushed); before the ACK the client may
+            # not know the limit yet, and the stream is refused (RST_STREAM REFUSED_STREAM,
+            # never seen by Envoy's connection manager).
+            if self._settings_acked:
+                self._fail_silently("max concurrent streams exceeded")
+                return False
+            self._refuse(sid)
+        return True
+
+    def _admit_data(self, frame: DataFrame) -> bool:
+        conn = self.conn
+        sid = frame.stream_id
+        h2_stream = conn.streams.get(sid)
+        if h2_stream is None or h2_stream.closed:
+            return True  # (h2's stream-state errors apply)
+        n = frame.flow_controlled_length
+        budget = self._budget
+        # Envoy sees a flow-control violation against the window the client was given by the
+        # frames written before this read: the WINDOW_UPDATEs it owes for this read's data go
+        # out only after the read. h2 would count them at once, so the windows are ours.
+        if sid not in budget:
+            budget[sid] = h2_stream._inbound_window_manager.current_window_size
+        if 0 not in budget:
+            budget[0] = conn._inbound_flow_control_window_manager.current_window_size
+        budget[sid] -= n
+        budget[0] -= n
+        if budget[sid] < 0:
+            # Envoy's onInvalidFrame (rx_messaging_error): without
+            # override_stream_error_on_invalid_http_message the whole connection fails
+            # (unflushed); with it, the stream is reset FLOW_CONTROL_ERROR.
+            self._stream_error(sid, ErrorCodes.FLOW_CONTROL_ERROR, "data beyond the stream window")
+            return False
+        if budget[0] < 0:
+            self._fail_silently("data beyond the connection window")
+            return False
+        return True
+
+    def _admit_window_update(self, frame: WindowUpdateFrame) -> bool:
+        conn = self.conn
+        sid = frame.stream_id
+        inc = frame.window_increment
+        if sid == 0:
+            # oghttp2 OnWindowUpdate: a zero increment (PROTOCOL_ERROR) or one overflowing
+            # 2^31-1 (FLOW_CONTROL_ERROR) on the connection is a connection error, unflushed.
+            if inc == 0 or conn.outbound_flow_control_window + inc > MAX_WINDOW:
+                self._fail_silently("bad connection WINDOW_UPDATE")
+                return False
+            return True
+        h2_stream = conn.streams.get(sid)
+        if h2_stream is None or h2_stream.closed:
+            return True
+        if h2_stream.outbound_flow_control_window + inc > MAX_WINDOW:
+            # A stream's window overflowing is a connection error in oghttp2 (where RFC 9113
+            # 6.9.1 and h2 reset the stream FLOW_CONTROL_ERROR); unflushed by Envoy.
+            self._fail_silently(f"WINDOW_UPDATE overflows stream {sid}")
+            return False
+        return True

@@ -1,0 +1,107 @@
+"""oghttp2's request header rules (``quiche/http2/adapter/header_validator.cc``) and Envoy's
+``saveHeader`` limits, for :mod:`sluice.codec.http2`: one pass per header list, compiled
+patterns, no per-byte Python loop."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from sluice.http.headers import RequestHeaders
+
+_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
+# oghttp2's GetInvalidHttp2HeaderSet plus "upgrade" (RFC 9113 8.2.2).
+_CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
+_NAME = re.compile(rb"[!#$%&'*+\-.0-9^_`a-z|~]+")  # oghttp2 kHttp2HeaderNameAllowedChars
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # outside tab, SP, VCHAR, obs-text
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a method
+_AUTHORITY = re.compile(rb"[A-Za-z0-9\-._~%!$&'()\[\]*+,;=:]*")  # oghttp2 kValidAuthorityChars
+
+
+class Malformed(Exception):
+    """A header list oghttp2 calls invalid (HEADER_FIELD_INVALID / HTTP_MESSAGING)."""
+
+
+class Overflow(Exception):
+    """Over max_headers_kb (``count`` false) or max_headers_count (``count`` true)."""
+
+    def __init__(self, count: bool) -> None:
+        super().__init__("header count" if count else "header bytes")
+        self.count = count
+
+
+def validate(
+    headers: Iterable[tuple[bytes, bytes]], max_bytes: int, max_count: int, allow_connect: bool
+) -> tuple[dict[bytes, bytes], list[list[str]]]:
+    """Pseudo-headers and entries of a request (or trailer) header list, checked as oghttp2 and
+    Envoy's ``saveHeader`` check them. Cookie crumbs are joined with "; " and appended last, as
+    Envoy's ``reconstituteCrumbledCookies`` does at the end of the block (and, as there, they
+    count toward neither limit). ``host`` after ``:authority`` is discarded
+    (``http2_discard_host_header``); alone, it is the authority."""
+    pseudo: dict[bytes, bytes] = {}
+    entries: list[list[str]] = []
+    cookies: list[bytes] = []
+    size = count = 0
+    for name, value in headers:
+        if _BAD_VALUE.search(value) is not None:
+            raise Malformed
+        if name[:1] == b":":
+            if entries or cookies or name not in _PSEUDO or name in pseudo:
+                raise Malformed  # after a regular header, unknown, or repeated
+            pseudo[name] = value
+        elif _NAME.fullmatch(name) is None or name in _CONNECTION_SPECIFIC:
+            raise Malformed
+        elif name == b"cookie":
+            cookies.append(value)
+            continue
+        elif name == b"host":
+            if b":authority" in pseudo:
+                continue
+            pseudo[b":authority"] = value
+        elif name == b"te" and value != b"trailers":
+            raise Malformed
+        else:
+            entries.append([name.decode("latin-1"), value.decode("latin-1")])
+        size += len(name) + len(value)
+        count += 1
+    if size > max_bytes:
+        raise Overflow(False)
+    if count > max_count:
+        raise Overflow(True)
+    if cookies:
+        entries.append(["cookie", b"; ".join(cookies).decode("latin-1")])
+    if b":protocol" in pseudo and not allow_connect:
+        raise Malformed
+    return pseudo, entries
+
+
+def request(pseudo: dict[bytes, bytes], entries: list[list[str]]) -> RequestHeaders:
+    """oghttp2's ValidateRequestHeaders: which pseudo-headers a request must (and must not) have."""
+    method = pseudo.get(b":method")
+    authority = pseudo.get(b":authority")
+    if method is None or _TOKEN.fullmatch(method) is None:
+        raise Malformed
+    if authority is not None and _AUTHORITY.fullmatch(authority) is None:
+        raise Malformed
+    path = pseudo.get(b":path")
+    scheme = pseudo.get(b":scheme")
+    if method == b"CONNECT" and b":protocol" not in pseudo:
+        # RFC 9113 8.5: :method and a non-empty :authority only. Sluice's CONNECT shape is
+        # http1's: no path, the target as authority.
+        if not authority or path is not None or scheme is not None:
+            raise Malformed
+        return RequestHeaders("CONNECT", "", authority.decode("latin-1"), entries, "http", "2")
+    if authority is None or path is None or scheme is None:
+        raise Malformed  # oghttp2 requires :authority (or host) too
+    if path[:1] != b"/" and not (path == b"*" and method == b"OPTIONS"):
+        raise Malformed
+    protocol = pseudo.get(b":protocol")
+    m = method.decode("latin-1")
+    if protocol is not None:
+        if m != "CONNECT":
+            raise Malformed
+        # Extended CONNECT becomes an HTTP/1 upgrade (Envoy's transformUpgradeRequestFromH2toH1).
+        m = "GET"
+        entries.append(["upgrade", protocol.decode("latin-1")])
+        entries.append(["connection", "upgrade"])
+    return RequestHeaders(m, path.decode("latin-1"), authority.decode("latin-1"), entries, scheme.decode("latin-1"), "2")
