@@ -6,6 +6,7 @@ Access logs, stats and tracing read it after the fact; nothing in it does I/O.
 from __future__ import annotations
 
 import enum
+
 from sluice.clock import REAL, TimeSource
 
 

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from sluice import logs
 from sluice.clock import REAL, TimerHandle, TimeSource
-from sluice.codec.http1_client import PROTOCOL_ERROR
 from sluice.http import debug_log
 from sluice.http.filter import CONTINUE, STOP_ITERATION, STOP_ITERATION_NO_BUFFER, FilterStatus
 from sluice.http.stream_info import ResponseFlag
 from sluice.route.retry_policy import atoi
+from sluice.router import upstream_outcome as outcome
 from sluice.router.retry import RetryState, RetryStatus, retry_resource
 from sluice.router.rewrite import redirect_location, rewrite_path_and_host
 from sluice.router.shadow import start_shadow
@@ -43,20 +43,8 @@ if TYPE_CHECKING:
     from sluice.upstream.cluster_manager import ClusterManager
     from sluice.upstream.host import Host
 
-RESET_BEFORE_HEADERS = "upstream connect error or disconnect/reset before headers. reset reason: "
-RESET_BEFORE_HEADERS_RETRIED = "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: "
 RETRY_BUFFER_LIMIT = 1 << 20
 """Request body bytes kept for retries (Envoy's default per-request buffer limit, 1 MiB)."""
-
-# Envoy's streamResetReasonToResponseFlag for the reasons an upstream stream reports after the
-# connection (the pool's own failures are UF or UO): an HTTP/2 RST_STREAM is a remote reset (UR).
-_RESET_FLAGS = {
-    "remote reset": ResponseFlag.UPSTREAM_REMOTE_RESET,
-    "remote refused stream reset": ResponseFlag.UPSTREAM_REMOTE_RESET,
-    "remote error with CONNECT request": ResponseFlag.UPSTREAM_REMOTE_RESET,
-    "local reset": ResponseFlag.LOCAL_RESET,
-    PROTOCOL_ERROR: ResponseFlag.UPSTREAM_PROTOCOL_ERROR,
-}
 
 
 class RouterConfig:
@@ -397,7 +385,7 @@ class Router:
             return
         self._finish()
         self.upstream = None
-        self._charge_code(up.cluster, 504)
+        outcome.charge_code(up.cluster, 504, self.cb.is_internal)
         self.cb.stream_info.set_flag(ResponseFlag.UPSTREAM_REQUEST_TIMEOUT)
         if self._response_started:
             self.cb.reset_stream()
@@ -525,7 +513,7 @@ class Router:
         info = self.cb.stream_info
         info.first_upstream_rx = now
         self._last_upstream_activity = now
-        self._charge(req, code)
+        outcome.charge(req, code, self.cb.is_internal)
         if self._request_end:
             # Envoy adds it only once the downstream request is complete (an upstream that
             # answers an upload early gets none).
@@ -538,7 +526,7 @@ class Router:
     def on_upstream_informational(self, req: UpstreamRequest, code: int) -> None:
         """A 1xx interim response (not forwarded): Envoy charges its code stats."""
         if req is self.upstream and not self._finished:
-            self._charge_code(req.cluster, code)
+            outcome.charge_code(req.cluster, code, self.cb.is_internal)
 
     def on_upstream_data(self, req: UpstreamRequest, data: bytes, end_stream: bool) -> None:
         if req is not self.upstream or self._finished:
@@ -578,33 +566,16 @@ class Router:
             if self._maybe_retry_reset(req, kind):
                 return
         self._finish()
-        protocol_error = reason == PROTOCOL_ERROR
-        flag = _RESET_FLAGS.get(reason, ResponseFlag.UPSTREAM_CONNECTION_TERMINATION)
         if self._response_started:
-            info.set_flag(flag)
+            info.set_flag(outcome.reset_flag(reason))
             self.cb.reset_stream()
             return
-        code = 503
-        if protocol_error:
-            # Envoy answers a response its codec refused with 502 (UPE).
-            code = 502
-            info.set_flag(ResponseFlag.UPSTREAM_PROTOCOL_ERROR)
-            details = "upstream_reset_before_response_started{protocol_error}"
-        elif overflow:
-            info.set_flag(ResponseFlag.UPSTREAM_OVERFLOW)
-            details = "upstream_reset_before_response_started{overflow}"
-        elif before_connect:
-            info.set_flag(ResponseFlag.UPSTREAM_CONNECTION_FAILURE)
-            details = "upstream_reset_before_response_started{remote_connection_failure}"
-        else:
-            # An HTTP/1.1 close is ``connection termination`` (UC); an HTTP/2 RST_STREAM is a
-            # remote reset (UR), its details Envoy's reason with underscores.
-            info.set_flag(flag)
-            details = "upstream_reset_before_response_started{" + reason.replace(" ", "_") + "}"
+        code, flag, details = outcome.reset_reply(reason, overflow, before_connect)
+        info.set_flag(flag)
         if not overflow:
             req.host.stats.rq_error += 1
-        self._charge_code(req.cluster, code)
-        prefix = RESET_BEFORE_HEADERS_RETRIED if self.attempt_count > 1 else RESET_BEFORE_HEADERS
+        outcome.charge_code(req.cluster, code, self.cb.is_internal)
+        prefix = outcome.RESET_BEFORE_HEADERS_RETRIED if self.attempt_count > 1 else outcome.RESET_BEFORE_HEADERS
         # Envoy marks a circuit-breaker overflow answer with ``x-envoy-overloaded: true``.
         modify = self._finalize_overloaded if overflow else self._finalize_response
         self.cb.send_local_reply(code, prefix + reason, details, 0, modify)
@@ -651,37 +622,8 @@ class Router:
         if self._response_started:
             self.cb.reset_stream()
             return
-        self._charge_code(cluster, 504)
+        outcome.charge_code(cluster, 504, self.cb.is_internal)
         self.cb.send_local_reply(504, "upstream request timeout", "upstream_response_timeout", 0, self._finalize_response)
-
-    # -- stats --------------------------------------------------------------------------
-    def _charge(self, req: UpstreamRequest, code: int) -> None:
-        if req.upgrade and code != 101 and 200 <= code < 400:
-            return  # (a refused handshake below 400: Envoy charges no response code)
-        if code >= 500:
-            req.host.stats.rq_error += 1
-        else:
-            req.host.stats.rq_success += 1
-        self._charge_code(req.cluster, code)
-
-    def _charge_code(self, cluster: Cluster, code: int) -> None:
-        """Envoy's ``chargeResponseStat``: per-code, per-class and completed counters, for the
-        cluster and (external requests) its ``external.`` scope."""
-        if not 100 <= code < 600:
-            # Envoy's CodeStats keep per-code counters for 100-599 only: others are "unknown".
-            code = 0
-        counters, ext_counters = cluster.stats.response_code_stats(code) if code else self._unknown_code_stats(cluster)
-        for c in counters:
-            c.value += 1
-        if not self.cb.is_internal:
-            for c in ext_counters:
-                c.value += 1
-
-    @staticmethod
-    def _unknown_code_stats(cluster: Cluster) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        st = cluster.stats
-        names = ("upstream_rq_unknown", "upstream_rq_completed")
-        return tuple(st.dynamic_counter(n) for n in names), tuple(st.dynamic_counter(f"external.{n}") for n in names)
 
     def _upstream_done(self, req: UpstreamRequest) -> None:
         # Envoy's onUpstreamComplete: the request time is that of a completed upstream response
