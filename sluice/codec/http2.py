@@ -175,7 +175,7 @@ class ServerCodec(FrameRules):
     __slots__ = (
         "callbacks", "settings", "stats", "conn", "error", "error_reason", "current_stream_id",
         "goaway_last_stream_id", "_streams", "_out", "_max_bytes", "_hpack_limit", "_window_delta",
-        "_settings_acked", "_budget", "_refused",
+        "_settings_acked", "_refused",
     )  # fmt: skip
 
     def __init__(
@@ -206,8 +206,6 @@ class ServerCodec(FrameRules):
         codes = h2.settings.SettingCodes
         self._settings_acked = False
         """The client acknowledged our SETTINGS (then MAX_CONCURRENT_STREAMS is binding)."""
-        self._budget: dict[int, int] = {}
-        """Per stream (0: the connection), the receive window the peer had at the start of this read."""
         self._refused: int | None = None
         """A stream over MAX_CONCURRENT_STREAMS before the ACK: refused once h2 has opened it."""
         # Envoy's sendSettings: these named parameters (oghttp2 adds MAX_HEADER_LIST_SIZE).
@@ -266,7 +264,6 @@ class ServerCodec(FrameRules):
             # connection closes without a GOAWAY (downstream_cx_protocol_error only).
             return self._fail_silently(str(exc))
         buf.max_frame_size = conn.max_inbound_frame_size
-        self._budget.clear()
         while self.error is None:
             if not self._peek(buf._data, not buf._headers_buffer):
                 continue
@@ -288,8 +285,9 @@ class ServerCodec(FrameRules):
                 events = conn._receive_frame(frame)
             except h2.exceptions.InvalidBodyLengthError:
                 # DATA past the request's content-length, or its end short of it: oghttp2's
-                # HandleContentLengthError, an invalid HTTP message (rx_messaging_error).
-                self._stream_error(frame.stream_id, ErrorCodes.PROTOCOL_ERROR, "content-length mismatch")
+                # HandleContentLengthError resets the stream (RST_STREAM PROTOCOL_ERROR) with or
+                # without the override, and no rx_messaging_error (checked against Envoy 1.40).
+                self._reset_and_notify(frame.stream_id, ErrorCodes.PROTOCOL_ERROR, "protocol error")
                 continue
             except (h2.exceptions.ProtocolError, InvalidPaddingError) as exc:
                 # DATA on an idle stream and h2's other stream-state errors: GOAWAY, as Envoy.

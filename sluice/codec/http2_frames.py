@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import h2.connection
 from h2.errors import ErrorCodes
-from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame, WindowUpdateFrame
+from h2.stream import StreamState
+from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, WindowUpdateFrame
 
 if TYPE_CHECKING:
     from sluice.codec.http1 import CodecError
@@ -25,7 +26,6 @@ class FrameRules:
 
     conn: h2.connection.H2Connection
     settings: Http2Settings
-    _budget: dict[int, int]
     _settings_acked: bool
 
     def _fail(self, reason: str) -> CodecError:
@@ -56,16 +56,10 @@ class FrameRules:
             self._fail_silently("SETTINGS on a stream")
             return False
         if ftype == 0x8 and data[:3] == b"\x00\x00\x04" and len(data) >= 13 and not int.from_bytes(data[9:13], "big") & 0x7FFFFFFF:
-            # A zero WINDOW_UPDATE (hyperframe refuses it as a frame error, GOAWAY): oghttp2's
-            # OnWindowUpdate makes it a connection error on stream 0 (unflushed by Envoy) and
-            # RST_STREAM PROTOCOL_ERROR on a stream.
-            del data[:13]
-            if sid == 0:
-                self._fail_silently("zero connection WINDOW_UPDATE")
-                return False
-            known = self.conn.streams.get(sid)
-            if known is not None and not known.closed:
-                self._reset_and_notify(sid, ErrorCodes.PROTOCOL_ERROR, REMOTE_RESET)
+            # A zero WINDOW_UPDATE (hyperframe refuses it as a frame error, GOAWAY): on the
+            # connection or on a stream, Envoy closes without a frame (checked against Envoy
+            # 1.40 for both; oghttp2 latches a connection error, unflushed).
+            self._fail_silently(f"zero WINDOW_UPDATE on stream {sid}")
             return False
         return True
 
@@ -74,8 +68,6 @@ class FrameRules:
         given here (then the frame is consumed, or :attr:`error` is set)."""
         if isinstance(frame, HeadersFrame):
             return self._admit_headers(frame)
-        if isinstance(frame, DataFrame):
-            return self._admit_data(frame)
         if isinstance(frame, WindowUpdateFrame):
             return self._admit_window_update(frame)
         if isinstance(frame, GoAwayFrame) and frame.last_stream_id % 2 == 1:
@@ -93,6 +85,12 @@ class FrameRules:
             self._fail_silently(f"HEADERS on even stream {sid}")
             return False
         known = conn.streams.get(sid)
+        if known is not None and known.state_machine.state == StreamState.HALF_CLOSED_REMOTE:
+            # HEADERS after the request's END_STREAM: a connection error for oghttp2 (with or
+            # without the override; checked against Envoy 1.40), unflushed; h2 would reset the
+            # stream STREAM_CLOSED.
+            self._fail_silently(f"HEADERS on half-closed stream {sid}")
+            return False
         if (known is None and sid <= conn.highest_inbound_stream_id) or (known is not None and known.closed):
             # HEADERS on a stream that is closed (reused id) or that a higher id closed
             # implicitly: oghttp2 ignores it (OnBeginHeadersForStream finds no stream and the
@@ -113,34 +111,6 @@ class FrameRules:
                 self._fail_silently("max concurrent streams exceeded")
                 return False
             self._refuse(sid)
-        return True
-
-    def _admit_data(self, frame: DataFrame) -> bool:
-        conn = self.conn
-        sid = frame.stream_id
-        h2_stream = conn.streams.get(sid)
-        if h2_stream is None or h2_stream.closed:
-            return True  # (h2's stream-state errors apply)
-        n = frame.flow_controlled_length
-        budget = self._budget
-        # Envoy sees a flow-control violation against the window the client was given by the
-        # frames written before this read: the WINDOW_UPDATEs it owes for this read's data go
-        # out only after the read. h2 would count them at once, so the windows are ours.
-        if sid not in budget:
-            budget[sid] = h2_stream._inbound_window_manager.current_window_size
-        if 0 not in budget:
-            budget[0] = conn._inbound_flow_control_window_manager.current_window_size
-        budget[sid] -= n
-        budget[0] -= n
-        if budget[sid] < 0:
-            # Envoy's onInvalidFrame (rx_messaging_error): without
-            # override_stream_error_on_invalid_http_message the whole connection fails
-            # (unflushed); with it, the stream is reset FLOW_CONTROL_ERROR.
-            self._stream_error(sid, ErrorCodes.FLOW_CONTROL_ERROR, "data beyond the stream window")
-            return False
-        if budget[0] < 0:
-            self._fail_silently("data beyond the connection window")
-            return False
         return True
 
     def _admit_window_update(self, frame: WindowUpdateFrame) -> bool:

@@ -731,8 +731,11 @@ def summary(o: Outcome) -> dict[str, Any]:
 # - The same silent close (no GOAWAY) for: a bad preface, HTTP/1 bytes on an HTTP2 listener,
 #   an even client stream id, SETTINGS on a stream, WINDOW_UPDATE overflowing 2^31-1 on a
 #   stream (a connection error here, not RST_STREAM FLOW_CONTROL_ERROR) or the connection, a
-#   zero WINDOW_UPDATE, DATA beyond the advertised window (also counted as
-#   rx_messaging_error), a client GOAWAY whose last_stream_id is a client (odd) id, and more
+#   zero WINDOW_UPDATE, `data-beyond-window` (whose HEADERS carry END_STREAM: request()'s
+#   default without a body, so the DATA after them is on a half-closed stream; Envoy refuses
+#   the END_STREAM with content-length: 70000 as a malformed request, rx_messaging_error, and
+#   never forwards it; a body beyond the initial window on an open stream is fine, Envoy
+#   refills the windows as it consumes), a client GOAWAY whose last_stream_id is a client (odd) id, and more
 #   streams than MAX_CONCURRENT_STREAMS once the client acked the SETTINGS. Only frame-layer
 #   errors come with a GOAWAY: FRAME_SIZE_ERROR (bad SETTINGS / WINDOW_UPDATE length, a frame
 #   over 16384) and PROTOCOL_ERROR (DATA on stream 0 or an idle stream, CONTINUATION without

@@ -9,7 +9,7 @@ import h2.connection
 import h2.events
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
-from hyperframe.frame import Frame, HeadersFrame, WindowUpdateFrame
+from hyperframe.frame import DataFrame, Frame, HeadersFrame, WindowUpdateFrame
 
 from sluice.codec import http2
 from sluice.http.headers import HeaderMap, RequestHeaders, ResponseHeaders
@@ -417,3 +417,32 @@ def test_settings_and_connection_window_are_envoys() -> None:
     assert remote.initial_window_size == 16 * 1024 * 1024
     assert remote.max_header_list_size is None
     assert p.client.outbound_flow_control_window == 24 * 1024 * 1024
+
+
+def test_body_longer_than_its_content_length_resets_the_stream_only() -> None:
+    p = Pair()  # (override off: still a stream reset, as Envoy's HandleContentLengthError)
+    p.client.config.validate_outbound_headers = False
+    p.client.send_headers(1, [*GET, ("content-length", "3")])
+    p.send()
+    raw = DataFrame(1, b"12345", flags=["END_STREAM"]).serialize()
+    assert p.send(raw) is None
+    assert [(f[0], f[1], f[2]) for f in frames(p.codec.data_to_send()) if f[0] == "RstStreamFrame"] == [
+        ("RstStreamFrame", 1, ErrorCodes.PROTOCOL_ERROR)
+    ]
+    assert p.streams[0].resets == ["protocol error"]
+    assert (p.stats.rx_messaging_error.value, p.stats.tx_reset.value) == (0, 1)
+
+
+def test_headers_after_end_stream_and_zero_window_update_are_silent_connection_errors() -> None:
+    p = Pair()
+    p.client.send_headers(1, GET, end_stream=True)
+    p.send()
+    p.recv()
+    again = HeadersFrame(1, p.client.encoder.encode([("x-t", "1")]), flags=["END_HEADERS", "END_STREAM"]).serialize()
+    assert p.send(again) == http2.CODEC_ERROR and p.codec.data_to_send() == b""
+    q = Pair()
+    q.client.send_headers(1, GET)
+    q.send()
+    q.recv()
+    assert q.send(b"\x00\x00\x04\x08\x00\x00\x00\x00\x01\x00\x00\x00\x00") == http2.CODEC_ERROR  # zero, on stream 1
+    assert q.codec.data_to_send() == b""
