@@ -175,7 +175,7 @@ class ServerCodec(FrameRules):
     __slots__ = (
         "callbacks", "settings", "stats", "conn", "error", "error_reason", "current_stream_id",
         "goaway_last_stream_id", "_streams", "_out", "_max_bytes", "_hpack_limit", "_window_delta",
-        "_settings_acked", "_refused",
+        "_settings_acked", "_refused", "_begun",
     )  # fmt: skip
 
     def __init__(
@@ -207,6 +207,8 @@ class ServerCodec(FrameRules):
         self._settings_acked = False
         """The client acknowledged our SETTINGS (then MAX_CONCURRENT_STREAMS is binding)."""
         self._refused: int | None = None
+        self._begun = 0
+        """The highest stream begun before its HEADERS frame was complete (see _begin_partial)."""
         """A stream over MAX_CONCURRENT_STREAMS before the ACK: refused once h2 has opened it."""
         # Envoy's sendSettings: these named parameters (oghttp2 adds MAX_HEADER_LIST_SIZE).
         # h2's own concurrency limit is lifted: the check is ours (see _admit_headers), as
@@ -300,6 +302,11 @@ class ServerCodec(FrameRules):
                 handler = _HANDLERS.get(type(event))
                 if handler is not None:
                     handler(self, event)
+        if self.error is None and (sid := self._partial_stream(buf._data, buf._headers_buffer)):
+            begin = getattr(self.callbacks, "begin_stream", None)
+            if begin is not None:
+                self._begun = sid
+                begin(sid)
         if self._window_delta and self.error is None:
             conn.increment_flow_control_window(self._window_delta)
             self._window_delta = 0

@@ -3,7 +3,7 @@ checked (and answered) before h2's state machine sees them. A mixin: the codec's
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import h2.connection
 from h2.errors import ErrorCodes
@@ -27,6 +27,8 @@ class FrameRules:
     conn: h2.connection.H2Connection
     settings: Http2Settings
     _settings_acked: bool
+    _begun: int
+    goaway_last_stream_id: int | None
 
     def _fail(self, reason: str) -> CodecError:
         raise NotImplementedError
@@ -62,6 +64,32 @@ class FrameRules:
             self._fail_silently(f"zero WINDOW_UPDATE on stream {sid}")
             return False
         return True
+
+    def _partial_stream(self, data: bytearray, block: list[Any]) -> int:
+        """A HEADERS frame (or header block) that has begun but is not complete: oghttp2 decodes
+        as bytes arrive and calls OnBeginHeadersForStream at the frame header, where Envoy's
+        codec creates the connection manager's stream (onBeginHeaders -> newStream), so Envoy
+        counts it even if the rest never comes (then the client's close resets it). h2 hands a
+        frame over only once whole: the connection's ``begin_stream(sid)`` is told here, and
+        the stream is the same one when its headers complete. The stream id to begin, or 0."""
+        if block:
+            sid = int(block[0].stream_id)
+        elif len(data) >= 9 and data[3] == 0x1:
+            flags = data[4]
+            need = 9 + (1 if flags & 0x8 else 0) + (5 if flags & 0x20 else 0)  # (PADDED, PRIORITY)
+            if len(data) < need:
+                return 0
+            sid = int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
+        else:
+            return 0
+        conn = self.conn
+        if sid % 2 == 0 or sid <= max(conn.highest_inbound_stream_id, self._begun):
+            return 0  # (even ids, reused or lower ones: answered once the frame is whole)
+        if self.goaway_last_stream_id is not None and sid > self.goaway_last_stream_id:
+            return 0
+        if conn.open_inbound_streams >= self.settings.max_concurrent_streams:
+            return 0  # (refused or fatal: never a stream for Envoy's connection manager)
+        return sid
 
     def _admit(self, frame: Frame) -> bool:
         """Whether h2 may process ``frame``: false when Envoy's answer differs from h2's and was

@@ -112,13 +112,14 @@ class ActiveStream(FilterManager):
             debug_log.new_stream(self)
         cfg = self.config
         st = cfg.stats
-        self._started = True
-        st.downstream_rq_total.inc()
-        if self.h2 is None:
-            st.downstream_rq_http1_total.inc()
-        else:
-            st.downstream_rq_http2_total.inc()
-        st.downstream_rq_active.inc()
+        if not self._started:  # (else an HTTP/2 stream counted when its HEADERS frame began)
+            self._started = True
+            st.downstream_rq_total.inc()
+            if self.h2 is None:
+                st.downstream_rq_http1_total.inc()
+            else:
+                st.downstream_rq_http2_total.inc()
+            st.downstream_rq_active.inc()
         if cfg.stream_timers:
             self._arm_stream_timers()
         headers = self.request_headers

@@ -247,6 +247,10 @@ class ConnectionManager:
         if h2 is not None:
             sid = h2.current_stream_id
             stream = ActiveStream(self, headers, end_stream, sid, h2)
+            if self.streams.pop(sid, None) is not None:
+                # Begun (and counted) while its HEADERS frame was still arriving: this is
+                # that stream, now with its headers (begin_stream).
+                stream._started = True
             self.streams[sid] = stream
             if self._idle_timer is not None:
                 # (Envoy disables the idle timer while a stream is open.)
@@ -386,7 +390,18 @@ class ConnectionManager:
         the connection's close (downstream_rq_rx_reset either way). It never starts."""
         h2 = self.h2
         assert h2 is not None
-        sid = h2.current_stream_id
+        return self.begin_stream(h2.current_stream_id)
+
+    def begin_stream(self, sid: int) -> ActiveStream:
+        """An HTTP/2 stream as Envoy's connection manager has it from the HEADERS frame's start,
+        before its headers are known: counted, never started (the codec's ``begin_stream`` for
+        a HEADERS frame still arriving; :meth:`new_invalid_stream`). The same stream once it
+        was begun."""
+        h2 = self.h2
+        assert h2 is not None
+        early = self.streams.get(sid)
+        if early is not None:
+            return early
         stream = ActiveStream(self, RequestHeaders("GET", "/", None, [], "http", "2"), False, sid, h2)
         self.streams[sid] = stream
         stream.begin_counted()

@@ -48,15 +48,7 @@ environment skips the Sluice side (``SLUICE_H2_DIFF=1`` forces it on)."""
 if os.environ.get("SLUICE_H2_DIFF") in ("0", "1"):
     SLUICE_SERVES_H2 = os.environ["SLUICE_H2_DIFF"] == "1"
 
-KNOWN_DIFFERENCES: dict[str, str] = {
-    "headers-length-lies": (
-        "h2's FrameBuffer hands a frame over only once its whole payload has arrived, so a HEADERS "
-        "frame whose length promises more than comes never reaches the codec; oghttp2 begins the "
-        "stream at the frame header (OnBeginHeadersForStream -> Envoy's onBeginHeaders -> newStream), "
-        "so Envoy counts a stream (downstream_rq_total) that dies with the client's close "
-        "(downstream_rq_rx_reset, downstream_cx_destroy_remote_active_rq)"
-    ),
-}
+KNOWN_DIFFERENCES: dict[str, str] = {}
 """Cases (by name) where Sluice cannot give Envoy's answer because of the ``h2`` library, with
 the reason. Expected failures on the Sluice side only, strict: remove a case once it matches."""
 

@@ -43,6 +43,7 @@ class Pair:
     def __init__(self, settings: http2.Http2Settings = http2.DEFAULT_SETTINGS, window: int | None = None) -> None:
         self.streams: list[Stream] = []
         self.invalid: list[Stream] = []
+        self.begun: list[int] = []
         self.stats = http2.Http2CodecStats.declare(Store(), "http2.")
         self.codec = http2.ServerCodec(self, settings, self.stats)
         self.client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
@@ -63,6 +64,9 @@ class Pair:
         s = Stream(self.codec.current_stream_id, RequestHeaders("GET", "/", None, [], "http", "2"), False)
         self.invalid.append(s)
         return s
+
+    def begin_stream(self, sid: int) -> None:
+        self.begun.append(sid)
 
     def send(self, raw: bytes | None = None) -> http2.CodecError | None:
         return self.codec.feed(self.client.data_to_send() if raw is None else raw)
@@ -446,3 +450,14 @@ def test_headers_after_end_stream_and_zero_window_update_are_silent_connection_e
     q.recv()
     assert q.send(b"\x00\x00\x04\x08\x00\x00\x00\x00\x01\x00\x00\x00\x00") == http2.CODEC_ERROR  # zero, on stream 1
     assert q.codec.data_to_send() == b""
+
+
+def test_a_headers_frame_still_arriving_begins_its_stream_once() -> None:
+    p = Pair()
+    raw = HeadersFrame(1, p.client.encoder.encode(GET), flags=["END_HEADERS", "END_STREAM"]).serialize()
+    assert p.send(raw[:10]) is None and p.begun == [1] and p.streams == []
+    assert p.send(raw[10:12]) is None and p.begun == [1]  # (once)
+    assert p.send(raw[12:]) is None
+    assert p.begun == [1] and [s.sid for s in p.streams] == [1]
+    p.send(raw[:8])  # (the next frame's header is not in yet: nothing begun)
+    assert p.begun == [1]
