@@ -277,7 +277,8 @@ class ServerCodec(FrameRules):
                 # Frame-layer errors (a frame over SETTINGS_MAX_FRAME_SIZE, a bad SETTINGS or
                 # WINDOW_UPDATE length, DATA on stream 0, CONTINUATION without HEADERS): Envoy
                 # answers these with GOAWAY (FRAME_SIZE_ERROR / PROTOCOL_ERROR) and the last
-                # stream it processed, as h2's _terminate_connection does.
+                # stream it processed, as h2's _terminate_connection does (checked against
+                # Envoy 1.40; these come from the frame decoder, not oghttp2's session).
                 code = getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR)
                 conn._terminate_connection(code)
                 return self._fail(str(exc))
@@ -313,9 +314,12 @@ class ServerCodec(FrameRules):
         return self.error
 
     def _fail_silently(self, reason: str) -> CodecError:
-        """A connection error Envoy answers with no frame at all: oghttp2 latches it (and
-        queues its GOAWAY), Envoy's dispatch returns the error before it sends pending frames,
-        and the connection manager closes (FlushWriteAndDelay flushes only what was written)."""
+        """A connection error Envoy answers with no frame at all (each case checked against
+        Envoy 1.40 in test_http2_downstream). Our reading of why: oghttp2 latches the error
+        (LatchErrorAndNotify queues its GOAWAY), Envoy's dispatch returns the codec error before
+        it sends pending frames, and the connection manager's close (FlushWriteAndDelay) flushes
+        only what was already written. The connection closes at once here, where Envoy waits
+        for its delayed-close timeout (1 s) unless the client closes first."""
         return self._fail(reason)
 
     def _refuse(self, sid: int) -> None:
