@@ -87,7 +87,8 @@ class FrameRules:
             return 0  # (even ids, reused or lower ones: answered once the frame is whole)
         if self.goaway_last_stream_id is not None and sid > self.goaway_last_stream_id:
             return 0
-        if conn.open_inbound_streams >= self.settings.max_concurrent_streams:
+        limit = self.settings.max_concurrent_streams
+        if len(conn.streams) >= limit and conn.open_inbound_streams >= limit:
             return 0  # (refused or fatal: never a stream for Envoy's connection manager)
         return sid
 
@@ -130,7 +131,9 @@ class FrameRules:
                 conn._terminate_connection(ErrorCodes.COMPRESSION_ERROR)
                 self._fail(f"HPACK: {exc}")
             return False
-        if known is None and conn.open_inbound_streams >= self.settings.max_concurrent_streams:
+        limit = self.settings.max_concurrent_streams
+        # (len(conn.streams) first: open_inbound_streams walks every stream h2 holds.)
+        if known is None and len(conn.streams) >= limit and conn.open_inbound_streams >= limit:
             # oghttp2 OnBeginHeadersForStream: over MAX_CONCURRENT_STREAMS once the client has
             # acknowledged it is a connection error (unflushed); before the ACK the client may
             # not know the limit yet, and the stream is refused (RST_STREAM REFUSED_STREAM,
