@@ -51,7 +51,7 @@ from hyperframe.frame import GoAwayFrame, SettingsFrame
 
 from sluice.codec.http1 import CodecError
 from sluice.codec.http2_frames import REMOTE_RESET as REMOTE_RESET  # (re-exported)
-from sluice.codec.http2_frames import FrameRules
+from sluice.codec.http2_frames import FrameRules, send_pending
 from sluice.codec.http2_validation import Malformed, Overflow, request, validate
 from sluice.http.headers import HeaderMap, RequestHeaders, ResponseHeaders
 from sluice.stats.store import Counter, Gauge, StatsBlock, block
@@ -600,31 +600,9 @@ class ServerCodec(FrameRules):
 
     # -- internals ----------------------------------------------------------------------
     def _flush(self, stream: _Stream) -> None:
-        conn = self.conn
-        sid = stream.stream_id
-        buf = stream.pending
-        sent = 0
-        ended = False
-        while buf:
-            n = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size, len(buf))
-            if n <= 0:
-                break
-            chunk = bytes(buf[:n])
-            del buf[:n]
-            sent += n
-            ended = not buf and stream.end and not stream.trailers
-            conn.send_data(sid, chunk, end_stream=ended)
-        if sent and self.stats is not None:
-            self.stats.pending_send_bytes.dec(sent)
-        if buf or not stream.end or stream.done:
-            return
-        if not ended:
-            if stream.trailers:
-                conn.send_headers(sid, stream.trailers, end_stream=True)
-            else:
-                conn.end_stream(sid)  # (an empty DATA frame with END_STREAM)
-        stream.done = True
-        self._maybe_close(stream)
+        if send_pending(self.conn, stream, self.stats):
+            stream.done = True
+            self._maybe_close(stream)
 
     def _reset(self, sid: int, code: int) -> _Stream | None:
         try:

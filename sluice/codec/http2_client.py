@@ -52,6 +52,7 @@ from sluice.codec.http2 import (
     REMOTE_RESET,
     Http2Settings,
 )
+from sluice.codec.http2_frames import send_pending
 from sluice.http.headers import HeaderMap, RequestHeaders
 from sluice.stats.store import Counter, Gauge, StatsBlock, block
 
@@ -469,31 +470,9 @@ class ClientCodec:
             pass  # (the connection has closed)
 
     def _flush(self, stream: _Stream) -> None:
-        conn = self.conn
-        sid = stream.stream_id
-        buf = stream.pending
-        sent = 0
-        ended = False
-        while buf:
-            n = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size, len(buf))
-            if n <= 0:
-                break
-            chunk = bytes(buf[:n])
-            del buf[:n]
-            sent += n
-            ended = not buf and stream.end and not stream.trailers
-            conn.send_data(sid, chunk, end_stream=ended)
-        if sent and self.stats is not None:
-            self.stats.pending_send_bytes.dec(sent)
-        if buf or not stream.end or stream.done:
-            return
-        if not ended:
-            if stream.trailers:
-                conn.send_headers(sid, stream.trailers, end_stream=True)
-            else:
-                conn.end_stream(sid)
-        stream.done = True
-        self._maybe_close(stream)
+        if send_pending(self.conn, stream, self.stats):
+            stream.done = True
+            self._maybe_close(stream)
 
     def _malformed(self, stream: _Stream) -> None:
         if self.stats is not None:

@@ -164,3 +164,33 @@ class FrameRules:
             self._fail_silently(f"WINDOW_UPDATE overflows stream {sid}")
             return False
         return True
+
+
+def send_pending(conn: h2.connection.H2Connection, stream: Any, stats: Any) -> bool:
+    """Send a stream's held body as far as the peer's windows allow, then its end (trailers,
+    or an empty DATA frame with END_STREAM) once everything is out; shared by the server and
+    client codecs (``stream``: their ``_Stream``: pending, end, trailers, done, stream_id).
+    Returns whether the stream's end was sent by this call."""
+    sid = stream.stream_id
+    buf = stream.pending
+    sent = 0
+    ended = False
+    while buf:
+        n = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size, len(buf))
+        if n <= 0:
+            break
+        chunk = bytes(buf[:n])
+        del buf[:n]
+        sent += n
+        ended = not buf and stream.end and not stream.trailers
+        conn.send_data(sid, chunk, end_stream=ended)
+    if sent and stats is not None:
+        stats.pending_send_bytes.dec(sent)
+    if buf or not stream.end or stream.done:
+        return False
+    if not ended:
+        if stream.trailers:
+            conn.send_headers(sid, stream.trailers, end_stream=True)
+        else:
+            conn.end_stream(sid)  # (an empty DATA frame with END_STREAM)
+    return True
