@@ -82,6 +82,9 @@ async def main_async(args: argparse.Namespace) -> None:
         raise SystemExit(f"unsupported: {unsupported}")
     server = Server(bootstrap)
     await server.cluster_manager.initialize()
+    for lst in server.listeners:  # as Server.start does before it listens
+        if hasattr(lst.hcm, "bind_loop"):
+            lst.hcm.bind_loop(asyncio.get_running_loop())
     down_out: list[bytes] = []
     up_out: list[bytes] = []
     dconn = server._connection(server.listeners[0])
@@ -145,11 +148,16 @@ async def main_async(args: argparse.Namespace) -> None:
         out = io.StringIO()
         pstats.Stats(pr, stream=out).sort_stats("tottime").print_stats(args.top)
         print(out.getvalue())
+        if args.callers:
+            out = io.StringIO()
+            pstats.Stats(pr, stream=out).print_callers(args.callers)
+            print(out.getvalue())
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=20000)
+    p.add_argument("--callers", default=None, help="with --profile: print the callers of the functions matching this regex")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--profile", action="store_true")
     p.add_argument("--top", type=int, default=30)

@@ -415,6 +415,7 @@ class Server:
         upstream_log.info("cm init: all clusters initialized")
         log.info("all clusters initialized. initializing init manager")
         for lst in self.listeners:
+            lst.hcm.bind_loop(loop)
             lst.server = await loop.create_server(
                 functools.partial(self._connection, lst), lst.ip, lst.port, reuse_address=True, backlog=1024
             )

@@ -3,6 +3,7 @@ filter config, shared by all its connections, and the functions that read the HC
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import random
 from collections.abc import Callable
@@ -143,7 +144,16 @@ class HcmConfig:
         self.call_later: Callable[[float, Callable[[], None]], TimerHandle] = call_later or clock.call_later
         """Timer scheduling (the clock's ``call_later`` unless injected)."""
         self.call_soon: Callable[[Callable[[], None]], None] = clock.call_soon
+        self._timers_injected = call_later is not None or clock is not REAL
         self._http2_stats: http2_codec.Http2CodecStats | None = None
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Schedule on ``loop`` directly (its bound ``call_later``/``call_soon``: no wrapper
+        frame and no running-loop lookup per timer on the request path). The server calls this
+        once it runs on its loop; with an injected clock or ``call_later`` nothing changes."""
+        if not self._timers_injected:
+            self.call_later = loop.call_later
+            self.call_soon = loop.call_soon  # type: ignore[assignment]  # (returns a Handle, unused)
 
     @property
     def http2_stats(self) -> http2_codec.Http2CodecStats:

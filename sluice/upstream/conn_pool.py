@@ -201,7 +201,12 @@ class HostPool:
     # -- requests -----------------------------------------------------------------------
     def acquire(self, handler: ResponseHandler) -> None:
         """Serve ``handler`` (``on_pool_ready(stream)`` / ``on_pool_failure(reason)``), now or later."""
-        self._run(self._assign(handler, False))
+        actions = self._assign(handler, False)
+        ready, failed, to_close, connects = actions
+        if ready is not None and len(ready) == 1 and not (failed or to_close or connects):
+            ready[0][0].on_pool_ready(ready[0][1])  # the common case, without _run's frame
+        else:
+            self._run(actions)
 
     def cancel(self, handler: ResponseHandler) -> None:
         try:
@@ -225,7 +230,8 @@ class HostPool:
             conn.idle_since = self.clock.monotonic()
             if conn.draining or self.draining:
                 conn.close()
-                self._run(self._assign(None, False))
+                if self.waiters:
+                    self._run(self._assign(None, False))
                 return
             if self.options.idle_timer and self._idle_timer is None:
                 self._arm_idle_timer(self.options.idle_timeout)
@@ -241,7 +247,8 @@ class HostPool:
         else:
             self.busy.discard(conn)
             self.idle.append(conn)
-        self._run(self._assign(None, conn.multiplexed))
+        if self.waiters:  # (with none, _assign has nothing to decide)
+            self._run(self._assign(None, conn.multiplexed))
 
     def _assign(self, new: ResponseHandler | None, may_connect: bool) -> _Actions:
         """The one decision (see the module docstring); bookkeeping only, no I/O, no callbacks."""
@@ -251,12 +258,13 @@ class HostPool:
         idle = self.idle
         waiters = self.waiters
         stats = self.stats
+        idle_timeout = self.options.idle_timeout
         # 1. Ready capacity to the waiters, oldest first, then to the new request.
         while waiters or new is not None:
             if not idle:
                 break
             conn = idle[-1]
-            if not self._usable(conn):
+            if not conn.is_open or conn.available_streams <= 0 or (idle_timeout and self._idle_expired(conn, idle_timeout)):
                 to_close = self._evict(conn, to_close)
                 continue
             if waiters:
@@ -310,11 +318,9 @@ class HostPool:
                 break
         return ready, failed, to_close, connects
 
-    def _usable(self, conn: Any) -> bool:
-        if not conn.is_open or conn.available_streams <= 0:
-            return False
-        timeout = self.options.idle_timeout
-        return not (timeout and conn.active_streams == 0 and conn.idle_since and self.clock.monotonic() - conn.idle_since >= timeout)
+    def _idle_expired(self, conn: Any, timeout: float) -> bool:
+        """An idle connection past the upstream ``idle_timeout`` (its timer has not run yet)."""
+        return bool(conn.active_streams == 0 and conn.idle_since and self.clock.monotonic() - conn.idle_since >= timeout)
 
     def _evict(self, conn: Any, to_close: list[Any] | None) -> list[Any] | None:
         """A ready connection that cannot take a request any more (bookkeeping only)."""
