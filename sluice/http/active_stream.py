@@ -43,7 +43,7 @@ class ActiveStream(FilterManager):
         "response_started", "response_complete", "close_connection", "_chunked", "_head",
         "_http10", "codec_error", "_pending_body", "_started", "response_headers",
         "_idle_timeout", "_idle_timer", "last_activity", "_req_timer", "_dur_timer", "tunnel",
-        "stream_id", "h2", "_now",
+        "stream_id", "h2", "_now", "_charged",
     )  # fmt: skip
 
     def __init__(
@@ -77,6 +77,7 @@ class ActiveStream(FilterManager):
         """Refused by the codec: reset when its connection closes (``downstream_rq_rx_reset``)."""
         self._pending_body: list[tuple[bytes, bool]] = []
         self._started = False
+        self._charged = False
         self.response_headers: ResponseHeaders | None = None
         self._idle_timeout = 0.0
         self._idle_timer: Any = None
@@ -375,8 +376,10 @@ class ActiveStream(FilterManager):
         self.response_started = True
         self.response_headers = headers
         info = self.stream_info
-        info.response_code = headers.status
+        info.response_code = code = headers.status
         info.first_downstream_tx = self._now()
+        if code >= 200:  # (a 100 is charged where it is sent)
+            self._charge(code)
         # One pass: drop hop-by-hop headers, set date and server in place (Envoy keeps an
         # upstream's date/server position and overwrites the value), else append them.
         entries = headers.entries
@@ -501,15 +504,8 @@ class ActiveStream(FilterManager):
         st = cfg.stats
         st.downstream_rq_active.dec()
         code = self.stream_info.response_code
-        if code is not None and self.response_complete:
-            st.downstream_rq_completed.inc()
-            idx = code // 100 - 1
-            if 0 <= idx < 5:
-                cfg.xx[idx].inc()
-                if cfg.listener_stats is not None:
-                    cfg.listener_xx[idx].inc()
-            if cfg.listener_stats is not None:
-                cfg.listener_stats.downstream_rq_completed.inc()
+        if code is not None and self.response_complete and not self._charged:
+            self._charge(code)  # (a tunnel's 101, written by the tunnel)
         if self.codec_error:
             st.downstream_rq_rx_reset.inc()
         st.downstream_rq_time.record((self._now() - self.stream_info.start_time) * 1000)
@@ -522,11 +518,32 @@ class ActiveStream(FilterManager):
         if server is not None:
             server.on_stream_complete(self)
 
+    def _charge(self, code: int) -> None:
+        """Envoy's chargeStats: the response's code class and ``downstream_rq_completed``,
+        counted when the response headers are encoded (so also for a response reset later)."""
+        self._charged = True
+        cfg = self.config
+        cfg.stats.downstream_rq_completed.inc()
+        idx = code // 100 - 1
+        if 0 <= idx < 5:
+            cfg.xx[idx].inc()
+            if cfg.listener_stats is not None:
+                cfg.listener_xx[idx].inc()
+        if cfg.listener_stats is not None:
+            cfg.listener_stats.downstream_rq_completed.inc()
+
     def reset_stream(self) -> None:
         """Abort this stream (on HTTP/1, its connection)."""
         if self._destroyed:
             return
-        self.config.stats.downstream_rq_tx_reset.inc()
+        st = self.config.stats
+        st.downstream_rq_tx_reset.inc()
+        if self.tunnel is None or not self.tunnel.established:
+            # Envoy's ActiveStream::onResetStream runs for a reset it sends as for one it
+            # receives, and counts downstream_rq_rx_reset in both (checked against Envoy 1.40,
+            # HTTP/1 and HTTP/2: an upstream closing mid-body, the route timeout after the
+            # headers). (An established tunnel's end is counted once, by its close.)
+            st.downstream_rq_rx_reset.inc()
         if logs.http_debug:
             debug_log.stream_reset(self, "local reset")
         self._destroy()

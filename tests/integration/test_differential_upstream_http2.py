@@ -315,14 +315,7 @@ def _h2_observe(proxy: ProxyProcess, paths: list[str]) -> dict[str, Any]:
         "/ds/ok",
         "/ds/trailers",
         "/ds/rst-before",
-        pytest.param(
-            "/ds/rst-after",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="Envoy resets the downstream HTTP/2 stream with INTERNAL_ERROR after an upstream reset; "
-                "Sluice's ActiveStream.reset_stream() takes no reason and sends NO_ERROR (http/active_stream.py)",
-            ),
-        ),
+        "/ds/rst-after",
     ],
 )
 def test_http2_downstream_uses_http2_upstream_with_use_downstream_protocol_config(
