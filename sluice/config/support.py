@@ -166,7 +166,11 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
     "envoy.config.route.v3.RouteAction": {"cluster", "cluster_header", "weighted_clusters",
                                           "request_mirror_policies", "prefix_rewrite", "regex_rewrite",
                                           "host_rewrite_literal", "auto_host_rewrite", "timeout", "idle_timeout", "cors",
-                                          "retry_policy", "upgrade_configs"},
+                                          "retry_policy", "upgrade_configs",
+                                          # gRPC timeouts: router/timeouts.py (legacy), http/active_stream.py
+                                          "max_grpc_timeout", "grpc_timeout_offset", "max_stream_duration"},
+    "envoy.config.route.v3.RouteAction.MaxStreamDuration": {"max_stream_duration", "grpc_timeout_header_max",
+                                                            "grpc_timeout_header_offset"},
     # upgrades (sluice/http/upgrade.py): not connect_config (CONNECT), nor upgrade filters
     "envoy.config.route.v3.RouteAction.UpgradeConfig": {"upgrade_type", "enabled"},
     f"{_HCM}.UpgradeConfig": {"upgrade_type", "enabled"},

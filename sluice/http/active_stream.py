@@ -195,6 +195,8 @@ class ActiveStream(FilterManager):
             self.route = cfg.route_table.route(headers, self.random_value)
             if self.route is not None:
                 self.stream_info.route_name = self.route.name
+                if self.route.using_new_timeouts:
+                    self._refresh_duration_timeout()
         self.route_resolved = True
         if upgrade and self.route is not None and upgrades.allowed(headers, self.route.upgrades, cfg.upgrade_configs):
             self.tunnel = upgrades.Tunnel(self)
@@ -241,6 +243,34 @@ class ActiveStream(FilterManager):
         if cfg.max_stream_duration > 0:
             self._dur_timer = cfg.call_later(max(cfg.max_stream_duration - elapsed, 0.0), self._on_max_duration)
 
+    def _refresh_duration_timeout(self) -> None:
+        """Envoy's ``refreshDurationTimeout`` for a route with ``max_stream_duration``: the
+        limit of :func:`grpc.grpc_stream_duration` (from the stream's start) replaces the
+        connection manager's, and a gRPC request's ``grpc-timeout`` becomes that limit (removed
+        when the route turns off a running limit). Other routes keep the connection manager's."""
+        route = self.route
+        assert route is not None
+        cfg = self.config
+        headers = self.request_headers
+        limit = grpc.grpc_stream_duration(
+            headers, route.grpc_timeout_header_max, route.grpc_timeout_header_offset, route.max_stream_duration, cfg.max_stream_duration
+        )
+        timer = self._dur_timer
+        if limit is None:
+            if timer is not None:
+                timer.cancel()
+                self._dur_timer = None
+                if grpc.is_grpc_request(headers):
+                    headers.remove("grpc-timeout")
+            return
+        if grpc.is_grpc_request(headers):
+            headers.set("grpc-timeout", grpc.encode_grpc_timeout(limit))
+        if timer is not None:
+            timer.cancel()
+        # (Envoy subtracts the whole milliseconds the stream has lived.)
+        used = int((self._now() - self.stream_info.start_time) * 1000) / 1000
+        self._dur_timer = cfg.call_later(max(limit - used, 0.0), self._on_max_duration)
+
     def _on_request_timeout(self) -> None:
         self._req_timer = None
         # Disarmed once the request is complete or the response has started (Envoy).
@@ -257,7 +287,9 @@ class ActiveStream(FilterManager):
         if self.response_started:
             self.reset_stream()
             return
-        self.send_local_reply(504 if self.request_complete else 408, "downstream duration timeout", "max_duration_timeout")
+        self.send_local_reply(
+            504 if self.request_complete else 408, "downstream duration timeout", "max_duration_timeout", grpc_status=grpc.DEADLINE_EXCEEDED
+        )
 
     def _on_idle_check(self) -> None:
         # One timer per stream, re-armed for the remaining time: activity only stamps

@@ -13,11 +13,14 @@ request's content-type and then changes a few things (each read from Envoy 1.40'
   ``:status 200``, ``content-type: application/grpc``, ``grpc-status`` (the filter's gRPC status,
   else the HTTP status mapped), ``grpc-message`` (the body, percent-encoded; not for HEAD), no
   body — over HTTP/1.1 as well.
-- **grpc-timeout** (``Grpc::Common::getGrpcTimeout`` / ``toGrpcTimeout``): at most 8 digits of
-  value and one unit letter; Envoy works in whole milliseconds, rounding ``u``/``n`` up.
+- **grpc-timeout** (``Grpc::Common::getGrpcTimeout`` / ``toGrpcTimeout``): a value of 0 to
+  99999999 and one unit letter (anything else: no timeout from the header); Envoy works in
+  whole milliseconds, rounding ``u``/``n`` up.
 - **Route timeouts** (``FilterUtility::finalTimeout`` for the legacy ``max_grpc_timeout`` /
-  ``grpc_timeout_offset``; ``ActiveStream::refreshDurationTimeout`` for
-  ``max_stream_duration.grpc_timeout_header_max`` / ``grpc_timeout_header_offset``).
+  ``grpc_timeout_offset``, applied by ``sluice/router/timeouts.py``;
+  ``ActiveStream::refreshDurationTimeout`` for ``max_stream_duration`` and its
+  ``grpc_timeout_header_max`` / ``grpc_timeout_header_offset``, applied by
+  ``ActiveStream._refresh_duration_timeout``).
 
 Times are seconds as floats, as elsewhere in Sluice; each is computed in integer milliseconds
 first, as Envoy's ``std::chrono::milliseconds``, so the rounding is Envoy's.
@@ -207,13 +210,19 @@ _UNIT_MS: Final = {"H": 3_600_000, "M": 60_000, "S": 1000, "m": 1}
 def parse_grpc_timeout_ms(value: str | None) -> int | None:
     """``Grpc::Common::getGrpcTimeout`` in whole milliseconds; None when absent or invalid.
 
-    The value before the unit is read by ``absl::SimpleAtoi`` and must be at most
+    The value before the unit is read by ``absl::SimpleAtoi`` into an int64 and must be 0 to
     :data:`MAX_GRPC_TIMEOUT_VALUE`: Envoy checks the number, not the digit count, so leading
-    zeros (``000000001S``), a '+' and surrounding whitespace pass, as in Envoy. Microseconds
-    and nanoseconds round up to the next millisecond."""
+    zeros (``000000001S``), a '+', surrounding whitespace and a negative zero (``-0S``: 0 ms)
+    pass, as in Envoy (checked with Envoy 1.40). Microseconds and nanoseconds round up to the
+    next millisecond."""
     if not value:
         return None
-    n = _simple_atoi(value[:-1])
+    text = value[:-1].strip(" \t\n\v\f\r")
+    if text.startswith("-"):
+        digits = text[1:]
+        n = 0 if digits.isascii() and digits.isdigit() and int(digits) == 0 else None
+    else:
+        n = _simple_atoi(text)
     if n is None or n > MAX_GRPC_TIMEOUT_VALUE:
         return None
     unit = value[-1]
@@ -326,17 +335,3 @@ def grpc_stream_duration(
         timeout = timeout - offset_ms if offset_ms < timeout else 0
     return timeout / 1000
 
-
-def grpc_timeout_header(
-    timeout: float,
-    headers: HeaderMap,
-    max_grpc_timeout: float | None,
-    *,
-    using_new_timeouts: bool = False,
-) -> str | None:
-    """The ``grpc-timeout`` the router writes upstream (``FilterUtility::setTimeoutHeaders``):
-    for a gRPC request on a route with ``max_grpc_timeout`` (legacy timeouts), the expected
-    timeout (``timeout``, seconds, > 0) re-encoded; else None (the header is left as it is)."""
-    if using_new_timeouts or max_grpc_timeout is None or timeout <= 0 or not is_grpc_request(headers):
-        return None
-    return encode_grpc_timeout(timeout)

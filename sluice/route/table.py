@@ -228,6 +228,8 @@ class RouteEntry:
         "grpc_timeout_header_max",
         "grpc_timeout_header_offset",
         "using_new_timeouts",
+        "grpc_timeouts",
+        "expected_timeout_header",
         "upgrades",
         "direct_status",
         "direct_body",
@@ -276,8 +278,8 @@ class RouteEntry:
         self.timeout = DEFAULT_ROUTE_TIMEOUT
         self.idle_timeout: float | None = None
         # gRPC timeouts (pure rules in sluice/http/grpc.py: grpc_route_timeout and
-        # grpc_stream_duration). Parsed here; config/support.py still reports these fields as
-        # not implemented until the router and the connection manager apply them.
+        # grpc_stream_duration): the router applies the legacy ones (router/timeouts.py), the
+        # connection manager's stream the max_stream_duration ones (http/active_stream.py).
         self.max_grpc_timeout: float | None = None
         """``route.max_grpc_timeout`` (legacy), whole ms as seconds; None = unset."""
         self.grpc_timeout_offset: float | None = None
@@ -291,6 +293,12 @@ class RouteEntry:
         self.using_new_timeouts = False
         """``route.max_stream_duration`` is set (Envoy's ``usingNewTimeouts``): the route's
         ``timeout`` and the legacy gRPC fields are then not used."""
+        self.grpc_timeouts = False
+        """``max_grpc_timeout`` or ``max_stream_duration`` is set: the router's one check before
+        it takes the plain route timeout (``router/timeouts.py``)."""
+        self.expected_timeout_header = ""
+        """``x-envoy-expected-rq-timeout-ms`` for a request that only has ``timeout`` (no
+        per-try timeout, no header override, no gRPC field): made once, "" for none."""
         self.upgrades: dict[str, bool] | None = None
         """``upgrade_configs``: lower-cased type → enabled (it overrides the HCM's for that type)."""
         self.direct_status = 0
@@ -391,7 +399,9 @@ class RouteEntry:
             self.timeout = ra.timeout.seconds + ra.timeout.nanos / 1e9
         if ra.HasField("idle_timeout"):
             self.idle_timeout = ra.idle_timeout.seconds + ra.idle_timeout.nanos / 1e9
-        self._init_grpc_timeouts(ra)
+        self._init_grpc_timeouts(ra, path)
+        ms = round(self.timeout * 1000)
+        self.expected_timeout_header = str(ms) if ms > 0 else ""
         if ra.upgrade_configs:
             self.upgrades = {u.upgrade_type.lower(): u.enabled.value if u.HasField("enabled") else True for u in ra.upgrade_configs}
         if ra.HasField("retry_policy"):
@@ -399,25 +409,27 @@ class RouteEntry:
         if ra.HasField("cors"):
             self.cors = CorsPolicy.from_proto(ra.cors, f"{path}.cors")
 
-    def _init_grpc_timeouts(self, ra: Any) -> None:
-        """Envoy's ``PROTOBUF_GET_OPTIONAL_MS`` of each field: whole milliseconds."""
+    def _init_grpc_timeouts(self, ra: Any, path: str) -> None:
+        """Envoy's ``PROTOBUF_GET_OPTIONAL_MS`` of each field: whole milliseconds. A negative
+        duration is refused as Envoy's ``validateDurationFields`` does (checked with Envoy 1.40:
+        "Invalid duration: Expected positive duration")."""
 
-        def ms(d: Any) -> float:
+        def ms(d: Any, field: str) -> float:
+            if d.seconds < 0 or d.nanos < 0:
+                raise ConfigError(f"{path}.{field}: Invalid duration: Expected positive duration")
             return float(d.seconds * 1000 + d.nanos // 1_000_000) / 1000
 
         if ra.HasField("max_grpc_timeout"):
-            self.max_grpc_timeout = ms(ra.max_grpc_timeout)
+            self.max_grpc_timeout = ms(ra.max_grpc_timeout, "max_grpc_timeout")
         if ra.HasField("grpc_timeout_offset"):
-            self.grpc_timeout_offset = ms(ra.grpc_timeout_offset)
+            self.grpc_timeout_offset = ms(ra.grpc_timeout_offset, "grpc_timeout_offset")
         if ra.HasField("max_stream_duration"):
             msd = ra.max_stream_duration
             self.using_new_timeouts = True
-            if msd.HasField("max_stream_duration"):
-                self.max_stream_duration = ms(msd.max_stream_duration)
-            if msd.HasField("grpc_timeout_header_max"):
-                self.grpc_timeout_header_max = ms(msd.grpc_timeout_header_max)
-            if msd.HasField("grpc_timeout_header_offset"):
-                self.grpc_timeout_header_offset = ms(msd.grpc_timeout_header_offset)
+            for name in ("max_stream_duration", "grpc_timeout_header_max", "grpc_timeout_header_offset"):
+                if msd.HasField(name):
+                    setattr(self, name, ms(getattr(msd, name), f"max_stream_duration.{name}"))
+        self.grpc_timeouts = self.max_grpc_timeout is not None or self.using_new_timeouts
 
     @staticmethod
     def _init_redirect(rd: Any, path: str) -> RedirectAction:

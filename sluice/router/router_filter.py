@@ -6,6 +6,9 @@ headers (timeout header, header mutations route → vhost → route config, path
 rewrites), pick a host and start an :class:`UpstreamRequest`; mirror policies start shadows.
 The route timeout (default 15 s) runs from the end of the request to the end of the response:
 expiry before the response started gives ``504 upstream request timeout`` (UT), after it a reset.
+A gRPC request on a route with ``max_grpc_timeout`` takes its timeout from its ``grpc-timeout``
+and has it rewritten upstream; a route with ``max_stream_duration`` has no route timeout (the
+connection manager's stream duration governs): ``timeouts.py``.
 
 Retries (``retry.py`` decides, the router acts): a route with a ``retry_policy`` (or an internal
 request with ``x-envoy-retry-on``) gets a :class:`RetryState`; each response head and each reset
@@ -26,7 +29,7 @@ from sluice.clock import REAL, TimerHandle, TimeSource
 from sluice.http import debug_log
 from sluice.http.filter import CONTINUE, STOP_ITERATION, STOP_ITERATION_NO_BUFFER, FilterStatus
 from sluice.http.stream_info import ResponseFlag
-from sluice.route.retry_policy import atoi
+from sluice.router import timeouts
 from sluice.router import upstream_outcome as outcome
 from sluice.router.retry import RetryState, RetryStatus, retry_resource
 from sluice.router.rewrite import redirect_location, rewrite_path_and_host
@@ -179,41 +182,30 @@ class Router:
             debug_log.cluster_match(cb, cluster_name, headers.path)
         rp = route.retry_policy
         internal = cb.is_internal
-        timeout = route.timeout
-        if rp is not None or internal:
-            per_try = rp.per_try_timeout if rp is not None else 0.0
-            if internal:
-                # Envoy's FilterUtility::finalTimeout: request headers override (internal only).
-                v = headers.get("x-envoy-upstream-rq-timeout-ms")
-                if v is not None:
-                    n = atoi(v)
-                    if n is not None:
-                        timeout = n / 1000
-                    headers.remove("x-envoy-upstream-rq-timeout-ms")
-                v = headers.get("x-envoy-upstream-rq-per-try-timeout-ms")
-                if v is not None:
-                    n = atoi(v)
-                    if n is not None:
-                        per_try = n / 1000
-                    headers.remove("x-envoy-upstream-rq-per-try-timeout-ms")
-            if per_try >= timeout and timeout != 0:
-                per_try = 0.0
-            self._per_try = per_try
-            self._per_try_idle = rp.per_try_idle_timeout if rp is not None else 0.0
-            self.retry = RetryState.create(
-                rp,
-                headers,
-                internal,
-                cluster.stats,
-                retry_resource(cluster),
-                cfg.rng,
-                cfg.runtime.get_integer("upstream.base_retry_backoff_ms", 25),
-            )
-            if self.retry is not None:
-                self._body = []
-        self._timeout = timeout
         self.attempt_count = 1
-        self._set_expected_timeout(headers, 0)
+        if rp is not None or internal or route.grpc_timeouts:
+            # Per-try timeouts, an internal request's timeout headers, gRPC timeouts.
+            global_timeout, per_try, self._per_try_idle, grpc_header = timeouts.final_timeout(route, headers, internal)
+            self._timeout = global_timeout
+            self._per_try = per_try
+            if rp is not None or internal:
+                self.retry = RetryState.create(
+                    rp,
+                    headers,
+                    internal,
+                    cluster.stats,
+                    retry_resource(cluster),
+                    cfg.rng,
+                    cfg.runtime.get_integer("upstream.base_retry_backoff_ms", 25),
+                )
+                if self.retry is not None:
+                    self._body = []
+            timeouts.set_timeout_headers(headers, global_timeout, per_try, 0, grpc_header)
+        else:
+            # The plain request: the route timeout, its expected-timeout header made once.
+            self._timeout = route.timeout
+            if route.expected_timeout_header:
+                headers.set("x-envoy-expected-rq-timeout-ms", route.expected_timeout_header)
         if route.vhost.include_request_attempt_count:
             headers.set("x-envoy-attempt-count", "1")
         self._finalize_request(headers, route)
@@ -310,16 +302,6 @@ class Router:
         up = self.upstream
         if up is not None and up.conn is not None and up.ready_hook is not None:
             self._on_attempt_ready(up)
-
-    def _set_expected_timeout(self, headers: RequestHeaders, elapsed_ms: int) -> None:
-        """Envoy's ``FilterUtility::setTimeoutHeaders``: the per-try timeout, else the route
-        timeout, capped by what is left of the route timeout (at least 1 ms); none when 0."""
-        global_ms = round(self._timeout * 1000)
-        expected = round(self._per_try * 1000) or global_ms
-        if expected > 0:
-            if global_ms > 0:
-                expected = 1 if elapsed_ms >= global_ms else min(expected, global_ms - elapsed_ms)
-            headers.set("x-envoy-expected-rq-timeout-ms", str(expected))
 
     def _choose_host(self, cluster: Cluster) -> Host | None:
         """Load balancing, with the ``previous_hosts`` predicate on retries: up to
@@ -432,7 +414,9 @@ class Router:
         if route.vhost.include_request_attempt_count:
             headers.set("x-envoy-attempt-count", str(self.attempt_count))
         elapsed = int((self.config.clock.monotonic() - self._complete_time) * 1000) if self._request_end else 0
-        self._set_expected_timeout(headers, elapsed)
+        timeouts.set_timeout_headers(
+            headers, self._timeout, self._per_try, elapsed, timeouts.rewrites_grpc_timeout(route, self.cb.request_headers)
+        )
         host = self._choose_host(cluster)
         if host is None:
             cluster.stats.upstream_cx_none_healthy.inc()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, cast
 
 import pytest
 
@@ -14,7 +15,6 @@ from sluice.http.grpc import (
     grpc_route_timeout,
     grpc_status_of,
     grpc_stream_duration,
-    grpc_timeout_header,
     grpc_to_http_status,
     has_grpc_content_type,
     http_to_grpc_status,
@@ -175,6 +175,10 @@ def test_local_reply_over_modified_headers() -> None:
         ("+5S", 5000),  # absl::SimpleAtoi takes a sign...
         (" 5S", 5000),  # ...and surrounding whitespace
         ("-1S", None),
+        ("-0S", 0),  # into an int64 "-0" is 0 (checked with Envoy 1.40: the stream ends at once)
+        ("-000m", 0),
+        ("-+0S", None),  # one sign only
+        ("-S", None),
         ("5", None),  # no unit: "5" is the unit, "" the value
         ("S", None),
         ("5s", None),  # units are case-sensitive
@@ -246,14 +250,6 @@ def test_route_timeout_with_max_stream_duration_is_none() -> None:
     assert grpc_route_timeout(15.0, req(), None, None, using_new_timeouts=True) == 0.0
 
 
-def test_grpc_timeout_header_upstream() -> None:
-    assert grpc_timeout_header(1.5, req(GRPC), 10.0) == "1500m"
-    assert grpc_timeout_header(1.5, req(GRPC), None) is None
-    assert grpc_timeout_header(1.5, req(), 10.0) is None
-    assert grpc_timeout_header(0.0, req(GRPC), 10.0) is None
-    assert grpc_timeout_header(1.5, req(GRPC), 10.0, using_new_timeouts=True) is None
-
-
 # -- ActiveStream::refreshDurationTimeout (max_stream_duration's gRPC fields) --------------------
 def test_stream_duration_from_the_header_capped_and_offset() -> None:
     h = req(GRPC, ("grpc-timeout", "5S"))
@@ -321,13 +317,46 @@ def test_route_table_defaults_leave_grpc_fields_unset() -> None:
     assert (r.max_grpc_timeout, r.grpc_timeout_offset, r.max_stream_duration, r.using_new_timeouts) == (None, None, None, False)
 
 
-def test_the_grpc_timeout_fields_are_still_reported_unimplemented() -> None:
-    """Parsed, but nothing applies them yet: the support table keeps naming them (remove this
-    test when the router and the connection manager use them)."""
+def test_the_grpc_timeout_fields_are_supported() -> None:
+    """Applied by the router (legacy) and the connection manager's stream (max_stream_duration)."""
     from envoy.config.route.v3 import route_components_pb2
 
     from sluice.config.support import SUPPORTED_FIELDS
 
-    fields = set(route_components_pb2.RouteAction.DESCRIPTOR.fields_by_name)
-    assert {"max_grpc_timeout", "grpc_timeout_offset", "max_stream_duration"} <= fields
-    assert not {"max_grpc_timeout", "grpc_timeout_offset", "max_stream_duration"} & SUPPORTED_FIELDS["envoy.config.route.v3.RouteAction"]
+    names = {"max_grpc_timeout", "grpc_timeout_offset", "max_stream_duration"}
+    assert names <= set(route_components_pb2.RouteAction.DESCRIPTOR.fields_by_name)
+    assert names <= SUPPORTED_FIELDS["envoy.config.route.v3.RouteAction"]
+    msd = set(route_components_pb2.RouteAction.MaxStreamDuration.DESCRIPTOR.fields_by_name)
+    assert msd == SUPPORTED_FIELDS["envoy.config.route.v3.RouteAction.MaxStreamDuration"]
+
+
+def test_the_routers_one_check_covers_every_grpc_field() -> None:
+    assert not cast(Any, _route({})).grpc_timeouts
+    assert cast(Any, _route({"max_grpc_timeout": "0s"})).grpc_timeouts
+    assert cast(Any, _route({"max_stream_duration": {}})).grpc_timeouts
+    # grpc_timeout_offset alone changes nothing (Envoy reads it only with max_grpc_timeout).
+    assert not cast(Any, _route({"grpc_timeout_offset": "1s"})).grpc_timeouts
+
+
+def test_the_plain_expected_timeout_header_is_made_once() -> None:
+    assert cast(Any, _route({})).expected_timeout_header == "15000"
+    assert cast(Any, _route({"timeout": "0.25s"})).expected_timeout_header == "250"
+    assert cast(Any, _route({"timeout": "0s"})).expected_timeout_header == ""
+
+
+@pytest.mark.parametrize(
+    ("action", "field"),
+    [
+        ({"max_grpc_timeout": "-1s"}, "max_grpc_timeout"),
+        ({"grpc_timeout_offset": "-0.5s"}, "grpc_timeout_offset"),
+        ({"max_stream_duration": {"max_stream_duration": "-1s"}}, "max_stream_duration.max_stream_duration"),
+        ({"max_stream_duration": {"grpc_timeout_header_max": "-1s"}}, "max_stream_duration.grpc_timeout_header_max"),
+        ({"max_stream_duration": {"grpc_timeout_header_offset": "-0.5s"}}, "max_stream_duration.grpc_timeout_header_offset"),
+    ],
+)
+def test_a_negative_duration_is_refused_by_name(action: dict[str, object], field: str) -> None:
+    """As Envoy 1.40's validateDurationFields ("Invalid duration: Expected positive duration")."""
+    from sluice.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"\.route\.{re.escape(field)}: Invalid duration: Expected positive duration"):
+        _route(action)
