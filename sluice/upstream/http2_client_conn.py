@@ -200,7 +200,7 @@ class Http2Connection(asyncio.Protocol):
 
     __slots__ = (
         "pool", "transport", "codec", "streams", "closed", "created", "requests", "remaining_requests",
-        "rq_counted", "draining", "idle_since", "unsent",
+        "rq_counted", "draining", "idle_since", "unsent", "dispatching",
     )  # fmt: skip
 
     multiplexed = True
@@ -212,6 +212,8 @@ class Http2Connection(asyncio.Protocol):
         self.codec = http2_client.ClientCodec(self, pool.options.http2, pool.http2_stats)
         self.streams: set[Http2Stream] = set()
         self.closed = False
+        self.dispatching = False
+        """Inside ``codec.feed`` (the events of one read are being handed out)."""
         self.created = REAL.monotonic()
         self.requests = 0
         limit = pool.options.max_requests_per_connection
@@ -275,12 +277,17 @@ class Http2Connection(asyncio.Protocol):
         self.pool.stats.upstream_cx_rx_bytes_total.inc(len(data))
         if self.closed:
             return
+        self.dispatching = True
         try:
             error = self.codec.feed(data)
         except Exception:  # noqa: BLE001 - a bug must not take the process down
             log.exception("internal error on an upstream HTTP/2 connection")
             self._close(local=True)
             return
+        finally:
+            self.dispatching = False
+        if self.closed:
+            return  # (closed by an event of this read: counted in close())
         self.flush()
         if error is not None:
             self.pool.stats.upstream_cx_protocol_error.inc()
@@ -331,6 +338,12 @@ class Http2Connection(asyncio.Protocol):
     def close(self) -> None:
         if self.closed:
             return
+        if self.dispatching:
+            # As Envoy counts it: a connection closed by the events of the read being dispatched
+            # (a draining connection whose last stream just ended, e.g. at
+            # max_requests_per_connection) makes its codec return "Connection was closed while
+            # dispatching frames", and codec_client counts that as upstream_cx_protocol_error.
+            self.pool.stats.upstream_cx_protocol_error.inc()
         self.codec.goaway()
         self.flush()
         self._close(local=True)
