@@ -491,7 +491,9 @@ class ConnectionManager:
         h2 = self.h2
         if h2 is not None and not stream.request_complete:
             # Envoy's doEndStream: the response is complete and the request is not: the
-            # stream is reset (NO_ERROR), the rest of the request is not wanted.
+            # stream is reset (NO_ERROR), the rest of the request is not wanted. Envoy's
+            # onResetStream counts that reset as downstream_rq_rx_reset too.
+            self.config.stats.downstream_rq_rx_reset.inc()
             h2.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)
             self.connection.want_flush()
         self._h2_forget(stream)

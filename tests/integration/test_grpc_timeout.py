@@ -228,16 +228,7 @@ HCM_STATS = [
     "downstream_rq_rx_reset",
     "downstream_rq_tx_reset",
 ]
-RX_RESET = (
-    "After a local reply to an HTTP/2 request that is not complete, Envoy (doEndStream) resets the "
-    "stream and counts downstream_rq_rx_reset; Sluice (conn_manager._h2_stream_done) sends the "
-    "RST_STREAM(NO_ERROR) and counts none: any local reply, not only a timeout's (as in test_grpc_differential.py)"
-)
-KNOWN_STAT_DIFFERENCES: dict[str, dict[str, str]] = {
-    "duration, request not complete: 408": {"http.ext.downstream_rq_rx_reset": RX_RESET},
-    "duration, non-gRPC request not complete: 408": {"http.ext.downstream_rq_rx_reset": RX_RESET},
-    "duration, header max 0, header -0S": {"http.ext.downstream_rq_rx_reset": RX_RESET},
-}
+KNOWN_STAT_DIFFERENCES: dict[str, dict[str, str]] = {}
 """Per case, stats (with the reason) where Sluice differs from Envoy for reasons outside the gRPC
 timeouts. Strict: a stat listed that matches fails the case until it is removed from here."""
 UPSTREAM_HEADERS = ("grpc-timeout", "x-envoy-expected-rq-timeout-ms", "x-envoy-upstream-rq-timeout-ms", "x-envoy-attempt-count")
