@@ -132,15 +132,21 @@ def mutate_request_headers(
         info.downstream_remote_address = (final_ip, 0)
     # Envoy 1.40: no address is internal unless internal_address_config lists it. A request
     # is internal when XFF (after appending) holds a single address and the trusted remote
-    # address is in one of the configured ranges.
+    # address is in one of the configured ranges. Without use_remote_address that address is
+    # XFF's only (getLastAddressFromXFF): no XFF, no internal request (the peer's address does
+    # not count; checked against Envoy 1.40 with 127.0.0.0/8 listed).
     internal = False
-    remote_ip = final_ip or conn_ip
+    remote_ip = (final_ip or conn_ip) if cfg.use_remote_address else final_ip
     if cfg.internal_networks and remote_ip:
         xff = headers.get("x-forwarded-for")
         if xff is None or "," not in xff:
             internal = in_networks(remote_ip, cfg.internal_networks)
     if internal:
-        headers.set("x-envoy-internal", "true")
+        # Envoy removes a client's x-envoy-internal before it decides, then adds its own: the
+        # header goes after x-forwarded-proto, not where the client put it (checked against 1.40).
+        if "x-envoy-internal" in names:
+            headers.remove("x-envoy-internal")
+        headers.add("x-envoy-internal", "true")
     edge = not internal and cfg.use_remote_address
     if not internal:
         drop = names & (_INTERNAL_AND_EDGE if edge else _INTERNAL_ONLY)

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.envoy
 
 LAB = "monitoring"
 SPOOFED = [("x-envoy-downstream-service-cluster", "evil"), ("x-envoy-downstream-service-node", "evil-node")]
+INTERNAL_ONLY = [("x-envoy-max-retries", "3"), ("x-envoy-retriable-status-codes", "503"), ("x-envoy-internal", "true")]
 REQUESTS = [
     Req("GET", "/echo", [("User-Agent", "curl/7.68.0"), ("Accept", "*/*")]),
     Req("GET", "/echo"),
@@ -30,6 +31,11 @@ REQUESTS = [
     Req("GET", "/echo", [("User-Agent", "curl/7.68.0"), *SPOOFED]),
     Req("GET", "/echo", SPOOFED),
     Req("GET", "/echo", [("X-Forwarded-For", "203.0.113.9"), ("User-Agent", "ua"), ("X-Envoy-Decorator-Operation", "op")]),
+    # Internal-only headers: kept only for an internal request. Without use_remote_address (the
+    # seed) only XFF's single address can make it internal, not the loopback peer.
+    Req("GET", "/echo", INTERNAL_ONLY),
+    Req("GET", "/echo", [("X-Forwarded-For", "127.0.0.5"), *INTERNAL_ONLY]),
+    Req("GET", "/echo", [("X-Forwarded-For", "203.0.113.9, 127.0.0.5"), *INTERNAL_ONLY]),
 ]
 
 
@@ -55,7 +61,18 @@ def _no_cluster(cfg: dict[str, Any]) -> None:
     sink["address"] = {"socket_address": {"protocol": "UDP", "address": "127.0.0.1", "port_value": free_port()}}
 
 
-VARIANTS: dict[str, Callable[[dict[str, Any]], None]] = {"seed": lambda cfg: None, "internal": _internal, "no_cluster": _no_cluster}
+def _internal_from_xff(cfg: dict[str, Any]) -> None:
+    """Internal ranges without use_remote_address: only XFF's single address can be internal."""
+    _internal(cfg)
+    cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["use_remote_address"] = False
+
+
+VARIANTS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "seed": lambda cfg: None,
+    "internal": _internal,
+    "internal_from_xff": _internal_from_xff,
+    "no_cluster": _no_cluster,
+}
 
 
 @pytest.fixture(scope="module")
