@@ -52,7 +52,9 @@ from hyperframe.frame import GoAwayFrame, SettingsFrame
 from sluice.codec.http1 import CodecError
 from sluice.codec.http2_frames import REMOTE_RESET as REMOTE_RESET  # (re-exported)
 from sluice.codec.http2_frames import FrameRules, send_pending
-from sluice.codec.http2_validation import Malformed, Overflow, request, validate
+from sluice.codec.http2_hpack import Decoder as HpackDecoder
+from sluice.codec.http2_hpack import Encoder as HpackEncoder
+from sluice.codec.http2_validation import Malformed, Overflow, outbound, request, validate
 from sluice.http.headers import HeaderMap, RequestHeaders, ResponseHeaders
 from sluice.stats.store import Counter, Gauge, StatsBlock, block
 
@@ -165,8 +167,7 @@ class _Stream:
         """Flow-controlled bytes received while read-disabled, acknowledged on re-enable."""
 
 
-def _encode(entries: list[list[str]]) -> list[tuple[bytes, bytes]]:
-    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in entries]
+_STATUS = {code: (b":status", str(code).encode()) for code in range(100, 600)}
 
 
 class ServerCodec(FrameRules):
@@ -199,10 +200,18 @@ class ServerCodec(FrameRules):
         # this; oghttp2 bounds HPACK work at 4x max_header_list_bytes likewise. Below it the
         # limits are Envoy's, per stream.
         self._hpack_limit = 4 * self._max_bytes
+        # Outbound headers too are normalised and checked by us, in one pass (outbound()).
         config = h2.config.H2Configuration(
-            client_side=False, header_encoding=None, validate_inbound_headers=False, normalize_inbound_headers=False
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
         )
         conn = self.conn = h2.connection.H2Connection(config)
+        conn.encoder = HpackEncoder()  # (hpack's, remembering repeated blocks: http2_hpack)
+        conn.decoder = HpackDecoder(conn.decoder.max_header_list_size)
         codes = h2.settings.SettingCodes
         self._settings_acked = False
         """The client acknowledged our SETTINGS (then MAX_CONCURRENT_STREAMS is binding)."""
@@ -516,8 +525,8 @@ class ServerCodec(FrameRules):
         stream = self._streams.get(stream_id)
         if stream is None:
             return
-        block = [(b":status", str(headers.status).encode("latin-1"))]
-        block.extend(_encode(headers.entries))
+        status = headers.status
+        block = outbound(headers.entries, [_STATUS.get(status) or (b":status", str(status).encode())])
         self.conn.send_headers(stream_id, block, end_stream=end_stream)
         if end_stream:
             stream.end = stream.done = True
@@ -541,7 +550,7 @@ class ServerCodec(FrameRules):
         stream = self._streams.get(stream_id)
         if stream is None:
             return
-        stream.trailers = _encode(trailers.entries)
+        stream.trailers = outbound(trailers.entries, [])
         stream.end = True
         self._flush(stream)
 

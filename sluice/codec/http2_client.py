@@ -53,6 +53,8 @@ from sluice.codec.http2 import (
     Http2Settings,
 )
 from sluice.codec.http2_frames import send_pending
+from sluice.codec.http2_hpack import Decoder as HpackDecoder
+from sluice.codec.http2_hpack import Encoder as HpackEncoder
 from sluice.http.headers import HeaderMap, RequestHeaders
 from sluice.stats.store import Counter, Gauge, StatsBlock, block
 
@@ -186,6 +188,8 @@ class ClientCodec:
             validate_outbound_headers=False, normalize_outbound_headers=False,
         )  # fmt: skip
         conn = self.conn = h2.connection.H2Connection(config)
+        conn.encoder = HpackEncoder()  # (hpack's, remembering repeated blocks: http2_hpack)
+        conn.decoder = HpackDecoder(conn.decoder.max_header_list_size)
         codes = h2.settings.SettingCodes
         # Envoy's sendSettings for a client: no push, the configured windows and stream limit.
         conn.local_settings = h2.settings.Settings(
