@@ -16,6 +16,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from h2.errors import ErrorCodes
+
 from sluice import logs
 from sluice.http import conn_manager_utility as util
 from sluice.http import debug_log, grpc, http1, path_normalization
@@ -538,8 +540,8 @@ class ActiveStream(FilterManager):
         code = self.stream_info.response_code
         if code is not None and self.response_complete and not self._charged:
             self._charge(code)  # (a tunnel's 101, written by the tunnel)
-        if self.codec_error:
-            st.downstream_rq_rx_reset.inc()
+        if self.codec_error and self.h2 is None:
+            st.downstream_rq_rx_reset.inc()  # (HTTP/2: the stream's doEndStream reset counts it)
         st.downstream_rq_time.record((self._now() - self.stream_info.start_time) * 1000)
         if logs.http_debug:
             debug_log.stream_complete(self)
@@ -580,7 +582,10 @@ class ActiveStream(FilterManager):
             debug_log.stream_reset(self, "local reset")
         self._destroy()
         if self.h2 is not None:
-            self.conn.reset_h2_stream(self)
+            # An established extended-CONNECT tunnel that ends from our side (the upstream
+            # closed) is reset with CONNECT_ERROR, as Envoy 1.40 does (its ConnectError reason).
+            tunnel = self.tunnel is not None and self.tunnel.established
+            self.conn.reset_h2_stream(self, ErrorCodes.CONNECT_ERROR if tunnel else ErrorCodes.INTERNAL_ERROR)
             return
         if self.tunnel is not None and self.tunnel.established:
             # An ended tunnel (the upstream closed): what it sent before is flushed, then the

@@ -354,17 +354,19 @@ class ConnectionManager:
             if not self.streams:
                 self.close()
 
-    def drain_gracefully(self) -> None:
+    def drain_gracefully(self, counted: bool = True) -> None:
         """The listeners drain gracefully (admin ``/drain_listeners?graceful``): Envoy's drain
         manager tells the connection manager, which on HTTP/2 sends the shutdown notice
         (GOAWAY NO_ERROR, last stream id 2^31-1: streams the client opens meanwhile are still
         served) and counts downstream_cx_drain_close; the final GOAWAY (the highest stream
         received) follows after ``drain_timeout`` (onDrainTimeout), then the connection closes
-        once its streams are done. HTTP/1 connections are left alone here."""
+        once its streams are done. HTTP/1 connections are left alone here. ``counted``: false
+        for a connection that drains for its own reason (no downstream_cx_drain_close)."""
         h2 = self.h2
         if h2 is None or self._closing or h2.goaway_last_stream_id is not None:
             return
-        self.config.stats.downstream_cx_drain_close.inc()
+        if counted:
+            self.config.stats.downstream_cx_drain_close.inc()
         h2.goaway(http2_codec.SHUTDOWN_NOTICE)
         self.connection.want_flush()
         if self._idle_timer is not None:
@@ -471,7 +473,7 @@ class ConnectionManager:
                 if not s.destroyed:
                     s.on_downstream_writable(True)
 
-    def reset_h2_stream(self, stream: ActiveStream) -> None:
+    def reset_h2_stream(self, stream: ActiveStream, code: ErrorCodes = ErrorCodes.INTERNAL_ERROR) -> None:
         """A local reset of one stream (the router gave up mid-response, a stream timer, a
         filter): RST_STREAM INTERNAL_ERROR. Checked against Envoy 1.40 (oghttp2): an upstream
         RST_STREAM mid-response whatever its code, an HTTP/1 upstream closing mid-body, the route
@@ -479,7 +481,7 @@ class ConnectionManager:
         client as INTERNAL_ERROR (the NO_ERROR reset is doEndStream's, :meth:`_h2_stream_done`)."""
         h2 = self.h2
         if h2 is not None:
-            h2.reset_stream(stream.stream_id, ErrorCodes.INTERNAL_ERROR)
+            h2.reset_stream(stream.stream_id, code)
             self.connection.want_flush()
         self._h2_forget(stream)
 
@@ -492,10 +494,18 @@ class ConnectionManager:
         if h2 is not None and not stream.request_complete:
             # Envoy's doEndStream: the response is complete and the request is not: the
             # stream is reset (NO_ERROR), the rest of the request is not wanted. Envoy's
-            # onResetStream counts that reset as downstream_rq_rx_reset too.
-            self.config.stats.downstream_rq_rx_reset.inc()
+            # onResetStream counts that reset as downstream_rq_rx_reset too (a tunnel's
+            # stream counts its never-complete request's reset itself, Tunnel.on_destroy).
+            if stream.tunnel is None:
+                self.config.stats.downstream_rq_rx_reset.inc()
             h2.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)
             self.connection.want_flush()
+        if stream.codec_error:
+            # A refused upgrade (the only HTTP/2 stream with codec_error): Envoy sets
+            # saw_connection_close_ for it whatever the protocol, and on HTTP/2 that drains the
+            # connection with the shutdown notice GOAWAY (checked against 1.40: an extended
+            # CONNECT refused by its route; an upstream's non-101 answer drains nothing).
+            self.drain_gracefully(counted=False)
         self._h2_forget(stream)
 
     def _h2_forget(self, stream: ActiveStream) -> None:

@@ -1,4 +1,5 @@
-"""HTTP/1.1 upgrades (websocket and the like): Envoy's ``upgrade_configs``, on the HCM's side.
+"""HTTP/1.1 upgrades (websocket and the like) and HTTP/2 extended CONNECT (RFC 8441, with
+``http2_protocol_options.allow_connect``): Envoy's ``upgrade_configs``, on the HCM's side.
 
 Theory of operation (checked against Envoy 1.40 by tests/integration/test_websocket.py):
 - Whether an upgrade request may go on is decided once its route is known, as Envoy's
@@ -27,11 +28,12 @@ from typing import TYPE_CHECKING, Any
 from sluice.clock import REAL, TimeSource
 from sluice.http import http1
 from sluice.http.date import http_date
+from sluice.http.headers import ResponseHeaders
 from sluice.http.stream_info import ResponseFlag
 
 if TYPE_CHECKING:
     from sluice.http.conn_manager import ActiveStream
-    from sluice.http.headers import RequestHeaders, ResponseHeaders
+    from sluice.http.headers import RequestHeaders
 
 # Dropped from an upgrade's 101: Envoy keeps ``connection`` and ``upgrade`` for it.
 _TUNNEL_HOP_BY_HOP = frozenset({"keep-alive", "proxy-connection", "transfer-encoding"})
@@ -111,8 +113,15 @@ class Tunnel:
         if not server_set:
             out.append(["server", cfg.server_name])
         headers.entries = out
-        data, _ = http1.encode_response_head(headers, False, False, proper_case=cfg.http1_settings.proper_case_words)
-        stream.conn.write(data)
+        if stream.h2 is not None:
+            # An extended CONNECT (RFC 8441): Envoy's codec turns the 101 into a 200 without
+            # upgrade/connection (transformUpgradeResponseFromH1toH2); the tunnel's bytes are
+            # the stream's DATA. (The stats keep the 101: Envoy charges it before the codec.)
+            h2_head = ResponseHeaders(200, [e for e in out if e[0] not in ("upgrade", "connection")])
+            stream.conn.encode_h2_headers(stream.stream_id, h2_head, False)
+        else:
+            data, _ = http1.encode_response_head(headers, False, False, proper_case=cfg.http1_settings.proper_case_words)
+            stream.conn.write(data)
         self.established = True
         # Envoy charges the response code with the headers: a 1xx, completed.
         st = cfg.stats
