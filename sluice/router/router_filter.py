@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from sluice.http.headers import HeaderMap, RequestHeaders, ResponseHeaders
     from sluice.route.table import RouteEntry, RouteTable, WeightedClusterEntry
     from sluice.runtime import Runtime
-    from sluice.stats.blocks import RouterStats
+    from sluice.stats.blocks import PrefixCodeStats, RouterStats
     from sluice.upstream.cluster import Cluster
     from sluice.upstream.cluster_manager import ClusterManager
     from sluice.upstream.host import Host
@@ -101,6 +101,7 @@ class Router:
         "_body_len",
         "_trailers",
         "_watermarks",
+        "alt_stats",
     )
 
     def __init__(self, config: RouterConfig, stream: ActiveStream) -> None:
@@ -132,6 +133,8 @@ class Router:
         """Request trailers, kept for a retry's replay."""
         self._watermarks = False
         """Registered for the downstream's watermark callbacks (removed in on_destroy)."""
+        self.alt_stats: PrefixCodeStats | None = None
+        """The ``x-envoy-upstream-alt-stat-name`` tree this request's codes and time also go to."""
 
     # -- decoding -----------------------------------------------------------------------
     def decode_headers(self, headers: RequestHeaders, end_stream: bool) -> FilterStatus:
@@ -182,6 +185,8 @@ class Router:
             debug_log.cluster_match(cb, cluster_name, headers.path)
         rp = route.retry_policy
         internal = cb.is_internal
+        if internal and outcome.ALT_STAT_NAME in headers:  # (only an internal request keeps it)
+            self.alt_stats = outcome.take_alt_stats(headers, cluster)
         self.attempt_count = 1
         if rp is not None or internal or route.grpc_timeouts:
             # Per-try timeouts, an internal request's timeout headers, gRPC timeouts.
@@ -212,6 +217,7 @@ class Router:
         host = self._choose_host(cluster)
         if host is None:
             cluster.stats.upstream_cx_none_healthy.inc()
+            outcome.charge_code(cluster, 503, internal, self.alt_stats)  # (sendNoHealthyUpstreamResponse)
             cb.send_local_reply(
                 503, "no healthy upstream", "no_healthy_upstream", ResponseFlag.NO_HEALTHY_UPSTREAM, self._finalize_response
             )
@@ -367,7 +373,7 @@ class Router:
             return
         self._finish()
         self.upstream = None
-        outcome.charge_code(up.cluster, 504, self.cb.is_internal)
+        outcome.charge_code(up.cluster, 504, self.cb.is_internal, self.alt_stats)
         self.cb.stream_info.set_flag(ResponseFlag.UPSTREAM_REQUEST_TIMEOUT)
         if self._response_started:
             self.cb.reset_stream()
@@ -420,6 +426,7 @@ class Router:
         host = self._choose_host(cluster)
         if host is None:
             cluster.stats.upstream_cx_none_healthy.inc()
+            outcome.charge_code(cluster, 503, self.cb.is_internal, self.alt_stats)
             self._finish()
             self.cb.send_local_reply(
                 503, "no healthy upstream", "no_healthy_upstream", ResponseFlag.NO_HEALTHY_UPSTREAM, self._finalize_response
@@ -497,7 +504,7 @@ class Router:
         info = self.cb.stream_info
         info.first_upstream_rx = now
         self._last_upstream_activity = now
-        outcome.charge(req, code, self.cb.is_internal)
+        outcome.charge(req, code, self.cb.is_internal, self.alt_stats)
         if self._request_end:
             # Envoy adds it only once the downstream request is complete (an upstream that
             # answers an upload early gets none).
@@ -510,7 +517,7 @@ class Router:
     def on_upstream_informational(self, req: UpstreamRequest, code: int) -> None:
         """A 1xx interim response (not forwarded): Envoy charges its code stats."""
         if req is self.upstream and not self._finished:
-            outcome.charge_code(req.cluster, code, self.cb.is_internal)
+            outcome.charge_code(req.cluster, code, self.cb.is_internal, self.alt_stats)
 
     def on_upstream_data(self, req: UpstreamRequest, data: bytes, end_stream: bool) -> None:
         if req is not self.upstream or self._finished:
@@ -558,7 +565,7 @@ class Router:
         info.set_flag(flag)
         if not overflow:
             req.host.stats.rq_error += 1
-        outcome.charge_code(req.cluster, code, self.cb.is_internal)
+        outcome.charge_code(req.cluster, code, self.cb.is_internal, self.alt_stats)
         prefix = outcome.RESET_BEFORE_HEADERS_RETRIED if self.attempt_count > 1 else outcome.RESET_BEFORE_HEADERS
         # Envoy marks a circuit-breaker overflow answer with ``x-envoy-overloaded: true``.
         modify = self._finalize_overloaded if overflow else self._finalize_response
@@ -606,7 +613,7 @@ class Router:
         if self._response_started:
             self.cb.reset_stream()
             return
-        outcome.charge_code(cluster, 504, self.cb.is_internal)
+        outcome.charge_code(cluster, 504, self.cb.is_internal, self.alt_stats)
         self.cb.send_local_reply(504, "upstream request timeout", "upstream_response_timeout", 0, self._finalize_response)
 
     def _upstream_done(self, req: UpstreamRequest) -> None:
@@ -619,6 +626,8 @@ class Router:
             (st.upstream_rq_time or st.rq_time()).record(elapsed)
             if not self.cb.is_internal:
                 st.external_rq_time().record(elapsed)
+            else:
+                outcome.charge_internal_time(st, elapsed, self.alt_stats)
         self._finish()
 
     def _finish(self) -> None:

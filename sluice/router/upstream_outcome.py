@@ -1,8 +1,9 @@
 """What an attempt's outcome does to the stats and the answer, apart from the router's state:
-Envoy's ``chargeResponseStat`` (per-code counters of the cluster and its ``external.`` scope)
-and the local reply for an upstream reset before the response started
-(``streamResetReasonToResponseFlag`` and the ``upstream_reset_before_response_started{...}``
-details)."""
+Envoy's ``chargeResponseStat`` and ``chargeResponseTiming`` (per-code counters and the request
+time of the cluster, its ``external.`` or ``internal.`` scope, and the alternate tree an internal
+caller names with ``x-envoy-upstream-alt-stat-name``) and the local reply for an upstream reset
+before the response started (``streamResetReasonToResponseFlag`` and the
+``upstream_reset_before_response_started{...}`` details)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from sluice.codec.http1_client import PROTOCOL_ERROR
 from sluice.http.stream_info import ResponseFlag
 
 if TYPE_CHECKING:
+    from sluice.http.headers import RequestHeaders
     from sluice.router.upstream_request import UpstreamRequest
+    from sluice.stats.blocks import ClusterStats, PrefixCodeStats
     from sluice.upstream.cluster import Cluster
+
+ALT_STAT_NAME = "x-envoy-upstream-alt-stat-name"
 
 RESET_BEFORE_HEADERS = "upstream connect error or disconnect/reset before headers. reset reason: "
 RESET_BEFORE_HEADERS_RETRIED = "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: "
@@ -47,7 +52,28 @@ def reset_reply(reason: str, overflow: bool, before_connect: bool) -> tuple[int,
     return 503, reset_flag(reason), "upstream_reset_before_response_started{" + reason.replace(" ", "_") + "}"
 
 
-def charge(req: UpstreamRequest, code: int, internal: bool) -> None:
+def take_alt_stats(headers: RequestHeaders, cluster: Cluster) -> PrefixCodeStats | None:
+    """Envoy's router consumes ``x-envoy-upstream-alt-stat-name`` (router.cc ``alt_stat_prefix_``:
+    read once the cluster is known, removed from the request, so neither the upstream nor a
+    mirror sees it) and charges the response-code and timing stats a second time under
+    ``cluster.<name>.<value>.`` (checked against Envoy 1.40: ``cluster.c.alt.upstream_rq_200``,
+    ``cluster.c.alt.internal.upstream_rq_time``). The router asks only for an internal request:
+    the connection manager strips the header from the others, and no Sluice filter ahead of the
+    router adds request headers (one that did would need the router to ask for every request, as
+    Envoy reads it whatever made the request)."""
+    values = headers.get_all(ALT_STAT_NAME)
+    if not values:
+        return None
+    headers.remove(ALT_STAT_NAME)
+    # Envoy's header map holds one value for this inline header: repeated lines are joined with
+    # ',' and an empty line adds nothing (HeaderMapImpl::appendToHeader). The value becomes one
+    # StatNameDynamicStorage token: trailing dots dropped, the rest verbatim (inner dots, spaces,
+    # ':'; an empty value gives ``cluster.c..upstream_rq_200``).
+    name = ",".join(v for v in values if v)
+    return cluster.stats.code_scope(name.rstrip(".") + ".")
+
+
+def charge(req: UpstreamRequest, code: int, internal: bool, alt: PrefixCodeStats | None = None) -> None:
     """An upstream response's code, for the host (outlier/health bookkeeping) and the cluster."""
     if req.upgrade and code != 101 and 200 <= code < 400:
         return  # (a refused handshake below 400: Envoy charges no response code)
@@ -55,21 +81,50 @@ def charge(req: UpstreamRequest, code: int, internal: bool) -> None:
         req.host.stats.rq_error += 1
     else:
         req.host.stats.rq_success += 1
-    charge_code(req.cluster, code, internal)
+    charge_code(req.cluster, code, internal, alt)
 
 
-def charge_code(cluster: Cluster, code: int, internal: bool) -> None:
+def charge_code(cluster: Cluster, code: int, internal: bool, alt: PrefixCodeStats | None = None) -> None:
     """Envoy's ``chargeResponseStat``: per-code, per-class and completed counters, for the
-    cluster and (external requests) its ``external.`` scope."""
+    cluster and its ``external.`` or ``internal.`` scope, and again under ``alt``."""
     if not 100 <= code < 600:
         # Envoy's CodeStats keep per-code counters for 100-599 only: others are "unknown".
         code = 0
+    if internal:
+        _charge_internal(cluster.stats, code, alt)
+        return
     counters, ext_counters = cluster.stats.response_code_stats(code) if code else _unknown_code_stats(cluster)
     for c in counters:
         c.value += 1
-    if not internal:
-        for c in ext_counters:
+    for c in ext_counters:
+        c.value += 1
+
+
+def _charge_internal(st: ClusterStats, code: int, alt: PrefixCodeStats | None) -> None:
+    # (Not response_code_stats: its external twins would appear in /stats, and Envoy makes none
+    # for an internal request.)
+    own = st.code_scope("")
+    for c in own.counters(code, ""):
+        c.value += 1
+    for c in own.counters(code, "internal."):
+        c.value += 1
+    # Only an internal request has an alternate tree: the connection manager strips the header
+    # from the others (conn_manager_utility.INTERNAL_ONLY_HEADERS), so the external path needs
+    # no check.
+    if alt is not None:
+        for c in alt.counters(code, ""):
             c.value += 1
+        for c in alt.counters(code, "internal."):
+            c.value += 1
+
+
+def charge_internal_time(st: ClusterStats, elapsed_ms: float, alt: PrefixCodeStats | None) -> None:
+    """``chargeResponseTiming`` of an internal request beyond the cluster's ``upstream_rq_time``:
+    ``internal.upstream_rq_time``, and the alternate tree's two."""
+    st.code_scope("").rq_time("internal.").record(elapsed_ms)
+    if alt is not None:
+        alt.rq_time("").record(elapsed_ms)
+        alt.rq_time("internal.").record(elapsed_ms)
 
 
 def _unknown_code_stats(cluster: Cluster) -> tuple[tuple[Any, ...], tuple[Any, ...]]:

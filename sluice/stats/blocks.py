@@ -145,6 +145,7 @@ class ClusterStats(StatsBlock):
     """Made with the first completed response (Envoy's CodeStats makes it then): read it, and
     call :meth:`rq_time` when it is None."""
     _external_time: Histogram | None = field(init=False, default=None)
+    _code_scopes: dict[str, PrefixCodeStats] = field(init=False, default_factory=dict)
 
     def circuit_breaker_gauges(self, priority: str) -> dict[str, Gauge]:
         """``circuit_breakers.<priority>.*`` by short name (``cx_open``), for one ResourceManager."""
@@ -191,6 +192,52 @@ class ClusterStats(StatsBlock):
         if h is None:
             h = self._external_time = self._store.histogram(f"{self._prefix}external.upstream_rq_time")
         return h
+
+    def code_scope(self, prefix: str) -> PrefixCodeStats:
+        """The response-code and timing stats under ``prefix`` of this cluster's scope: ``""``
+        for its own ``internal.`` stats, ``"<alt>."`` for an ``x-envoy-upstream-alt-stat-name``
+        tree. Made once per prefix (as many prefixes as the trusted callers send, like Envoy)."""
+        scope = self._code_scopes.get(prefix)
+        if scope is None:
+            scope = self._code_scopes[prefix] = PrefixCodeStats(self, prefix)
+        return scope
+
+
+class PrefixCodeStats:
+    """Envoy's ``CodeStatsImpl`` under one prefix of a cluster's scope: the counters
+    ``chargeResponseStat`` charges (``<prefix>[<category>.]upstream_rq_<code>``, ``_<N>xx``,
+    ``_completed``; a code outside 100-599 is ``upstream_rq_unknown`` without a class) and the
+    histograms of ``chargeResponseTiming`` (``<prefix>[<category>.]upstream_rq_time``). Each stat
+    is made on first use, as Envoy makes them, then served from a cache."""
+
+    __slots__ = ("_block", "_prefix", "_counters", "_times")
+
+    def __init__(self, owner: StatsBlock, prefix: str) -> None:
+        self._block = owner
+        self._prefix = prefix
+        self._counters: dict[tuple[int, str], tuple[Counter, ...]] = {}
+        self._times: dict[str, Histogram] = {}
+
+    def counters(self, code: int, category: str) -> tuple[Counter, ...]:
+        """``category``: ``""`` (the prefix's own), ``"internal."`` or ``"external."``; ``code``
+        0 for a code outside 100-599."""
+        key = (code, category)
+        found = self._counters.get(key)
+        if found is None:
+            base = self._prefix + category
+            names = _code_names(code) if code else ("upstream_rq_unknown", "upstream_rq_completed")
+            found = self._counters[key] = tuple(self._block.dynamic_counter(base + n) for n in names)
+        return found
+
+    def rq_time(self, category: str) -> Histogram:
+        found = self._times.get(category)
+        if found is None:
+            b = self._block
+            found = self._times[category] = b.store.histogram(f"{b.prefix}{self._prefix}{category}upstream_rq_time")
+        return found
+
+    def __repr__(self) -> str:
+        return f"<PrefixCodeStats {self._block.prefix}{self._prefix}*>"
 
 
 def _code_names(code: int) -> tuple[str, str, str]:
