@@ -54,7 +54,7 @@ from sluice.codec.http2_frames import REMOTE_RESET as REMOTE_RESET  # (re-export
 from sluice.codec.http2_frames import FrameRules, send_pending
 from sluice.codec.http2_hpack import Decoder as HpackDecoder
 from sluice.codec.http2_hpack import Encoder as HpackEncoder
-from sluice.codec.http2_validation import Malformed, Overflow, outbound, request, validate
+from sluice.codec.http2_validation import KnownRequests, Malformed, Overflow, outbound, validate
 from sluice.http.headers import HeaderMap, RequestHeaders, ResponseHeaders
 from sluice.stats.store import Counter, Gauge, StatsBlock, block
 
@@ -176,7 +176,7 @@ class ServerCodec(FrameRules):
     __slots__ = (
         "callbacks", "settings", "stats", "conn", "error", "error_reason", "current_stream_id",
         "goaway_last_stream_id", "_streams", "_out", "_max_bytes", "_hpack_limit", "_window_delta",
-        "_settings_acked", "_refused", "_begun",
+        "_settings_acked", "_refused", "_begun", "_requests",
     )  # fmt: skip
 
     def __init__(
@@ -196,6 +196,7 @@ class ServerCodec(FrameRules):
         self._streams: dict[int, _Stream] = {}
         self._out: list[bytes] = []
         self._max_bytes = settings.max_headers_kb * 1024
+        self._requests = KnownRequests(self._max_bytes, settings.max_headers_count, settings.allow_connect)
         # h2 refuses (ENHANCE_YOUR_CALM, connection error) an HPACK block decoding to more than
         # this; oghttp2 bounds HPACK work at 4x max_header_list_bytes likewise. Below it the
         # limits are Envoy's, per stream.
@@ -351,8 +352,7 @@ class ServerCodec(FrameRules):
             self._reset(sid, ErrorCodes.REFUSED_STREAM)  # after our GOAWAY: not processed
             return
         try:
-            settings = self.settings
-            headers = request(*validate(event.headers, self._max_bytes, settings.max_headers_count, settings.allow_connect))
+            headers = self._requests.parse(event.headers)
             if event.stream_ended is not None and headers.get("content-length") not in (None, "0"):
                 # END_STREAM on the HEADERS with a content-length promising a body: oghttp2's
                 # HandleContentLengthError, an invalid HTTP message.

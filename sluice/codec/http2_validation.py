@@ -110,6 +110,38 @@ def request(pseudo: dict[bytes, bytes], entries: list[list[str]]) -> RequestHead
     return RequestHeaders(m, path.decode("latin-1"), authority.decode("latin-1"), entries, scheme.decode("latin-1"), "2")
 
 
+class KnownRequests:
+    """:func:`validate` then :func:`request`, remembered per header list: a client sends the same
+    request headers again and again (h2load, a browser's asset fetches, a gRPC channel), and the
+    checks are a pure function of the list and the codec's limits. Only accepted lists are
+    remembered (a refused one is checked each time); at most :data:`MAX_KNOWN`, then forgotten at
+    once. Each call returns a fresh :class:`RequestHeaders` (the connection manager mutates it)."""
+
+    __slots__ = ("_known", "max_bytes", "max_count", "allow_connect")
+
+    MAX_KNOWN = 64
+
+    def __init__(self, max_bytes: int, max_count: int, allow_connect: bool) -> None:
+        self._known: dict[tuple[tuple[bytes, bytes], ...], tuple[str, str, str | None, tuple[tuple[str, str], ...], str]] = {}
+        self.max_bytes = max_bytes
+        self.max_count = max_count
+        self.allow_connect = allow_connect
+
+    def parse(self, headers: Iterable[tuple[bytes, bytes]]) -> RequestHeaders:
+        """The request, or :class:`Malformed` / :class:`Overflow` as :func:`validate` and
+        :func:`request` raise them."""
+        key = tuple(headers)
+        hit = self._known.get(key)
+        if hit is None:
+            h = request(*validate(key, self.max_bytes, self.max_count, self.allow_connect))
+            known = self._known
+            if len(known) >= self.MAX_KNOWN:
+                known.clear()
+            known[key] = (h.method, h.path, h.authority, tuple((k, v) for k, v in h.entries), h.scheme)
+            return h
+        return RequestHeaders(hit[0], hit[1], hit[2], [[k, v] for k, v in hit[3]], hit[4], "2")
+
+
 # What h2's normalize_outbound_headers / validate_outbound_headers do to a response (or trailer)
 # block, in one pass; the codec turns those h2 options off (each is a chain of generators, ~13 µs
 # per response in bench/h2_hotpath.py).
