@@ -12,7 +12,8 @@ was when it was computed. The table counts its changes (:attr:`_VersionedTable.v
 insertion and every resize, a size update included), and a block is remembered only if coding it
 changed nothing (all indexed references on the way in, all exact table or static hits on the way
 out); a hit requires the same version (and, decoding, the same ``max_header_list_size``: a
-remembered block was within it). Each memory is bounded (cleared past :data:`MAX_REMEMBERED`).
+remembered block was within it). A table change forgets everything remembered; each memory is
+bounded (:data:`MAX_REMEMBERED` blocks of at most :data:`MAX_BLOCK` bytes, cleared when full).
 
 (libnghttp2's C coder through cffi's ABI mode was tried first: the per-call and per-field cost of
 ABI-mode cffi left decode at 11.7 µs and encode at 10.1 µs for these blocks, hardly a gain.)
@@ -26,8 +27,15 @@ from typing import Any
 import hpack
 from hpack.table import HeaderTable
 
-MAX_REMEMBERED = 64
+MAX_REMEMBERED = 16
 """Blocks kept per connection and direction (then forgotten at once, and relearnt)."""
+MAX_BLOCK = 256
+"""Only blocks up to this many bytes are remembered: a block that leaves the table unchanged is
+index bytes (one or two per header) unless it carries literals never indexed, and the decoded
+headers share the table's own byte strings."""
+MAX_LIST = 1024
+"""Only header lists of up to this many bytes (names and values) are remembered by the encoder:
+with :data:`MAX_REMEMBERED`, a connection's memory grows by ~16 KiB at most."""
 
 
 class _VersionedTable(HeaderTable):
@@ -60,21 +68,29 @@ class Decoder(hpack.Decoder):
     def __init__(self, max_header_list_size: int = hpack.hpack.DEFAULT_MAX_HEADER_LIST_SIZE) -> None:
         super().__init__(max_header_list_size)
         self.header_table = _VersionedTable()
-        self._known: dict[bytes, tuple[int, int, tuple[Any, ...]]] = {}
+        self._known: dict[bytes, tuple[int, tuple[Any, ...]]] = {}
+        """Blocks decoded with the table at :attr:`_known_version`: (limit, headers)."""
+        self._known_version = 0
 
     def decode(self, data: bytes, raw: bool = False) -> Iterable[Any]:
         table = self.header_table
         version = table.version
         known = self._known
+        if version != self._known_version:
+            known.clear()  # (every remembered block is of the table as it is now)
+            self._known_version = version
         if raw:
             hit = known.get(data)
-            if hit is not None and hit[0] == version and hit[1] == self.max_header_list_size:
-                return list(hit[2])
+            if hit is not None and hit[0] == self.max_header_list_size:
+                return list(hit[1])
         out = super().decode(data, raw)
-        if raw and table.version == version:
+        if table.version != version:
+            known.clear()  # (this block changed the table: nothing remembered holds)
+            self._known_version = table.version
+        elif raw and len(data) <= MAX_BLOCK:
             if len(known) >= MAX_REMEMBERED:
                 known.clear()
-            known[bytes(data)] = (version, self.max_header_list_size, tuple(out))
+            known[bytes(data)] = (self.max_header_list_size, tuple(out))
         return out
 
 
@@ -88,7 +104,9 @@ class Encoder(hpack.Encoder):
     def __init__(self) -> None:
         super().__init__()
         self.header_table = _VersionedTable()
-        self._known: dict[tuple[Any, ...], tuple[int, bytes]] = {}
+        self._known: dict[tuple[Any, ...], bytes] = {}
+        """Header lists encoded with the table at :attr:`_known_version`, and their blocks."""
+        self._known_version = 0
 
     def encode(self, headers: Any, huffman: bool = True) -> bytes:
         if not huffman or not isinstance(headers, list):
@@ -97,13 +115,24 @@ class Encoder(hpack.Encoder):
         table = self.header_table
         version = table.version
         known = self._known
+        if version != self._known_version:
+            known.clear()
+            self._known_version = version
         hit = known.get(key)
-        if hit is not None and hit[0] == version:
-            return hit[1]
+        if hit is not None:
+            return hit
         resizing = table.resized  # (this block starts with a size update: not to be repeated)
         out = super().encode(headers, huffman)
-        if not resizing and table.version == version and all(getattr(h, "indexable", True) for h in headers):
+        if table.version != version:
+            known.clear()
+            self._known_version = table.version
+        elif (
+            not resizing
+            and len(out) <= MAX_BLOCK
+            and all(getattr(h, "indexable", True) for h in headers)
+            and sum(len(h[0]) + len(h[1]) for h in headers) <= MAX_LIST
+        ):
             if len(known) >= MAX_REMEMBERED:
                 known.clear()
-            known[key] = (version, out)
+            known[key] = out
         return out

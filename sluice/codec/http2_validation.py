@@ -114,12 +114,15 @@ class KnownRequests:
     """:func:`validate` then :func:`request`, remembered per header list: a client sends the same
     request headers again and again (h2load, a browser's asset fetches, a gRPC channel), and the
     checks are a pure function of the list and the codec's limits. Only accepted lists are
-    remembered (a refused one is checked each time); at most :data:`MAX_KNOWN`, then forgotten at
-    once. Each call returns a fresh :class:`RequestHeaders` (the connection manager mutates it)."""
+    remembered (a refused one is checked each time), of at most :data:`MAX_KNOWN_BYTES` (names and
+    values), :data:`MAX_KNOWN` of them per connection, then forgotten at once: a few KiB per
+    connection at most. Each call returns a fresh :class:`RequestHeaders` (the connection manager
+    mutates it)."""
 
     __slots__ = ("_known", "max_bytes", "max_count", "allow_connect")
 
-    MAX_KNOWN = 64
+    MAX_KNOWN = 16
+    MAX_KNOWN_BYTES = 1024
 
     def __init__(self, max_bytes: int, max_count: int, allow_connect: bool) -> None:
         self._known: dict[tuple[tuple[bytes, bytes], ...], tuple[str, str, str | None, tuple[tuple[str, str], ...], str]] = {}
@@ -134,6 +137,8 @@ class KnownRequests:
         hit = self._known.get(key)
         if hit is None:
             h = request(*validate(key, self.max_bytes, self.max_count, self.allow_connect))
+            if sum(len(n) + len(v) for n, v in key) > self.MAX_KNOWN_BYTES:
+                return h
             known = self._known
             if len(known) >= self.MAX_KNOWN:
                 known.clear()

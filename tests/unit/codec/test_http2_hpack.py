@@ -97,3 +97,29 @@ def test_encoder_remembers_only_unchanged_tables_and_plain_tuples() -> None:
     resized = enc.encode(h)
     assert resized != second and resized.endswith(second)
     assert enc.encode(h) == second
+
+
+def test_memory_is_bounded_and_forgotten_on_a_table_change() -> None:
+    dec = http2_hpack.Decoder()
+    peer = hpack.Encoder()
+    dec.decode(peer.encode([(b"a", b"1")]), raw=True)
+    dec.decode(b"\xbe", raw=True)
+    assert list(dec._known) == [b"\xbe"]
+    dec.decode(peer.encode([(b"b", b"2")]), raw=True)  # (the table changed)
+    assert not dec._known
+    big = hpack.Encoder()
+    block = big.encode([NeverIndexedHeaderTuple(b"x", b"v" * 400)])  # (no table change, but long)
+    assert http2_hpack.Decoder().decode(block, raw=True) == [(b"x", b"v" * 400)]
+    d2 = http2_hpack.Decoder()
+    d2.decode(block, raw=True)
+    assert not d2._known
+    enc = http2_hpack.Encoder()
+    for i in range(http2_hpack.MAX_REMEMBERED * 3):
+        h = [(b":status", b"200"), (b"x-n", str(i).encode())]
+        enc.encode(h)
+        enc.encode(h)
+        assert len(enc._known) <= http2_hpack.MAX_REMEMBERED
+    long = [(b":status", b"200"), (b"x-long", b"v" * 2000)]
+    enc.encode(long)
+    enc.encode(long)
+    assert tuple(long) not in enc._known
