@@ -155,14 +155,16 @@ _OUT_SECURE = frozenset({b"authorization", b"proxy-authorization"})
 
 
 def outbound(entries: Iterable[list[str]], block: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """``entries`` appended to ``block`` as h2 would send them: names lowercased, values without
-    surrounding whitespace, connection-specific headers dropped, ``authorization``,
+    """``entries`` appended to ``block`` as h2 would send them: names lowercased, names and values
+    without surrounding whitespace, connection-specific headers dropped, ``authorization``,
     ``proxy-authorization`` and a ``cookie`` under 20 bytes never indexed (h2's
     ``_secure_headers``); a ``te`` other than ``trailers`` or a pseudo-header is refused with h2's
-    ``ProtocolError``, as its ``validate_outbound_headers`` refuses them."""
+    ``ProtocolError``, as its ``validate_outbound_headers`` refuses them. (Names are lowercase
+    tokens by :class:`~sluice.http.headers.HeaderMap`'s contract; they are lowercased and
+    stripped all the same, as h2 did.)"""
     append = block.append
     for k, v in entries:
-        name = k.encode("latin-1").lower()
+        name = k.encode("latin-1").lower().strip()
         if name in _OUT_CONNECTION:
             continue
         value = v.encode("latin-1").strip()
