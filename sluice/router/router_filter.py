@@ -373,11 +373,12 @@ class Router:
             return
         self._finish()
         self.upstream = None
-        outcome.charge_code(up.cluster, 504, self.cb.is_internal, self.alt_stats)
         self.cb.stream_info.set_flag(ResponseFlag.UPSTREAM_REQUEST_TIMEOUT)
         if self._response_started:
+            outcome.abort_after_response(up, self.config.stats)
             self.cb.reset_stream()
             return
+        outcome.charge_code(up.cluster, 504, self.cb.is_internal, self.alt_stats)
         details = "upstream_per_try_idle_timeout" if idle else "upstream_per_try_timeout"
         self.cb.send_local_reply(504, "upstream request timeout", details, 0, self._finalize_response)
 
@@ -482,8 +483,9 @@ class Router:
         code = headers.status
         if logs.router_debug:
             debug_log.upstream_headers(self.cb, code, end_stream)
+        grpc, grpc_status = outcome.grpc_response(self.cb.request_headers, headers)
         if req.cluster.outlier is not None:  # outlier detection (upstream/outlier.py), every attempt
-            req.cluster.outlier.put_http_response_code(req.host, code)
+            req.cluster.outlier.put_http_response_code(req.host, outcome.outlier_code(code, grpc_status))
         retry = self.retry
         if retry is not None:
             status = retry.should_retry(retry.would_retry_headers(code, headers))
@@ -504,7 +506,7 @@ class Router:
         info = self.cb.stream_info
         info.first_upstream_rx = now
         self._last_upstream_activity = now
-        outcome.charge(req, code, self.cb.is_internal, self.alt_stats)
+        outcome.charge(req, code, self.cb.is_internal, self.alt_stats, grpc, grpc_status, end_stream)
         if self._request_end:
             # Envoy adds it only once the downstream request is complete (an upstream that
             # answers an upload early gets none).
@@ -525,6 +527,7 @@ class Router:
         if self._idle_timer is not None:
             self._last_upstream_activity = self.config.clock.monotonic()
         if end_stream:
+            outcome.grpc_trailers(req, None)  # (a gRPC response without trailers: an error)
             self._upstream_done(req)
         self.cb.encode_data(data, end_stream)
 
@@ -532,6 +535,7 @@ class Router:
         """Response trailers end the response (HTTP/2 upstreams)."""
         if req is not self.upstream or self._finished:
             return
+        outcome.grpc_trailers(req, trailers)
         self._upstream_done(req)
         self.cb.encode_trailers(trailers)
 
@@ -558,6 +562,7 @@ class Router:
                 return
         self._finish()
         if self._response_started:
+            outcome.abort_after_response(req, self.config.stats)
             info.set_flag(outcome.reset_flag(reason))
             self.cb.reset_stream()
             return
@@ -611,6 +616,8 @@ class Router:
         info = self.cb.stream_info
         info.set_flag(ResponseFlag.UPSTREAM_REQUEST_TIMEOUT)
         if self._response_started:
+            if up is not None:
+                outcome.abort_after_response(up, self.config.stats)
             self.cb.reset_stream()
             return
         outcome.charge_code(cluster, 504, self.cb.is_internal, self.alt_stats)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sluice.codec.http1_client import PROTOCOL_ERROR
+from sluice.http.grpc import grpc_status_of, grpc_to_http_status, is_grpc_request
 from sluice.http.stream_info import ResponseFlag
 
 if TYPE_CHECKING:
-    from sluice.http.headers import RequestHeaders
+    from sluice.http.headers import HeaderMap, RequestHeaders
     from sluice.router.upstream_request import UpstreamRequest
     from sluice.stats.blocks import ClusterStats, PrefixCodeStats
     from sluice.upstream.cluster import Cluster
@@ -73,15 +74,75 @@ def take_alt_stats(headers: RequestHeaders, cluster: Cluster) -> PrefixCodeStats
     return cluster.stats.code_scope(name.rstrip(".") + ".")
 
 
-def charge(req: UpstreamRequest, code: int, internal: bool, alt: PrefixCodeStats | None = None) -> None:
-    """An upstream response's code, for the host (outlier/health bookkeeping) and the cluster."""
+def charge(
+    req: UpstreamRequest,
+    code: int,
+    internal: bool,
+    alt: PrefixCodeStats | None = None,
+    grpc: bool = False,
+    grpc_status: int | None = None,
+    end_stream: bool = False,
+) -> None:
+    """An upstream response's code, for the host (outlier/health bookkeeping) and the cluster.
+
+    A gRPC request's non-5xx answer (Envoy's handleNon5xxResponseHeaders): a trailers-only one
+    (``end_stream``) succeeds when its ``grpc-status`` maps to a non-5xx code (None, absent: an
+    error); one with a body waits for its trailers (``req.grpc_deferred``, :func:`grpc_trailers`)."""
     if req.upgrade and code != 101 and 200 <= code < 400:
         return  # (a refused handshake below 400: Envoy charges no response code)
     if code >= 500:
         req.host.stats.rq_error += 1
-    else:
+    elif not grpc:
         req.host.stats.rq_success += 1
+    elif not end_stream:
+        req.grpc_deferred = True
+    elif grpc_status is not None and grpc_to_http_status(grpc_status) < 500:
+        req.host.stats.rq_success += 1
+    else:
+        req.host.stats.rq_error += 1
     charge_code(req.cluster, code, internal, alt)
+
+
+def grpc_response(request_headers: RequestHeaders, headers: HeaderMap) -> tuple[bool, int | None]:
+    """For the router's ``onUpstreamHeaders``: whether the request is gRPC, and the response
+    headers' ``grpc-status`` then (None: absent). Envoy's outlier detection takes that status's
+    HTTP code instead of the response's (``putHttpResponseCode(grpc_to_http_status)``)."""
+    ctype = request_headers.get("content-type")
+    if ctype is None or not ctype.startswith("application/grpc") or not is_grpc_request(request_headers):
+        return _NOT_GRPC  # (the first checks spare a plain request is_grpc_request's calls)
+    return True, grpc_status_of(headers)
+
+
+_NOT_GRPC: tuple[bool, int | None] = (False, None)
+
+
+def outlier_code(code: int, grpc_status: int | None) -> int:
+    """The code outlier detection sees: a gRPC status in the response headers, as HTTP."""
+    return code if grpc_status is None else grpc_to_http_status(grpc_status)
+
+
+def abort_after_response(req: UpstreamRequest, hcm_stats: Any) -> None:
+    """Envoy's chargeUpstreamAbort once the downstream response started (an upstream reset, a
+    timeout): no code is charged; a deferred gRPC success becomes an error and counts
+    ``http.<prefix>.rq_reset_after_downstream_response_started``."""
+    if req.grpc_deferred:
+        req.grpc_deferred = False
+        req.host.stats.rq_error += 1
+        hcm_stats.rq_reset_after_downstream_response_started.inc()
+
+
+def grpc_trailers(req: UpstreamRequest, trailers: HeaderMap | None) -> None:
+    """The end of a response whose gRPC success was deferred: its trailers' ``grpc-status``
+    decides (Envoy's onUpstreamTrailers); no trailers (``None``: the body ended the stream) is
+    an error (onUpstreamData: "gRPC request termination without trailers is an error")."""
+    if not req.grpc_deferred:
+        return
+    req.grpc_deferred = False
+    status = grpc_status_of(trailers) if trailers is not None else None
+    if status is not None and grpc_to_http_status(status) < 500:
+        req.host.stats.rq_success += 1
+    else:
+        req.host.stats.rq_error += 1
 
 
 def charge_code(cluster: Cluster, code: int, internal: bool, alt: PrefixCodeStats | None = None) -> None:

@@ -61,6 +61,7 @@ class UpstreamRequest(UpstreamTiming):
         "_paused_downstream",
         "ready_hook",
         "upgrade",
+        "grpc_deferred",
     )
 
     def __init__(
@@ -98,6 +99,9 @@ class UpstreamRequest(UpstreamTiming):
         self.ready_hook: Callable[[UpstreamRequest], None] | None = None
         """Called once the request head is written to a connection (the router's per-try timers)."""
         self.upgrade = upgrade
+        self.grpc_deferred = False
+        """A gRPC response's success is known only from its trailers (Envoy's
+        grpcRqSuccessDeferred): set by :func:`upstream_outcome.charge`."""
         """An allowed upgrade: no body framing, a 101 that switches makes the connection a tunnel."""
 
     def __repr__(self) -> str:

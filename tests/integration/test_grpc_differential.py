@@ -33,7 +33,7 @@ from typing import Any
 import grpc  # the test extra's grpcio: a missing one fails the module, never skips it
 import pytest
 from h2_peer import H2Peer
-from harness import ROUTER_TYPED_CONFIG, ProxyProcess, free_port, quiesce, wait_until
+from harness import ROUTER_TYPED_CONFIG, ProxyProcess, free_port, http, quiesce, wait_until
 
 pytestmark = pytest.mark.envoy
 
@@ -395,15 +395,30 @@ def _channel(proxy: ProxyProcess) -> Any:
     )
 
 
+def host_stats(proxy: ProxyProcess) -> Counter[str]:
+    """Each cluster's hosts' ``rq_success`` / ``rq_error`` / ``rq_timeout`` from ``/clusters``
+    (summed per cluster: the two proxies' hosts have different addresses)."""
+    out: Counter[str] = Counter()
+    for line in http(proxy.admin_port, "GET", "/clusters").body.decode().splitlines():
+        parts = line.split("::")
+        if len(parts) == 4 and parts[2] in ("rq_success", "rq_error", "rq_timeout"):
+            out[f"{parts[0]}::{parts[2]}"] += int(parts[3])
+    return out
+
+
 def _observe(side: Side, case: Case) -> dict[str, Any]:
     side.backend.clear()
     before = quiesce(side.proxy)
+    hosts_before = host_stats(side.proxy)
     with _channel(side.proxy) as ch:
         client = case.run(ch, side)
     if case.after is not None:
         case.after(side)
     after = quiesce(side.proxy)
+    hosts = host_stats(side.proxy)
+    hosts.subtract(hosts_before)
     stats = {n: after.get(n, 0) - before.get(n, 0) for n in STATS}
+    stats |= {f"host:{k}": v for k, v in hosts.items() if v}
     seen = sorted((m, norm_md(md)) for m, md in side.backend.seen)
     return {"client": client, "upstream": seen, "cancelled": list(side.backend.cancelled), "stats": {k: v for k, v in stats.items() if v}}
 
@@ -505,6 +520,11 @@ def _expect_abort(obs: dict[str, Any]) -> None:
     assert ("x-why", "asked") in c["trailing"] and ("x-why-bin", repr(b"\x01\x02")) in c["trailing"], c
 
 
+def _expect_host_error(obs: dict[str, Any]) -> None:
+    assert obs["client"]["code"] in ("UNAVAILABLE", "INTERNAL"), obs["client"]
+    assert obs["stats"].get("host:grpc::rq_error") == 1 and "host:grpc::rq_success" not in obs["stats"], obs["stats"]
+
+
 def _large(ch: Any, side: Side) -> Any:
     payload = bytes(range(256)) * (4 * 1024) + b"tail"  # 1 MiB + 4 bytes
     out = unary(ch, M + "Unary", payload)
@@ -595,6 +615,10 @@ CASES = [
     Case("legacy-cluster-http2-options", _legacy, _expect_legacy),
     Case("bidi-ping-pong", _bidi, _expect_bidi),
     Case("abort-status-details-trailers", _abort, _expect_abort),
+    # A status that maps to a 5xx makes the host's request an error (rq_error), as Envoy's
+    # handleNon5xxResponseHeaders has it; one in the trailers after messages: onUpstreamTrailers.
+    Case("abort-unavailable", lambda ch, side: unary(ch, M + "Abort", b"UNAVAILABLE|down"), _expect_host_error),
+    Case("abort-internal", lambda ch, side: unary(ch, M + "Abort", b"INTERNAL|broken"), _expect_host_error),
     Case("stream-then-abort", _stream_abort, _expect_stream_abort),
     Case("large-messages", _large, _expect_large),
     Case("client-deadline", _deadline, _expect_deadline, after=_deadline_after),
