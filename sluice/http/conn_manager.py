@@ -88,7 +88,7 @@ class ConnectionManager:
     __slots__ = (
         "config", "connection", "remote", "local", "cid", "codec", "h2", "stream", "pending",
         "streams", "_deferred_error", "_created", "msg_begin", "_hdr_timer", "_idle_timer",
-        "_idle_since", "draining", "_closing", "_backed_up", "_h2_high",
+        "_idle_since", "draining", "_closing", "_backed_up", "_h2_high", "_end_resets",
     )  # fmt: skip
 
     def __init__(self, connection: Connection, config: HcmConfig) -> None:
@@ -121,6 +121,8 @@ class ConnectionManager:
         self._backed_up: set[ActiveStream] = set()
         """HTTP/2 streams told the client is not reading (above the stream's high watermark)."""
         self._h2_high = 0
+        self._end_resets: list[int] | None = None
+        """doEndStream resets waiting for the flush (HTTP/2)."""
 
     def __repr__(self) -> str:
         proto = "h2" if self.h2 is not None else "http/1.1" if self.codec is not None else "-"
@@ -432,6 +434,14 @@ class ConnectionManager:
         h2 = self.h2
         if h2 is None:
             return b""
+        resets = self._end_resets
+        if resets is not None:
+            # Envoy defers doEndStream's reset until the response is flushed; a request that
+            # ended meanwhile (its last DATA in the same read) closed the stream: no reset then
+            # (the codec sends none for a stream closed both ways, and counts no tx_reset).
+            self._end_resets = None
+            for sid in resets:
+                h2.reset_stream(sid, ErrorCodes.NO_ERROR)
         data = h2.data_to_send()
         if data:
             self.config.stats.downstream_cx_tx_bytes_total.inc(len(data))
@@ -498,7 +508,10 @@ class ConnectionManager:
             # stream counts its never-complete request's reset itself, Tunnel.on_destroy).
             if stream.tunnel is None:
                 self.config.stats.downstream_rq_rx_reset.inc()
-            h2.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)
+            if self._end_resets is None:
+                self._end_resets = [stream.stream_id]
+            else:
+                self._end_resets.append(stream.stream_id)
             self.connection.want_flush()
         if stream.codec_error:
             # A refused upgrade (the only HTTP/2 stream with codec_error): Envoy sets

@@ -382,9 +382,6 @@ class Case:
     """Checks on Envoy's observation (so the Envoy side of the case can fail too)."""
     after: Callable[[Side], object] | None = None
     """Waits (boundedly) for what the case leaves behind at the server before stats are read."""
-    known_stats: tuple[str, ...] = ()
-    """Stats where Sluice is known to differ (:data:`KNOWN_STAT_DIFFERENCES` says how): left
-    out of the main comparison, compared alone by a strict xfail."""
 
 
 def _channel(proxy: ProxyProcess) -> Any:
@@ -622,7 +619,10 @@ CASES = [
     Case("stream-then-abort", _stream_abort, _expect_stream_abort),
     Case("large-messages", _large, _expect_large),
     Case("client-deadline", _deadline, _expect_deadline, after=_deadline_after),
-    Case("fault-abort-grpc-status", _fault, _expect_fault, known_stats=("http2.tx_reset",)),
+    # (http2.tx_reset 0 on both: grpcio writes HEADERS and DATA at once, so the request has ended
+    # when the deferred doEndStream reset would go; test_fault_abort_before_the_request_body_frames
+    # sends the DATA later.)
+    Case("fault-abort-grpc-status", _fault, _expect_fault),
     Case("retry-on-unavailable", _retry, _expect_retry),
     Case("upstream-down", _down, _expect_down),
     Case("concurrent-rpcs", _concurrent, _expect_concurrent),
@@ -630,22 +630,12 @@ CASES = [
 
 RESET_AFTER_LOCAL_REPLY = (
     "A local reply (here the fault filter's abort) ends the response of an HTTP/2 request whose "
-    "body has not been read yet. Envoy (ConnectionManagerImpl::doEndStream) resets the stream and "
-    "its onResetStream counts every reset, sent or received, as http.<prefix>.downstream_rq_rx_reset "
-    "(1 here); the RST_STREAM(NO_ERROR) itself is deferred until the response is flushed, and when the "
-    "client's DATA(END_STREAM) was in the same read (grpcio writes HEADERS and DATA at once) the "
-    "stream is closed by then and none is sent (http2.tx_reset 0). Sluice (conn_manager._h2_stream_done) "
-    "counts the reset as Envoy does but sends RST_STREAM(NO_ERROR) at once (http2.tx_reset 1), and "
-    "answers the DATA that follows with a second RST_STREAM(STREAM_CLOSED) where Envoy ignores it "
-    "(RFC 9113 5.4.2; h2's H2Connection answers any frame on a stream it reset so, and the codec's "
-    "frame pre-check does not drop it). In the HTTP/2 codec / connection manager, not here."
+    "body has not been read yet; the client's DATA comes after Envoy's RST_STREAM(NO_ERROR). Envoy "
+    "ignores that late DATA; Sluice answers it with a second RST_STREAM(STREAM_CLOSED) (RFC 9113 "
+    "5.4.2 allows either; h2's H2Connection answers any frame on a stream it reset so, and the "
+    "codec's frame pre-check does not drop it: dropping it there would leave h2's connection "
+    "flow-control window behind). In the HTTP/2 codec, not here."
 )
-KNOWN_STAT_DIFFERENCES = {"fault-abort-grpc-status": RESET_AFTER_LOCAL_REPLY}
-"""Case name → how Sluice's :attr:`Case.known_stats` differ from Envoy's (outside this test's files)."""
-
-
-def _without(obs: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    return dict(obs, stats={k: v for k, v in obs["stats"].items() if k not in names})
 
 
 def _assert_same(name: str, envoy: dict[str, Any], sluice: dict[str, Any]) -> None:
@@ -657,21 +647,7 @@ def _assert_same(name: str, envoy: dict[str, Any], sluice: dict[str, Any]) -> No
 def test_grpc_same_as_envoy(pair: Pair, case: Case) -> None:
     got = pair.run(case)
     case.expect(got["envoy"])
-    _assert_same(case.name, _without(got["envoy"], case.known_stats), _without(got["sluice"], case.known_stats))
-
-
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(c, id=c.name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_STAT_DIFFERENCES[c.name]))
-        for c in CASES
-        if c.known_stats
-    ],
-)
-def test_grpc_known_stat_differences(pair: Pair, case: Case) -> None:
-    got = pair.run(case)
-    pick = {kind: {n: obs["stats"].get(n, 0) for n in case.known_stats} for kind, obs in got.items()}
-    assert pick["sluice"] == pick["envoy"]
+    _assert_same(case.name, got["envoy"], got["sluice"])
 
 
 def test_fault_abort_before_the_request_body_frames(pair: Pair) -> None:
@@ -700,3 +676,32 @@ def test_fault_abort_before_the_request_body_frames(pair: Pair) -> None:
     if views["sluice"] != views["envoy"]:
         pytest.xfail(RESET_AFTER_LOCAL_REPLY)  # checked: the Envoy side above must hold either way
     raise AssertionError(f"XPASS(strict): Sluice now matches Envoy here; drop the xfail ({RESET_AFTER_LOCAL_REPLY[:60]}...)")
+
+
+def test_fault_abort_with_the_request_body_in_the_same_write(pair: Pair) -> None:
+    """The request's HEADERS and its DATA(END_STREAM) in one write: the fault abort's answer
+    ends the stream, and the deferred doEndStream reset finds the request ended, so neither proxy
+    sends a RST_STREAM (http2.tx_reset 0), while both count the reset (downstream_rq_rx_reset)."""
+    views = {}
+    for kind, side in pair.sides.items():
+        before = quiesce(side.proxy)
+        with H2Peer(side.proxy.port) as peer:
+            peer.handshake()
+            sid = peer.new_id()
+            out: list[bytes] = []
+            real_send, peer.send = peer.send, out.append  # type: ignore[method-assign]
+            pseudo = [(":method", "POST"), (":scheme", "http"), (":authority", "grpc.test"), (":path", "/test.Faulty/Unary")]
+            peer.headers(sid, [*pseudo, ("content-type", "application/grpc"), ("te", "trailers")])
+            peer.data(sid, b"\x00\x00\x00\x00\x02hi", end_stream=True)
+            peer.send = real_send  # type: ignore[method-assign]
+            peer.send(b"".join(out))
+            peer.collect(timeout=2)
+            frames = [e for e in peer.events if e[0] in ("headers", "data", "rst", "goaway")]
+        after = quiesce(side.proxy)
+        views[kind] = {
+            "frames": frames,
+            "stats": {n: after.get(n, 0) - before.get(n, 0) for n in STATS if after.get(n, 0) != before.get(n, 0)},
+        }
+    envoy = views["envoy"]
+    assert not any(f[0] == "rst" for f in envoy["frames"]) and envoy["stats"].get("http2.tx_reset", 0) == 0, views
+    assert views["sluice"] == envoy
