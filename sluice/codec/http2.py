@@ -51,7 +51,7 @@ from hyperframe.frame import GoAwayFrame, SettingsFrame
 
 from sluice.codec.http1 import CodecError
 from sluice.codec.http2_frames import REMOTE_RESET as REMOTE_RESET  # (re-exported)
-from sluice.codec.http2_frames import FrameRules, send_pending
+from sluice.codec.http2_frames import FrameRules, ServerConnection, send_pending
 from sluice.codec.http2_hpack import Decoder as HpackDecoder
 from sluice.codec.http2_hpack import Encoder as HpackEncoder
 from sluice.codec.http2_validation import KnownRequests, Malformed, Overflow, outbound, validate
@@ -210,7 +210,7 @@ class ServerCodec(FrameRules):
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
-        conn = self.conn = h2.connection.H2Connection(config)
+        conn = self.conn = ServerConnection(config)
         conn.encoder = HpackEncoder()  # (hpack's, remembering repeated blocks: http2_hpack)
         conn.decoder = HpackDecoder(conn.decoder.max_header_list_size)
         codes = h2.settings.SettingCodes

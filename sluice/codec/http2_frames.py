@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import h2.connection
 from h2.errors import ErrorCodes
-from h2.stream import StreamState
-from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, WindowUpdateFrame
+from h2.stream import StreamClosedBy, StreamState
+from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
 
 if TYPE_CHECKING:
     from sluice.codec.http1 import CodecError
@@ -194,3 +194,23 @@ def send_pending(conn: h2.connection.H2Connection, stream: Any, stats: Any) -> b
         else:
             conn.end_stream(sid)  # (an empty DATA frame with END_STREAM)
     return True
+
+
+class ServerConnection(h2.connection.H2Connection):
+    """h2's connection for the server codec, with one of oghttp2's answers: a frame on a stream
+    this side has reset is ignored (RFC 9113 5.4.2 allows it) instead of answered with
+    RST_STREAM(STREAM_CLOSED), as Envoy 1.40 does for a client's DATA after the RST_STREAM of a
+    local reply (tests/integration/test_grpc_differential.py). h2 still accounts the frame's
+    bytes in the connection window. (The server codec itself never resets with STREAM_CLOSED.)"""
+
+    def _prepare_for_sending(self, frames: list[Frame]) -> None:
+        if len(frames) == 1:
+            f = frames[0]
+            if (
+                isinstance(f, RstStreamFrame)
+                and f.error_code == ErrorCodes.STREAM_CLOSED
+                and self._stream_closed_by(f.stream_id) is StreamClosedBy.SEND_RST_STREAM
+            ):
+                return
+        super()._prepare_for_sending(frames)
+

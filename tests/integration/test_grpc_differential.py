@@ -16,8 +16,7 @@ metadata (``date`` and ``x-envoy-upstream-service-time`` values masked, their pr
 the metadata each upstream call received (``x-request-id`` and ``grpc-timeout`` values masked),
 and the deltas of :data:`STATS` from the admin ``/stats`` taken when the proxy is idle. Envoy's
 view is checked against what the case expects (so the Envoy side can fail), then Sluice's must
-equal it. Sluice differences that live outside this test's reach are strict xfails whose reason
-says what differs.
+equal it. The hosts' ``rq_success``/``rq_error``/``rq_timeout`` from ``/clusters`` are compared too.
 """
 
 from __future__ import annotations
@@ -628,14 +627,6 @@ CASES = [
     Case("concurrent-rpcs", _concurrent, _expect_concurrent),
 ]
 
-RESET_AFTER_LOCAL_REPLY = (
-    "A local reply (here the fault filter's abort) ends the response of an HTTP/2 request whose "
-    "body has not been read yet; the client's DATA comes after Envoy's RST_STREAM(NO_ERROR). Envoy "
-    "ignores that late DATA; Sluice answers it with a second RST_STREAM(STREAM_CLOSED) (RFC 9113 "
-    "5.4.2 allows either; h2's H2Connection answers any frame on a stream it reset so, and the "
-    "codec's frame pre-check does not drop it: dropping it there would leave h2's connection "
-    "flow-control window behind). In the HTTP/2 codec, not here."
-)
 
 
 def _assert_same(name: str, envoy: dict[str, Any], sluice: dict[str, Any]) -> None:
@@ -652,7 +643,8 @@ def test_grpc_same_as_envoy(pair: Pair, case: Case) -> None:
 
 def test_fault_abort_before_the_request_body_frames(pair: Pair) -> None:
     """The same fault abort on raw frames, the request's DATA sent only after the answer came:
-    Envoy answers trailers-only, then RST_STREAM(NO_ERROR), and ignores the late DATA."""
+    Envoy answers trailers-only, then RST_STREAM(NO_ERROR), and ignores the late DATA (no
+    RST_STREAM(STREAM_CLOSED): codec/http2_frames.ServerConnection)."""
     views = {}
     for kind, side in pair.sides.items():
         before = quiesce(side.proxy)
@@ -673,9 +665,7 @@ def test_fault_abort_before_the_request_body_frames(pair: Pair) -> None:
     assert views["envoy"]["frames"][-1] == ("rst", 1, "NO_ERROR") and views["envoy"]["stats"]["http.ingress.downstream_rq_rx_reset"] == 1, (
         views
     )
-    if views["sluice"] != views["envoy"]:
-        pytest.xfail(RESET_AFTER_LOCAL_REPLY)  # checked: the Envoy side above must hold either way
-    raise AssertionError(f"XPASS(strict): Sluice now matches Envoy here; drop the xfail ({RESET_AFTER_LOCAL_REPLY[:60]}...)")
+    assert views["sluice"] == views["envoy"]
 
 
 def test_fault_abort_with_the_request_body_in_the_same_write(pair: Pair) -> None:
