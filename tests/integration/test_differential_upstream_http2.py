@@ -134,11 +134,14 @@ def _config(up_port: int) -> dict[str, Any]:
     }
     idle = cluster("idle", {})
     idle["typed_extension_protocol_options"][HPO]["common_http_protocol_options"] = {"idle_timeout": "0.3s"}
+    breakers = cluster("cb", {})
+    breakers["circuit_breakers"] = {"thresholds": [{"max_requests": 2, "max_pending_requests": 1}]}
     maxreq = cluster("maxreq", {})
     maxreq["typed_extension_protocol_options"][HPO]["common_http_protocol_options"] = {"max_requests_per_connection": 2}
     routes = [
         {"match": {"prefix": "/idle/"}, "route": {"cluster": "idle", "prefix_rewrite": "/"}},
         {"match": {"prefix": "/maxreq/"}, "route": {"cluster": "maxreq", "prefix_rewrite": "/"}},
+        {"match": {"prefix": "/cb/"}, "route": {"cluster": "cb", "prefix_rewrite": "/"}},
         {"match": {"prefix": "/one/"}, "route": {"cluster": "one", "prefix_rewrite": "/"}},
         {"match": {"prefix": "/ds/"}, "route": {"cluster": "ds", "prefix_rewrite": "/"}},
         {
@@ -167,14 +170,14 @@ def _config(up_port: int) -> dict[str, Any]:
                     "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
                 }
             ],
-            "clusters": [cluster("h2", {}), cluster("one", {"max_concurrent_streams": 1}), downstream, idle, maxreq],
+            "clusters": [cluster("h2", {}), cluster("one", {"max_concurrent_streams": 1}), downstream, idle, maxreq, breakers],
         },
     }
 
 
 STATS = [
     f"cluster.{c}.{n}"
-    for c in ("h2", "one", "ds", "idle", "maxreq")
+    for c in ("h2", "one", "ds", "idle", "maxreq", "cb")
     for n in (
         "upstream_cx_total",
         "upstream_cx_http1_total",
@@ -204,6 +207,10 @@ STATS = [
         "upstream_cx_idle_timeout",
         "upstream_cx_max_requests",
         "upstream_cx_active",
+        "upstream_rq_pending_overflow",
+        "upstream_rq_active_overflow",
+        "upstream_rq_pending_total",
+        "upstream_cx_overflow",
     )
 ]
 
@@ -353,3 +360,20 @@ def test_max_requests_per_connection(setup: tuple[H2Upstream, ProxyProcess, Prox
     assert want["stats"]["cluster.maxreq.upstream_cx_protocol_error"] == 2
     assert got == want
     assert got["stats"]["cluster.maxreq.upstream_cx_total"] == 3
+
+
+def test_circuit_breakers_count_streams_on_one_connection(setup: tuple[H2Upstream, ProxyProcess, ProxyProcess]) -> None:
+    """max_requests 2 on an HTTP/2 cluster: with its connection up, 6 requests at once get 2
+    streams and 4 overflows (503, x-envoy-overloaded), counted as Envoy counts them per request."""
+    up, envoy, sluice = setup
+    seen = []
+    for proxy in (envoy, sluice):
+        up.connections = 0
+        _one(proxy.port, "/cb/ok")  # (the connection first: no request waits for a connect)
+        got = _observe(proxy, ["/cb/delay/400"] * 6, concurrent=True)
+        got["responses"] = sorted(map(str, got["responses"]))
+        seen.append(got)
+    want, got = seen
+    assert got == want
+    assert want["stats"]["cluster.cb.upstream_rq_active_overflow"] == 4
+
