@@ -641,20 +641,27 @@ def test_grpc_same_as_envoy(pair: Pair, case: Case) -> None:
     _assert_same(case.name, got["envoy"], got["sluice"])
 
 
-def test_fault_abort_before_the_request_body_frames(pair: Pair) -> None:
-    """The same fault abort on raw frames, the request's DATA sent only after the answer came:
-    Envoy answers trailers-only, then RST_STREAM(NO_ERROR), and ignores the late DATA (no
-    RST_STREAM(STREAM_CLOSED): codec/http2_frames.ServerConnection)."""
+def _raw_fault_abort(pair: Pair, one_write: bool) -> dict[str, dict[str, Any]]:
+    """The fault-aborted gRPC request on raw frames through each proxy: its DATA(END_STREAM) in
+    the same write as the HEADERS (``one_write``), or only after the proxy's RST_STREAM came."""
     views = {}
+    pseudo = [(":method", "POST"), (":scheme", "http"), (":authority", "grpc.test"), (":path", "/test.Faulty/Unary")]
     for kind, side in pair.sides.items():
         before = quiesce(side.proxy)
         with H2Peer(side.proxy.port) as peer:
             peer.handshake()
             sid = peer.new_id()
-            pseudo = [(":method", "POST"), (":scheme", "http"), (":authority", "grpc.test"), (":path", "/test.Faulty/Unary")]
+            out: list[bytes] = []
+            real_send = peer.send
+            if one_write:
+                peer.send = out.append  # type: ignore[method-assign]
             peer.headers(sid, [*pseudo, ("content-type", "application/grpc"), ("te", "trailers")])
-            peer.collect(until=lambda p: any(e[0] == "rst" for e in p.events), timeout=5)
+            if not one_write:
+                peer.collect(until=lambda p: any(e[0] == "rst" for e in p.events), timeout=5)
             peer.data(sid, b"\x00\x00\x00\x00\x02hi", end_stream=True)
+            if one_write:
+                peer.send = real_send  # type: ignore[method-assign]
+                peer.send(b"".join(out))
             peer.collect(timeout=2)
             frames = [e for e in peer.events if e[0] in ("headers", "data", "rst", "goaway")]
         after = quiesce(side.proxy)
@@ -662,6 +669,14 @@ def test_fault_abort_before_the_request_body_frames(pair: Pair) -> None:
             "frames": frames,
             "stats": {n: after.get(n, 0) - before.get(n, 0) for n in STATS if after.get(n, 0) != before.get(n, 0)},
         }
+    return views
+
+
+def test_fault_abort_before_the_request_body_frames(pair: Pair) -> None:
+    """The same fault abort on raw frames, the request's DATA sent only after the answer came:
+    Envoy answers trailers-only, then RST_STREAM(NO_ERROR), and ignores the late DATA (no
+    RST_STREAM(STREAM_CLOSED): codec/http2_frames.ServerConnection)."""
+    views = _raw_fault_abort(pair, one_write=False)
     assert views["envoy"]["frames"][-1] == ("rst", 1, "NO_ERROR") and views["envoy"]["stats"]["http.ingress.downstream_rq_rx_reset"] == 1, (
         views
     )
@@ -672,26 +687,7 @@ def test_fault_abort_with_the_request_body_in_the_same_write(pair: Pair) -> None
     """The request's HEADERS and its DATA(END_STREAM) in one write: the fault abort's answer
     ends the stream, and the deferred doEndStream reset finds the request ended, so neither proxy
     sends a RST_STREAM (http2.tx_reset 0), while both count the reset (downstream_rq_rx_reset)."""
-    views = {}
-    for kind, side in pair.sides.items():
-        before = quiesce(side.proxy)
-        with H2Peer(side.proxy.port) as peer:
-            peer.handshake()
-            sid = peer.new_id()
-            out: list[bytes] = []
-            real_send, peer.send = peer.send, out.append  # type: ignore[method-assign]
-            pseudo = [(":method", "POST"), (":scheme", "http"), (":authority", "grpc.test"), (":path", "/test.Faulty/Unary")]
-            peer.headers(sid, [*pseudo, ("content-type", "application/grpc"), ("te", "trailers")])
-            peer.data(sid, b"\x00\x00\x00\x00\x02hi", end_stream=True)
-            peer.send = real_send  # type: ignore[method-assign]
-            peer.send(b"".join(out))
-            peer.collect(timeout=2)
-            frames = [e for e in peer.events if e[0] in ("headers", "data", "rst", "goaway")]
-        after = quiesce(side.proxy)
-        views[kind] = {
-            "frames": frames,
-            "stats": {n: after.get(n, 0) - before.get(n, 0) for n in STATS if after.get(n, 0) != before.get(n, 0)},
-        }
+    views = _raw_fault_abort(pair, one_write=True)
     envoy = views["envoy"]
     assert not any(f[0] == "rst" for f in envoy["frames"]) and envoy["stats"].get("http2.tx_reset", 0) == 0, views
     assert views["sluice"] == envoy
