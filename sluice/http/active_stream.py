@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from h2.errors import ErrorCodes
 
 from sluice import logs
+from sluice.formatter.context import AccessLogType, FormatContext
 from sluice.http import conn_manager_utility as util
 from sluice.http import debug_log, grpc, http1, path_normalization
 from sluice.http import upgrade as upgrades
@@ -45,7 +46,7 @@ class ActiveStream(FilterManager):
         "response_started", "response_complete", "close_connection", "_chunked", "_head",
         "_http10", "codec_error", "_pending_body", "_started", "response_headers",
         "_idle_timeout", "_idle_timer", "last_activity", "_req_timer", "_dur_timer", "tunnel",
-        "stream_id", "h2", "_now", "_charged",
+        "stream_id", "h2", "_now", "_charged", "response_trailers",
     )  # fmt: skip
 
     def __init__(
@@ -81,6 +82,7 @@ class ActiveStream(FilterManager):
         self._started = False
         self._charged = False
         self.response_headers: ResponseHeaders | None = None
+        self.response_trailers: HeaderMap | None = None
         self._idle_timeout = 0.0
         self._idle_timer: Any = None
         self.last_activity = 0.0
@@ -486,6 +488,7 @@ class ActiveStream(FilterManager):
     def _write_trailers(self, trailers: HeaderMap) -> None:
         if self._destroyed or self.response_complete:
             return
+        self.response_trailers = trailers
         if self.h2 is not None and not self._head:
             self.conn.encode_h2_trailers(self.stream_id, trailers)
             self._on_response_complete()
@@ -545,6 +548,15 @@ class ActiveStream(FilterManager):
         st.downstream_rq_time.record((self._now() - self.stream_info.start_time) * 1000)
         if logs.http_debug:
             debug_log.stream_complete(self)
+        if cfg.access_logs:
+            # Envoy logs when the stream is destroyed (AccessLogType DownstreamEnd), before
+            # the filters go; every logger sees the same context.
+            ctx = FormatContext(
+                self.stream_info, self.request_headers, self.response_headers, self.response_trailers,
+                log_type=AccessLogType.DownstreamEnd,
+            )
+            for logger in cfg.access_logs:
+                logger.log(ctx)
         self.destroy_filters()
         if self.tunnel is not None:
             self.tunnel.on_destroy()

@@ -16,6 +16,7 @@ from sluice.http import path_normalization
 from sluice.stats.blocks import HcmTracingStats, Http1CodecStats, HttpConnManagerStats, ListenerHttpStats
 
 if TYPE_CHECKING:
+    from sluice.access_log import AccessLogInstance
     from sluice.route.table import RouteTable
     from sluice.stats.store import Counter, Store
 
@@ -64,8 +65,11 @@ class HcmConfig:
         http2_settings: http2_codec.Http2Settings = http2_codec.DEFAULT_SETTINGS,
         buffer_limit: int = 1024 * 1024,
         clock: TimeSource = REAL,
+        access_logs: tuple[AccessLogInstance, ...] = (),
     ) -> None:
         self.stat_prefix = stat_prefix
+        self.access_logs = access_logs
+        """The HCM's ``access_log`` entries, in config order (each with its filter and sink)."""
         self.store = store
         self.stats = HttpConnManagerStats.declare(store, f"http.{stat_prefix}.")
         self.tracing_stats = HcmTracingStats.declare(store, f"http.{stat_prefix}.tracing.") if tracing else None
