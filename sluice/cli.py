@@ -53,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parent-shutdown-time-s", type=float, default=900.0, metavar="S", help="accepted; no hot restart")
     p.add_argument("--concurrency", type=int, default=1, metavar="N", help="worker threads: Sluice runs one and says so")
     p.add_argument("--base-id", type=int, default=0, metavar="N", help="accepted, no effect (no hot restart)")
+    p.add_argument(
+        "--file-flush-interval-msec",
+        type=int,
+        default=10000,
+        metavar="MS",
+        help="how often access-log files are written (default 10000)",
+    )
     p.add_argument("--admin-address-path", metavar="FILE", help="write the admin address here once it listens")
     p.add_argument("--version", action="store_true", help="print the version line, as Envoy's --version, and exit")
     return p
@@ -101,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 drain_time_s=args.drain_time_s,
                 concurrency=args.concurrency,
                 admin_address_path=args.admin_address_path,
+                file_flush_interval_s=args.file_flush_interval_msec / 1000,
                 config_path=args.config_path or "",
                 config_yaml=args.config_yaml or "",
                 log_level=args.log_level,
@@ -168,6 +176,7 @@ async def _serve(server: object, init_only: bool) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.request_stop, sig)
+    loop.add_signal_handler(signal.SIGUSR1, server.reopen_access_logs)  # (Envoy: reopen the access logs)
     await server.wait_stopped()
     return 0
 

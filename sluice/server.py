@@ -20,6 +20,8 @@ from typing import Any, TypedDict, cast
 from google.protobuf.any_pb2 import Any as AnyMessage
 
 from sluice import __version__
+from sluice.access_log.config import build_access_logs
+from sluice.access_log.file_sink import DEFAULT_FLUSH_INTERVAL, AccessLogFileManager
 from sluice.clock import REAL, TimerHandle, TimeSource
 from sluice.config.compat import unpack_any
 from sluice.errors import ConfigError, UnsupportedError
@@ -89,6 +91,7 @@ class Options:
         drain_time_s: float = 600.0,
         concurrency: int = 1,
         admin_address_path: str | None = None,
+        file_flush_interval_s: float = DEFAULT_FLUSH_INTERVAL,
         config_path: str = "",
         config_yaml: str = "",
         log_level: str = "info",
@@ -107,6 +110,8 @@ class Options:
         self.drain_time_s = drain_time_s
         self.concurrency = concurrency
         self.admin_address_path = admin_address_path
+        self.file_flush_interval_s = file_flush_interval_s
+        """``--file-flush-interval-msec``: how often access-log files are written."""
 
 
 class Listener:
@@ -235,6 +240,8 @@ class Server:
         self._histogram_fanout = HistogramFanout(self.sinks, clock)
         if self.sinks:
             self._histogram_fanout.attach(self.store)
+        self.access_log_files = AccessLogFileManager(self.store, self.options.file_flush_interval_s)
+        """Every access-log file, one per path, shared by the loggers that name it."""
         self.listeners: list[Listener] = []
         config_log.info("loading %d listener(s)", len(bootstrap.static_resources.listeners))
         self._build_listeners()
@@ -372,6 +379,15 @@ class Server:
             codec_type=_codec_type(msg, path),
             http2_settings=http2_settings(msg),
             clock=self.clock,
+            access_logs=build_access_logs(
+                msg.access_log, f"{path}.access_log", files=self.access_log_files, runtime=self.runtime, rng=self.rng
+            ),
+            access_log_flush_interval=(
+                msg.access_log_options.access_log_flush_interval.seconds
+                + msg.access_log_options.access_log_flush_interval.nanos / 1e9
+            ),
+            access_log_on_new_request=msg.access_log_options.flush_access_log_on_new_request,
+            access_log_on_tunnel=msg.access_log_options.flush_log_on_tunnel_successfully_established,
         )
         hcm.internal_networks = internal_networks(msg)
         ctx = FilterContext(
@@ -568,9 +584,17 @@ class Server:
         self._histogram_fanout.sinks = ()  # what is recorded from here on is dropped
         for sink in self.sinks:
             await sink.close(SINK_CLOSE_TIMEOUT_S)
+        # As Envoy: what the access logs hold is written at shutdown (in a thread: a slow
+        # disk must not hold the loop).
+        await asyncio.get_running_loop().run_in_executor(None, self.access_log_files.close)
         log.info("main dispatch loop exited")
         log.info("exiting")
         self._stopped.set()
+
+    def reopen_access_logs(self) -> None:
+        """SIGUSR1 and admin ``/reopen_logs``: every access-log file is reopened before its
+        next write (log rotation)."""
+        self.access_log_files.reopen()
 
     def uptime(self) -> int:
         return int(self.clock.wall() - self.start_time)

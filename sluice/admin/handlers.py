@@ -84,6 +84,11 @@ def _ok(server: Server, req: AdminRequest) -> Response:
     return 200, TEXT, "OK\n"
 
 
+def _reopen_logs(server: Server, req: AdminRequest) -> Response:
+    server.reopen_access_logs()
+    return 200, TEXT, "OK\n"
+
+
 def _ready(server: Server, req: AdminRequest) -> Response:
     state = server_state(server)
     return (200 if state == "LIVE" else 503), TEXT, f"{state}\n"
@@ -267,7 +272,7 @@ def command_line_options(server: Server) -> dict[str, object]:
         "service_cluster": o.service_cluster,
         "service_node": o.service_node,
         "service_zone": "",
-        "file_flush_interval": "10s",
+        "file_flush_interval": _duration(o.file_flush_interval_s),
         "drain_time": _duration(o.drain_time_s),
         "parent_shutdown_time": _duration(getattr(o, "parent_shutdown_time_s", 900.0)),
         "mode": {"serve": "Serve", "validate": "Validate", "init_only": "InitOnly"}.get(getattr(o, "mode", "serve"), "Serve"),
@@ -452,7 +457,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "/memory": Endpoint(_memory, "print current allocation/heap usage", False),
     "/quitquitquit": Endpoint(_quit, "exit the server", True),
     "/ready": Endpoint(_ready, "print server state, return 200 if LIVE, otherwise return 503", False),
-    "/reopen_logs": Endpoint(_ok, "reopen access logs", True),  # Sluice opens its logs per write.
+    "/reopen_logs": Endpoint(_reopen_logs, "reopen access logs", True),
     "/reset_counters": Endpoint(_reset_counters, "reset all counters to zero", True),
     "/runtime": Endpoint(_runtime, "print runtime values", False),
     "/runtime_modify": Endpoint(

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
+from sluice.access_log.config import AccessLogger, build_access_logs
 from sluice.admin import handlers
 from sluice.admin.formats import normalize_path, parse_query
+from sluice.errors import ConfigError
+from sluice.formatter import default_formatter
 from sluice.http.conn_manager import DownstreamConnection, HcmConfig, make_connection
 from sluice.http.filter import STOP_ITERATION, STOP_ITERATION_NO_BUFFER, FilterStatus
 from sluice.http.filter_manager import ActiveStreamFilter
@@ -92,7 +94,6 @@ class AdminFilter:
         payload = body.encode("utf-8") if isinstance(body, str) else body
         self.stream.encode_headers(headers, False)
         self.stream.encode_data(payload, True)
-        self.admin.log_access(self.stream)
         if req.path == "/quitquitquit" and status == 200:
             self.admin.server.request_stop()
 
@@ -107,6 +108,16 @@ class AdminServer:
         self.ip = server._bind_ip(sa.address)
         self.port = sa.port_value
         self.access_log_path = host_path(admin_msg.access_log_path, for_write=True) if admin_msg.access_log_path else ""
+        access_logs = build_access_logs(
+            admin_msg.access_log, "admin.access_log", files=server.access_log_files, runtime=server.runtime, rng=server.rng
+        )
+        if self.access_log_path:
+            # The deprecated access_log_path: a file logger with Envoy's default format.
+            try:
+                file = server.access_log_files.file(self.access_log_path)
+            except OSError as exc:
+                raise ConfigError(f"admin.access_log_path: unable to open file '{self.access_log_path}': {exc.strerror}") from exc
+            access_logs = (AccessLogger("admin.access_log_path", None, default_formatter(), file), *access_logs)
         self.listener_stats = AdminListenerStats.declare(server.store, "listener.admin.")
         # The admin listener runs on Envoy's main thread: its handler copy is ``main_thread``.
         self.accounting = ListenerConnections(
@@ -121,6 +132,12 @@ class AdminServer:
             rng=server.rng,
             server=None,
             tracing=False,
+            access_logs=access_logs,
+            # Envoy's admin connection manager: the peer's address is used (XFF appended, the
+            # host's own address for a loopback peer), no request id (admin_impl.h).
+            use_remote_address=True,
+            generate_request_id=False,
+            local_address_ip=server.local_ip,
         )
         self._server: asyncio.AbstractServer | None = None
 
@@ -149,22 +166,3 @@ class AdminServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-
-    def log_access(self, stream: ActiveStreamFilter) -> None:
-        """``admin.access_log_path``: one line per admin request, Envoy's default format."""
-        if not self.access_log_path:
-            return
-        h = stream.request_headers
-        info = stream.stream_info
-        start = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(info.start_wall))
-        ms = int(info.start_wall * 1000) % 1000
-        line = (
-            f'[{start}.{ms:03d}Z] "{h.method} {h.path} HTTP/{h.version}" {info.response_code} - '
-            f'{info.bytes_received} {info.bytes_sent} {info.duration_ms()} - "-" '
-            f'"{h.get("user-agent") or "-"}" "-" "{h.authority or "-"}" "-"\n'
-        )
-        try:
-            with open(self.access_log_path, "a", encoding="utf-8") as f:
-                f.write(line)
-        except OSError as exc:
-            log.warning("admin access log %s: %s", self.access_log_path, exc)

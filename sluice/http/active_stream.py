@@ -46,7 +46,7 @@ class ActiveStream(FilterManager):
         "response_started", "response_complete", "close_connection", "_chunked", "_head",
         "_http10", "codec_error", "_pending_body", "_started", "response_headers",
         "_idle_timeout", "_idle_timer", "last_activity", "_req_timer", "_dur_timer", "tunnel",
-        "stream_id", "h2", "_now", "_charged", "response_trailers",
+        "stream_id", "h2", "_now", "_charged", "response_trailers", "headerless", "_alog_timer",
     )  # fmt: skip
 
     def __init__(
@@ -64,7 +64,11 @@ class ActiveStream(FilterManager):
         self.request_headers = headers
         self.request_headers_end_stream = end_stream
         self.request_complete = end_stream
-        self.stream_info = StreamInfo(conn.remote, conn.local, cfg.clock)
+        self.stream_info = StreamInfo(conn.remote, conn.local, cfg.clock, conn.cid)
+        if end_stream and headers.method != "CONNECT":
+            # The last request byte came with the head (no clock read: the stream just began).
+            # (Envoy's CONNECT stream stays open for the tunnel's bytes: never complete.)
+            self.stream_info.request_complete = self.stream_info.start_time
         self.route = None
         self.route_resolved = False
         self.random_value = cfg.rng.getrandbits(64)
@@ -77,6 +81,10 @@ class ActiveStream(FilterManager):
         self._http10 = False
         """An HTTP/1.0 request (accept_http_10): HTTP/1.0 status line, no chunking."""
         self.codec_error = False
+        self.headerless = False
+        self._alog_timer: Any = None
+        """A codec error before the request head was complete: its request headers are a
+        placeholder, and the access log sees none (Envoy logs ``"- - HTTP/1.1"``)."""
         """Refused by the codec: reset when its connection closes (``downstream_rq_rx_reset``)."""
         self._pending_body: list[tuple[bytes, bool]] = []
         self._started = False
@@ -139,6 +147,9 @@ class ActiveStream(FilterManager):
                 self.conn.write(CONTINUE)
             else:
                 self.conn.encode_h2_headers(self.stream_id, ResponseHeaders(100), False)
+            # Envoy records the 100 as the response code until a final one replaces it (a
+            # client gone before then is logged "100 DC"; checked against Envoy 1.40).
+            self.stream_info.response_code = 100
             # (chargeStats: a 1xx is a completed response for the stats, as the final one is)
             st.downstream_rq_completed.inc()
             st.downstream_rq_1xx.inc()
@@ -170,7 +181,10 @@ class ActiveStream(FilterManager):
             # Only origin-form reaches the routes (the codec turned an absolute URL into one).
             if path:
                 st.downstream_rq_non_relative_path.inc()
-            self.send_local_reply(404, "", "absolute_path" if path else "missing_path")
+            # (Envoy's HTTP/1 request has no :scheme yet at this point: it is not logged.)
+            if self.h2 is None:
+                headers.scheme = ""
+            self.send_local_reply(404, "", "absolute_path_rejected" if path else "missing_path_rejected")
             return
         elif "#" in path:
             # Envoy's path normalisation refuses a fragment (a client must not send one).
@@ -199,6 +213,12 @@ class ActiveStream(FilterManager):
             self.route = cfg.route_table.route(headers, self.random_value)
             if self.route is not None:
                 self.stream_info.route_name = self.route.name
+                # Envoy knows the route's cluster from here on (refreshCachedRoute), so a
+                # reply before the router (a fault abort) logs %UPSTREAM_CLUSTER% too.
+                # (A weighted or header-named cluster is picked by the router: unknown until then.)
+                rc = self.route.cluster
+                if rc and cfg.server is not None and cfg.server.cluster_manager.get(rc) is not None:
+                    self.stream_info.upstream_cluster = rc
                 if self.route.using_new_timeouts:
                     self._refresh_duration_timeout()
         self.route_resolved = True
@@ -213,6 +233,11 @@ class ActiveStream(FilterManager):
                 self.send_local_reply(403, "", "upgrade_failed")
                 return
         self._arm_idle_timer()
+        if cfg.access_logs:
+            if cfg.access_log_on_new_request:
+                self.log_access(AccessLogType.DownstreamStart)
+            if cfg.access_log_flush_interval > 0:
+                self._alog_timer = cfg.call_later(cfg.access_log_flush_interval, self._on_access_log_flush)
         self.create_filters(cfg.filter_factories)
         body_queue = self._pending_body
         self._pending_body = []
@@ -223,6 +248,7 @@ class ActiveStream(FilterManager):
                 self.stream_info.bytes_received += len(data)
                 if end:
                     self.request_complete = True
+                    self.stream_info.request_complete = self._now()
             return
         for data, end in body_queue:
             self.on_request_body(data, end)
@@ -347,6 +373,7 @@ class ActiveStream(FilterManager):
             return
         if not self.response_complete:
             self.stream_info.set_flag(ResponseFlag.DOWNSTREAM_CONNECTION_TERMINATION)
+            self.stream_info.response_code_details = "downstream_remote_disconnect"
         self.config.stats.downstream_rq_rx_reset.inc()
         if logs.http_debug:
             debug_log.stream_reset(self, reason)
@@ -367,14 +394,14 @@ class ActiveStream(FilterManager):
         request: Envoy's trailers-only reply, see :func:`sluice.http.grpc.local_reply_headers`)."""
         if self.response_started:
             # Too late for a reply: reset the stream as Envoy does.
-            self.stream_info.response_flags |= flags or ResponseFlag.LOCAL_RESET
+            self.stream_info.set_flag(flags or ResponseFlag.LOCAL_RESET)
             self.reset_stream()
             return
         self.local_reply_sent = True
         if logs.http_debug:
             debug_log.local_reply(self, details)
         if flags:
-            self.stream_info.response_flags |= flags
+            self.stream_info.set_flag(flags)
         self.stream_info.response_code_details = details
         headers = ResponseHeaders(status)
         if modify_headers is not None:
@@ -548,21 +575,36 @@ class ActiveStream(FilterManager):
         st.downstream_rq_time.record((self._now() - self.stream_info.start_time) * 1000)
         if logs.http_debug:
             debug_log.stream_complete(self)
+        if self._alog_timer is not None:
+            self._alog_timer.cancel()
+            self._alog_timer = None
         if cfg.access_logs:
             # Envoy logs when the stream is destroyed (AccessLogType DownstreamEnd), before
-            # the filters go; every logger sees the same context.
-            ctx = FormatContext(
-                self.stream_info, self.request_headers, self.response_headers, self.response_trailers,
-                log_type=AccessLogType.DownstreamEnd,
-            )
-            for logger in cfg.access_logs:
-                logger.log(ctx)
+            # the filters go.
+            self.log_access(AccessLogType.DownstreamEnd)
         self.destroy_filters()
         if self.tunnel is not None:
             self.tunnel.on_destroy()
         server = cfg.server
         if server is not None:
             server.on_stream_complete(self)
+
+    def log_access(self, log_type: AccessLogType) -> None:
+        """Every access logger of the connection manager, on one context (Envoy's ``log``)."""
+        ctx = FormatContext(
+            self.stream_info, None if self.headerless else self.request_headers, self.response_headers,
+            self.response_trailers, log_type=log_type,
+        )  # fmt: skip
+        for logger in self.config.access_logs:
+            logger.log(ctx)
+
+    def _on_access_log_flush(self) -> None:
+        """``access_log_options.access_log_flush_interval``: a periodic line while the stream lives."""
+        self._alog_timer = None
+        if self._destroyed:
+            return
+        self.log_access(AccessLogType.DownstreamPeriodic)
+        self._alog_timer = self.config.call_later(self.config.access_log_flush_interval, self._on_access_log_flush)
 
     def _charge(self, code: int) -> None:
         """Envoy's chargeStats: the response's code class and ``downstream_rq_completed``,
@@ -618,6 +660,7 @@ class ActiveStream(FilterManager):
             return
         if not self.response_complete:
             self.stream_info.set_flag(ResponseFlag.DOWNSTREAM_CONNECTION_TERMINATION)
+            self.stream_info.response_code_details = "downstream_remote_disconnect"
             self.config.stats.downstream_rq_rx_reset.inc()
             if logs.http_debug:
                 debug_log.stream_reset(self, "connection termination")

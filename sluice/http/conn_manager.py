@@ -620,6 +620,7 @@ class ConnectionManager:
             return
         if stream is None:
             stream = ActiveStream(self, RequestHeaders("GET", "/", None, [], "http", "1.1"), False)
+            stream.headerless = True
             self.stream = stream
             # Envoy's codec error is a request all the same: counted (total, active, then the
             # response code and completed when it is destroyed).

@@ -26,6 +26,10 @@ INTERNAL_ONLY_HEADERS = (
     "x-envoy-retriable-header-names",
     "x-envoy-upstream-alt-stat-name",
     "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-force-trace",
+    "x-envoy-ip-tags",
+    "x-envoy-original-url",
 )
 EDGE_ONLY_HEADERS = (
     "x-envoy-decorator-operation",

@@ -18,8 +18,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from sluice.http.stream_info import flags_string
-
 if TYPE_CHECKING:
     from typing import Any, TypeAlias
 
@@ -87,7 +85,7 @@ def stream_complete(stream: ActiveStream) -> None:
         info.upstream_cluster or "-",
         info.upstream_host or "-",
         "-" if code is None else code,
-        flags_string(info.response_flags),
+        info.flags_short(),
         info.response_code_details or "-",
         stacklevel=2,
     )

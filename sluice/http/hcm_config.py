@@ -66,9 +66,17 @@ class HcmConfig:
         buffer_limit: int = 1024 * 1024,
         clock: TimeSource = REAL,
         access_logs: tuple[AccessLogInstance, ...] = (),
+        access_log_flush_interval: float = 0.0,
+        access_log_on_new_request: bool = False,
+        access_log_on_tunnel: bool = False,
     ) -> None:
         self.stat_prefix = stat_prefix
         self.access_logs = access_logs
+        # access_log_options: a periodic line (DownstreamPeriodic), one when the request
+        # headers arrive (DownstreamStart), one when a tunnel is established.
+        self.access_log_flush_interval = access_log_flush_interval
+        self.access_log_on_new_request = access_log_on_new_request
+        self.access_log_on_tunnel = access_log_on_tunnel
         """The HCM's ``access_log`` entries, in config order (each with its filter and sink)."""
         self.store = store
         self.stats = HttpConnManagerStats.declare(store, f"http.{stat_prefix}.")

@@ -59,6 +59,40 @@ FLAG_CODES: tuple[tuple[ResponseFlag, str], ...] = (
 )
 
 
+# Envoy's long names (%RESPONSE_FLAGS_LONG%), same order.
+FLAG_LONG_NAMES: dict[ResponseFlag, str] = {
+    ResponseFlag.FAILED_LOCAL_HEALTH_CHECK: "FailedLocalHealthCheck",
+    ResponseFlag.NO_HEALTHY_UPSTREAM: "NoHealthyUpstream",
+    ResponseFlag.UPSTREAM_REQUEST_TIMEOUT: "UpstreamRequestTimeout",
+    ResponseFlag.LOCAL_RESET: "LocalReset",
+    ResponseFlag.UPSTREAM_REMOTE_RESET: "UpstreamRemoteReset",
+    ResponseFlag.UPSTREAM_CONNECTION_FAILURE: "UpstreamConnectionFailure",
+    ResponseFlag.UPSTREAM_CONNECTION_TERMINATION: "UpstreamConnectionTermination",
+    ResponseFlag.UPSTREAM_OVERFLOW: "UpstreamOverflow",
+    ResponseFlag.NO_ROUTE_FOUND: "NoRouteFound",
+    ResponseFlag.DELAY_INJECTED: "DelayInjected",
+    ResponseFlag.FAULT_INJECTED: "FaultInjected",
+    ResponseFlag.RATE_LIMITED: "RateLimited",
+    ResponseFlag.DOWNSTREAM_CONNECTION_TERMINATION: "DownstreamConnectionTermination",
+    ResponseFlag.UPSTREAM_RETRY_LIMIT_EXCEEDED: "UpstreamRetryLimitExceeded",
+    ResponseFlag.STREAM_IDLE_TIMEOUT: "StreamIdleTimeout",
+    ResponseFlag.DOWNSTREAM_PROTOCOL_ERROR: "DownstreamProtocolError",
+    ResponseFlag.UPSTREAM_MAX_STREAM_DURATION_REACHED: "UpstreamMaxStreamDurationReached",
+    ResponseFlag.NO_CLUSTER_FOUND: "NoClusterFound",
+    ResponseFlag.UPSTREAM_PROTOCOL_ERROR: "UpstreamProtocolError",
+}
+
+
+_SHORT = dict(FLAG_CODES)
+
+
+def flags_long_string(flags: int) -> str:
+    """``%RESPONSE_FLAGS_LONG%``: comma-joined long names, ``-`` when none."""
+    if not flags:
+        return "-"
+    return ",".join(FLAG_LONG_NAMES[flag] for flag, _code in FLAG_CODES if flags & flag)
+
+
 def flags_string(flags: int) -> str:
     """``%RESPONSE_FLAGS%``: comma-joined short codes, ``-`` when none."""
     if not flags:
@@ -72,13 +106,29 @@ class UpstreamTiming:
     response byte received; None until they happen. The router's attempts subclass it, so an
     attempt is its own record (no object more per request)."""
 
-    __slots__ = ("first_tx", "last_tx", "first_rx", "last_rx")
+    __slots__ = (
+        "first_tx", "last_tx", "first_rx", "first_rx_body", "last_rx", "pool_ready_latency", "local_address",
+        "protocol", "connection_id", "transport_failure",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.first_tx: float | None = None
         self.last_tx: float | None = None
         self.first_rx: float | None = None
+        self.first_rx_body: float | None = None
         self.last_rx: float | None = None
+        self.pool_ready_latency: float | None = None
+        """Seconds from asking the pool for a connection to getting one."""
+        self.local_address: tuple[str, int] | None = None
+        """The local end of the connection the attempt got (None before one)."""
+        self.protocol: str | None = None
+        self.connection_id = 0
+        self.transport_failure = ""
+        """Why no connection could be made (Envoy's upstream transport failure reason)."""
+
+
+_NO_STATE: dict[str, object] = {}
+"""Shared empty filter state (no filter Sluice implements sets any; never mutated)."""
 
 
 class StreamInfo:
@@ -100,9 +150,9 @@ class StreamInfo:
         "response_code",
         "response_code_details",
         "response_flags",
+        "flag_order",
         "upstream_host",
         "upstream_cluster",
-        "upstream_local_address",
         "route_name",
         "downstream_remote_address",
         "downstream_local_address",
@@ -110,9 +160,26 @@ class StreamInfo:
         "request_id",
         "attempt_count",
         "upstream_timing",
+        "downstream_direct_remote_address",
+        "connection_id",
+        "upstream_host_name",
+        "connection_termination_details",
+        "custom_flags",
+        "virtual_cluster_name",
+        "filter_chain_name",
+        "dynamic_metadata",
+        "cluster_metadata",
+        "upstream_host_metadata",
+        "filter_state",
     )
 
-    def __init__(self, remote: tuple[str, int] | None, local: tuple[str, int] | None, clock: TimeSource = REAL) -> None:
+    def __init__(
+        self,
+        remote: tuple[str, int] | None,
+        local: tuple[str, int] | None,
+        clock: TimeSource = REAL,
+        connection_id: int = 0,
+    ) -> None:
         self.clock = clock
         self.start_time = clock.monotonic()
         self.start_wall = clock.wall()
@@ -128,10 +195,11 @@ class StreamInfo:
         self.response_code: int | None = None
         self.response_code_details = ""
         self.response_flags = 0
+        self.flag_order: tuple[ResponseFlag, ...] = ()
+        """The flags of ``response_flags`` in the order they were set (Envoy keeps a list)."""
         self.upstream_host: str | None = None
         """``ip:port`` of the host the (last) attempt went to."""
         self.upstream_cluster: str | None = None
-        self.upstream_local_address: str | None = None
         self.route_name = ""
         self.downstream_remote_address = remote
         self.downstream_local_address = local
@@ -140,9 +208,39 @@ class StreamInfo:
         self.attempt_count = 0
         self.upstream_timing: UpstreamTiming | None = None
         """The latest attempt's timing (each attempt has its own; a retry replaces it)."""
+        self.downstream_direct_remote_address = remote
+        """The connection's peer (``downstream_remote_address`` may come from XFF)."""
+        self.connection_id = connection_id
+        self.upstream_host_name: str | None = None
+        """The upstream host's hostname (a DNS cluster's), None when it has none."""
+        self.connection_termination_details: str | None = None
+        self.custom_flags: str | None = None
+        self.virtual_cluster_name: str | None = None
+        self.filter_chain_name = ""
+        self.dynamic_metadata: dict[str, dict[str, object]] | None = None
+        """Filter namespace → values; None until a filter sets some."""
+        self.cluster_metadata: dict[str, dict[str, object]] | None = None
+        self.upstream_host_metadata: dict[str, dict[str, object]] | None = None
+        self.filter_state: dict[str, object] = _NO_STATE
 
-    def set_flag(self, flag: ResponseFlag) -> None:
-        self.response_flags |= flag
+    def set_flag(self, flag: int) -> None:
+        """Set response flags; Envoy prints them in the order they were first set."""
+        new = flag & ~self.response_flags
+        if new:
+            self.response_flags |= new
+            self.flag_order += tuple(f for f, _code in FLAG_CODES if new & f)
+
+    def flags_short(self) -> str:
+        """``%RESPONSE_FLAGS%``: the short codes in the order they were set, ``-`` for none."""
+        if not self.flag_order:
+            return "-"
+        return ",".join(_SHORT[f] for f in self.flag_order)
+
+    def flags_long(self) -> str:
+        """``%RESPONSE_FLAGS_LONG%``."""
+        if not self.flag_order:
+            return "-"
+        return ",".join(FLAG_LONG_NAMES[f] for f in self.flag_order)
 
     def has_flag(self, flag: ResponseFlag) -> bool:
         return bool(self.response_flags & flag)

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from sluice.clock import REAL, TimeSource
+from sluice.formatter.context import AccessLogType
 from sluice.http import http1
 from sluice.http.date import http_date
 from sluice.http.headers import ResponseHeaders
@@ -123,6 +124,8 @@ class Tunnel:
             data, _ = http1.encode_response_head(headers, False, False, proper_case=cfg.http1_settings.proper_case_words)
             stream.conn.write(data)
         self.established = True
+        if cfg.access_logs and cfg.access_log_on_tunnel:
+            stream.log_access(AccessLogType.DownstreamTunnelSuccessfullyEstablished)
         # Envoy charges the response code with the headers: a 1xx, completed.
         st = cfg.stats
         st.downstream_rq_completed.inc()

@@ -531,3 +531,6 @@ register("ikubernetes/servicemesh-app:*", _servicemesh, first=False)
 register("prom/statsd-exporter:*", _statsd_exporter, first=False)
 register("prom/prometheus:*", _prometheus, first=False)
 register("grafana/grafana*", _grafana, first=False)
+
+# The Elastic stack's stand-ins register themselves (a module of their own, for size).
+from sluice.lab import images_elastic  # noqa: E402, F401

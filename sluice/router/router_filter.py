@@ -187,7 +187,7 @@ class Router:
         internal = cb.is_internal
         if internal and outcome.ALT_STAT_NAME in headers:  # (only an internal request keeps it)
             self.alt_stats = outcome.take_alt_stats(headers, cluster)
-        self.attempt_count = 1
+        self.attempt_count = info.attempt_count = 1
         if rp is not None or internal or route.grpc_timeouts:
             # Per-try timeouts, an internal request's timeout headers, gRPC timeouts.
             global_timeout, per_try, self._per_try_idle, grpc_header = timeouts.final_timeout(route, headers, internal)
@@ -415,6 +415,7 @@ class Router:
         if self._finished or cluster is None or route is None:
             return
         self.attempt_count += 1
+        self.cb.stream_info.attempt_count = self.attempt_count
         # Each retry gets its own copy of the request headers: its attempt count and timeout
         # header must not show up in the downstream request (access logs) or another attempt.
         headers = self.cb.request_headers.copy()
@@ -505,6 +506,7 @@ class Router:
         now = self.config.clock.monotonic()
         info = self.cb.stream_info
         info.first_upstream_rx = now
+        info.response_code_details = "via_upstream"
         self._last_upstream_activity = now
         outcome.charge(req, code, self.cb.is_internal, self.alt_stats, grpc, grpc_status, end_stream)
         if self._request_end:
@@ -566,7 +568,7 @@ class Router:
             info.set_flag(outcome.reset_flag(reason))
             self.cb.reset_stream()
             return
-        code, flag, details = outcome.reset_reply(reason, overflow, before_connect)
+        code, flag, details = outcome.reset_reply(reason, overflow, before_connect, req.transport_failure)
         info.set_flag(flag)
         if not overflow:
             req.host.stats.rq_error += 1
@@ -621,7 +623,7 @@ class Router:
             self.cb.reset_stream()
             return
         outcome.charge_code(cluster, 504, self.cb.is_internal, self.alt_stats)
-        self.cb.send_local_reply(504, "upstream request timeout", "upstream_response_timeout", 0, self._finalize_response)
+        self.cb.send_local_reply(504, "upstream request timeout", "response_timeout", 0, self._finalize_response)
 
     def _upstream_done(self, req: UpstreamRequest) -> None:
         # Envoy's onUpstreamComplete: the request time is that of a completed upstream response

@@ -39,15 +39,19 @@ def reset_flag(reason: str) -> ResponseFlag:
     return RESET_FLAGS.get(reason, ResponseFlag.UPSTREAM_CONNECTION_TERMINATION)
 
 
-def reset_reply(reason: str, overflow: bool, before_connect: bool) -> tuple[int, ResponseFlag, str]:
-    """The local reply for a reset before the response started: (status, flag, details)."""
+def reset_reply(reason: str, overflow: bool, before_connect: bool, transport_failure: str = "") -> tuple[int, ResponseFlag, str]:
+    """The local reply for a reset before the response started: (status, flag, details).
+    Envoy's details add the transport failure reason after a ``|`` (spaces as ``_``)."""
     if reason == PROTOCOL_ERROR:
         # Envoy answers a response its codec refused with 502 (UPE).
         return 502, ResponseFlag.UPSTREAM_PROTOCOL_ERROR, "upstream_reset_before_response_started{protocol_error}"
     if overflow:
         return 503, ResponseFlag.UPSTREAM_OVERFLOW, "upstream_reset_before_response_started{overflow}"
     if before_connect:
-        return 503, ResponseFlag.UPSTREAM_CONNECTION_FAILURE, "upstream_reset_before_response_started{remote_connection_failure}"
+        why = "remote_connection_failure"
+        if transport_failure:
+            why += "|" + transport_failure.replace(" ", "_")
+        return 503, ResponseFlag.UPSTREAM_CONNECTION_FAILURE, "upstream_reset_before_response_started{" + why + "}"
     # An HTTP/1.1 close is ``connection termination`` (UC); an HTTP/2 RST_STREAM is a remote
     # reset (UR), its details Envoy's reason with underscores.
     return 503, reset_flag(reason), "upstream_reset_before_response_started{" + reason.replace(" ", "_") + "}"

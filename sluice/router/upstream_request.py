@@ -76,7 +76,12 @@ class UpstreamRequest(UpstreamTiming):
         downstream_protocol: str = "HTTP/1.1",
     ) -> None:
         # (UpstreamTiming.__init__ inlined: one per request.)
-        self.first_tx = self.last_tx = self.first_rx = self.last_rx = None
+        self.first_tx = self.last_tx = self.first_rx = self.first_rx_body = self.last_rx = None
+        self.pool_ready_latency = None
+        self.local_address = None
+        self.protocol = None
+        self.connection_id = 0
+        self.transport_failure = ""
         self.owner = owner
         self.cluster = cluster
         self.host = host
@@ -116,6 +121,10 @@ class UpstreamRequest(UpstreamTiming):
             stream.release_unused()
             return
         self.conn = stream
+        self.pool_ready_latency = REAL.monotonic() - self.started
+        self.local_address = stream.local_address
+        self.protocol = stream.protocol
+        self.connection_id = stream.cid
         if logs.router_debug:
             debug_log.pool_ready(self.owner, self.host.address)
         st = self.cluster.stats
@@ -142,10 +151,11 @@ class UpstreamRequest(UpstreamTiming):
         if self.ready_hook is not None:
             self.ready_hook(self)
 
-    def on_pool_failure(self, reason: str) -> None:
+    def on_pool_failure(self, reason: str, transport_failure: str = "") -> None:
         if self.done:
             return
         self.done = True
+        self.transport_failure = transport_failure
         self.owner.on_upstream_reset(self, reason, True)
 
     # -- request body and trailers from downstream --------------------------------------
@@ -201,6 +211,8 @@ class UpstreamRequest(UpstreamTiming):
         self.owner.on_upstream_headers(self, ResponseHeaders(status, entries), end_stream)
 
     def on_response_data(self, data: bytes, end_stream: bool) -> None:
+        if data and self.first_rx_body is None:
+            self.first_rx_body = REAL.monotonic()
         if end_stream:
             self.last_rx = REAL.monotonic()
             self._complete()

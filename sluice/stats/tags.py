@@ -41,7 +41,12 @@ from sluice.errors import ConfigError
 Tag = tuple[str, str]
 Span = tuple[int, int]
 
-CREATED_BEFORE_STATS_CONFIG = frozenset({"server.hot_restart_generation"})
+CREATED_BEFORE_STATS_CONFIG = frozenset({
+    "server.hot_restart_generation",
+    # the access-log manager's (AccessLogManagerImpl, made with the server)
+    "filesystem.flushed_by_timer", "filesystem.reopen_failed", "filesystem.write_buffered",
+    "filesystem.write_completed", "filesystem.write_failed", "filesystem.write_total_buffered",
+})  # fmt: skip
 """Stats Envoy creates before it installs the bootstrap's tag producer: they carry no tags at
 all, not even a ``fixed_value`` one (observed on Envoy 1.40)."""
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -105,7 +106,7 @@ class ResponseHandler(Protocol):
     Optional: ``on_response_trailers(trailers)`` (without it trailers end the body)."""
 
     def on_pool_ready(self, stream: Any) -> None: ...
-    def on_pool_failure(self, reason: str) -> None: ...
+    def on_pool_failure(self, reason: str, transport_failure: str = "") -> None: ...
     def on_response_headers(self, status: int, headers: list[list[str]], end_stream: bool) -> None: ...
     def on_response_data(self, data: bytes, end_stream: bool) -> None: ...
     def on_response_informational(self, status: int) -> None: ...
@@ -118,6 +119,8 @@ class UpstreamStream(Protocol):
 
     protocol: str
     handler: ResponseHandler | None
+    local_address: tuple[str, int] | None
+    cid: int
 
     def encode_headers(self, headers: RequestHeaders, end_stream: bool, upgrade: bool = False, body: bytes = b"") -> None: ...
     def encode_data(self, data: bytes, end_stream: bool) -> None: ...
@@ -407,6 +410,7 @@ class HostPool:
         clock = self.clock
         started = clock.monotonic()
         reason = ""
+        transport_failure = ""
         conn: Any = None
         factory: Callable[[], Any] = (
             (lambda: Http2Connection(self)) if self.options.protocol == HTTP2 else (lambda: UpstreamConnection(self))
@@ -419,8 +423,10 @@ class HostPool:
         except TimeoutError:
             reason = "connection timeout"
             self.stats.upstream_cx_connect_timeout.inc()
-        except OSError:
+        except OSError as exc:
             reason = "remote connection failure"
+            # Envoy's transport failure reason for a refused or failed connect.
+            transport_failure = f"delayed connect error: {os.strerror(exc.errno) if exc.errno else exc}"
         finally:
             self.connecting -= 1
         if conn is None:
@@ -432,7 +438,7 @@ class HostPool:
             while self.waiters and len(self.waiters) > self.connecting * capacity:
                 handler = self._pop_waiter()
                 self.stats.upstream_rq_pending_failure_eject.inc()
-                handler.on_pool_failure(reason)
+                handler.on_pool_failure(reason, transport_failure)
             return
         self.stats.upstream_cx_connect_ms.record((clock.monotonic() - started) * 1000)
         self.stats.upstream_cx_active.inc()

@@ -15,6 +15,7 @@ import logging
 import socket
 from typing import TYPE_CHECKING, cast
 
+from sluice import logs
 from sluice.clock import REAL
 from sluice.codec.http1_client import ClientCodec
 from sluice.http import http1
@@ -47,6 +48,8 @@ class UpstreamConnection(asyncio.Protocol):
         "rq_counted",
         "draining",
         "idle_since",
+        "local_address",
+        "cid",
     )
 
     multiplexed = False
@@ -72,6 +75,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.draining = False
         """No new request: it closes once the current one is done."""
         self.idle_since = 0.0
+        self.local_address: tuple[str, int] | None = None
+        """This connection's own end (``%UPSTREAM_LOCAL_ADDRESS%``)."""
+        self.cid = next(logs.connection_ids)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("busy" if self.handler else "draining" if self.draining else "idle")
@@ -117,6 +123,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         # Envoy accounts each read buffer's bytes in this gauge, which marks it used.
         self.pool.stats.upstream_cx_rx_bytes_buffered.used = True
+        name = transport.get_extra_info("sockname")
+        self.local_address = (name[0], name[1]) if name else None
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:

@@ -22,6 +22,7 @@ import logging
 import socket
 from typing import TYPE_CHECKING, cast
 
+from sluice import logs
 from sluice.clock import REAL
 from sluice.codec import http2_client
 from sluice.codec.http2 import LOCAL_RESET, REMOTE_RESET
@@ -60,6 +61,14 @@ class Http2Stream:
 
     def __repr__(self) -> str:
         return f"<Http2Stream {self.conn.pool.host.address} #{self.stream_id} done={self.done}>"
+
+    @property
+    def local_address(self) -> tuple[str, int] | None:
+        return self.conn.local_address
+
+    @property
+    def cid(self) -> int:
+        return self.conn.cid
 
     # -- the router's calls -------------------------------------------------------------
     def encode_headers(self, headers: RequestHeaders, end_stream: bool, upgrade: bool = False, body: bytes = b"") -> None:
@@ -200,7 +209,7 @@ class Http2Connection(asyncio.Protocol):
 
     __slots__ = (
         "pool", "transport", "codec", "streams", "closed", "created", "requests", "remaining_requests",
-        "rq_counted", "draining", "idle_since", "unsent", "dispatching",
+        "rq_counted", "draining", "idle_since", "unsent", "dispatching", "local_address", "cid",
     )  # fmt: skip
 
     multiplexed = True
@@ -211,6 +220,8 @@ class Http2Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.codec = http2_client.ClientCodec(self, pool.options.http2, pool.http2_stats)
         self.streams: set[Http2Stream] = set()
+        self.local_address: tuple[str, int] | None = None
+        self.cid = next(logs.connection_ids)
         self.closed = False
         self.dispatching = False
         """Inside ``codec.feed`` (the events of one read are being handed out)."""
@@ -265,6 +276,8 @@ class Http2Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.pool.stats.upstream_cx_rx_bytes_buffered.used = True
+        name = transport.get_extra_info("sockname")
+        self.local_address = (name[0], name[1]) if name else None
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:

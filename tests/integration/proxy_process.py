@@ -45,9 +45,11 @@ _base_ids = itertools.count()
 class ProxyProcess:
     """Envoy or Sluice as a child process on a localized config."""
 
-    def __init__(self, kind: str, config: dict[str, Any], workdir: Path | None = None) -> None:
+    def __init__(self, kind: str, config: dict[str, Any], workdir: Path | None = None, args: Iterable[str] = ()) -> None:
         assert kind in ("envoy", "sluice")
         self.kind = kind
+        self.args = list(args)
+        """Extra command-line flags (both proxies take Envoy's)."""
         self.config = config
         self.admin_port = int(config["admin"]["address"]["socket_address"]["port_value"])
         self.listener_ports = [int(lst["address"]["socket_address"]["port_value"]) for lst in config["static_resources"]["listeners"]]
@@ -66,7 +68,7 @@ class ProxyProcess:
         base_id = 20000 + (os.getpid() % 2000) * 16 + next(_base_ids) % 16
         common = [
             "-c", str(self.config_path), "--concurrency", "1", "--base-id", str(base_id), "-l", "error",
-            "--drain-time-s", "1",
+            "--drain-time-s", "1", *self.args,
         ]  # fmt: skip
         if self.kind == "envoy":
             binary = envoy_binary()

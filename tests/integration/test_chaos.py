@@ -363,7 +363,7 @@ class Handler:
     def on_pool_ready(self, conn: object) -> None:
         self.ready.append(conn)
 
-    def on_pool_failure(self, reason: str) -> None:
+    def on_pool_failure(self, reason: str, transport_failure: str = "") -> None:
         self.failed.append(reason)
 
     def on_response_headers(self, status: int, headers: list[list[str]], end_stream: bool) -> None: ...

@@ -112,15 +112,7 @@ COMPARED_VALUES = {
 # Families Envoy prints and Sluice does not (or with another type, or other label sets): gaps in
 # Sluice's stat catalogue (sluice/stats/blocks.py) or in what Sluice implements, not in the
 # exposition. Each is named with the reason.
-CATALOGUE_GAPS = {
-    # subsystems Sluice does not have
-    "envoy_filesystem_flushed_by_timer": "no file flusher stats",
-    "envoy_filesystem_reopen_failed": "no file flusher stats",
-    "envoy_filesystem_write_buffered": "no file flusher stats",
-    "envoy_filesystem_write_completed": "no file flusher stats",
-    "envoy_filesystem_write_failed": "no file flusher stats",
-    "envoy_filesystem_write_total_buffered": "no file flusher stats",
-}
+CATALOGUE_GAPS: dict[str, str] = {}
 # Families both print whose label sets differ (none left: the admin HCM has no router or tracing
 # stats and Envoy's async client has its own, as in Envoy; upstream_rq_time exists once a
 # response completed).

@@ -110,14 +110,7 @@ TIMING_DEPENDENT = {
 ADMIN_PREFIXES = ("http.admin.", "listener.admin.")
 
 # Counters and gauges only Envoy has, with the reason.
-ONLY_ENVOY = {
-    "filesystem.flushed_by_timer": "no file flusher (Sluice writes no access-log files through one)",
-    "filesystem.reopen_failed": "no file flusher",
-    "filesystem.write_buffered": "no file flusher",
-    "filesystem.write_completed": "no file flusher",
-    "filesystem.write_failed": "no file flusher",
-    "filesystem.write_total_buffered": "no file flusher",
-}
+ONLY_ENVOY: dict[str, str] = {}
 # Counters and gauges only Sluice has, with the reason.
 ONLY_SLUICE: dict[str, str] = {}
 # Names both have whose values differ, with the reason.

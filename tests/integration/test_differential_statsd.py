@@ -48,12 +48,11 @@ IGNORED_GAUGE_VALUES = {
 IGNORED_TIMERS = {"cluster.colord.upstream_cx_length_ms", "cluster.colord.upstream_rq_per_cx"}
 KNOWN_GAPS = {
     # counters
-    "cluster_manager.cluster_updated", "dns.cares.resolve_total", "filesystem.write_buffered",
-    "filesystem.write_completed",
+    "cluster_manager.cluster_updated", "dns.cares.resolve_total",
     # Envoy counts the deprecated fields of the course's config; Sluice reads them without counting
     "runtime.deprecated_feature_use", "runtime.deprecated_feature_seen_since_process_start",
     # gauges Sluice does not keep
-    "dns.cares.pending_resolutions", "filesystem.write_total_buffered",
+    "dns.cares.pending_resolutions",
 }  # fmt: skip
 # Names Envoy flushes in some runs and not in others: allowed on either side.
 EITHER = {

@@ -7,7 +7,9 @@ raw recording upstream. Per proxy the test keeps
   ``x-envoy-upstream-service-time`` and the listener port normalised),
 - whether the proxy closed the connection,
 - the exact bytes the upstream received while the case ran (``x-request-id`` and
-  ``x-envoy-expected-rq-timeout-ms`` values, listener and upstream ports normalised).
+  ``x-envoy-expected-rq-timeout-ms`` values, listener and upstream ports normalised),
+- the access-log lines the case made (code, flags, details, method, path, protocol, bytes:
+  :data:`LOG_FORMAT`), read up to a sentinel request's line.
 
 The rule: Sluice's three equal Envoy's; or Sluice refuses more strictly — one 4xx answer and
 nothing forwarded where Envoy forwarded the request or did not refuse it with an error —
@@ -25,9 +27,11 @@ import itertools
 import os
 import re
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,6 +64,9 @@ static_resources:
   - {{name: app, connect_timeout: 0.25s, type: STATIC, load_assignment: {{cluster_name: app, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {app}}}}}}}}}]}}]}}}}
 """
 
+LOG_FORMAT = "%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL% %BYTES_RECEIVED% %BYTES_SENT%\n"
+SENTINEL = b"GET /log-sentinel HTTP/1.1\r\nHost: sentinel\r\n\r\n"
+
 UPSTREAM_ANSWER = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 WARM_UP = b"GET /warm-up HTTP/1.1\r\nHost: warm-up\r\n\r\n"
 
@@ -69,7 +76,11 @@ IDLE_WAIT = 0.08
 TOTAL_WAIT = 1.5
 
 # case name → what Sluice does vs Envoy (strict xfail; remove the entry once fixed).
-KNOWN_DIFFERENCES: dict[str, str] = {}
+_LEFTOVER = (
+    "bytes after a complete request start a new one in Envoy (its stream is logged 0 DC and counted "
+    "when the client closes); Sluice makes no stream for an incomplete request head"
+)
+KNOWN_DIFFERENCES: dict[str, str] = {"cl-body-long": _LEFTOVER, "chunk-then-pipelined-garbage": _LEFTOVER}
 
 
 # ------------------------------------------------------------------------------------------
@@ -292,11 +303,12 @@ class Outcome:
     statuses: list[str]  # the status lines of the complete answers, in order
     closed: bool
     forwarded: str  # the normalised bytes the upstream received
+    logged: list[str] = field(default_factory=list)  # the case's access-log lines
     raw_answer: bytes = field(default=b"", compare=False, repr=False)
     raw_forwarded: bytes = field(default=b"", compare=False, repr=False)
 
     def view(self) -> dict[str, Any]:
-        return {"answer": self.answer, "closed": self.closed, "forwarded": self.forwarded}
+        return {"answer": self.answer, "closed": self.closed, "forwarded": self.forwarded, "logged": self.logged}
 
 
 class Proxy:
@@ -304,8 +316,41 @@ class Proxy:
         self.kind = kind
         self.port = free_port()
         text = CONFIG.format(admin=free_port(), port=self.port, app=app_port)
-        self.proc = ProxyProcess(kind, yaml.safe_load(text)).start()
+        config = yaml.safe_load(text)
+        self._logdir = tempfile.TemporaryDirectory(prefix=f"edge-log-{kind}-")
+        self.log_path = Path(self._logdir.name) / "access.log"
+        hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        hcm["access_log"] = [{"name": "envoy.access_loggers.file", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": str(self.log_path), "log_format": {"text_format": LOG_FORMAT}}}]  # fmt: skip
+        self.proc = ProxyProcess(kind, config, args=["--file-flush-interval-msec", "10"]).start()
         self.port = self.proc.port  # re-picked if the first one was taken
+        self._log_seen = 0
+
+    def logged(self) -> list[str]:
+        """The access-log lines since the last call, up to a sentinel request's line (the
+        warm-up request's line left out)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+            s.sendall(SENTINEL)
+            raw = b""
+            while not parse_answers(raw)[0] and (chunk := s.recv(65536)):
+                raw += chunk
+        lines: list[str] = []
+
+        def sentinel_seen() -> bool:
+            nonlocal lines
+            text = self.log_path.read_text(encoding="latin-1") if self.log_path.exists() else ""
+            lines = text.splitlines()[self._log_seen :]
+            return any(" /log-sentinel " in line for line in lines)
+
+        assert wait_until(sentinel_seen, timeout=5), f"{self.kind}: the sentinel request was not logged: {lines}"
+        end = next(i for i, line in enumerate(lines) if " /log-sentinel " in line)
+        self._log_seen += end + 1
+        return [line for line in lines[:end] if " /warm-up " not in line]
+
+    def stop(self) -> None:
+        self.proc.stop()
+        self._logdir.cleanup()
 
     def warm(self) -> None:
         """One plain request first, so the proxy holds an idle upstream connection: whether a
@@ -329,7 +374,7 @@ class Proxy:
         answer = SERVICE_TIME.sub(r"\1<volatile>", normalise_raw(raw)).replace(f":{self.port}", ":<listener>")
         fwd = FORWARDED_VOLATILE.sub(r"\1<volatile>", forwarded.decode("latin-1"))
         fwd = fwd.replace(f":{self.port}", ":<listener>").replace(f":{up.port}", ":<upstream>")
-        return Outcome(answer, statuses, closed, fwd, raw, forwarded)
+        return Outcome(answer, statuses, closed, fwd, self.logged(), raw, forwarded)
 
 
 @dataclass
@@ -357,7 +402,7 @@ def suite(loop: LoopThread) -> Iterator[Suite]:
             write_report(os.environ["EDGE_REPORT"], s)
     finally:
         for p in started:
-            p.proc.stop()
+            p.stop()
         up.stop()
 
 

@@ -38,6 +38,7 @@ class FakeConn:
         self.clock = clock
         self.remote = ("10.1.2.3", 5555)
         self.local = ("127.0.0.1", 80)
+        self.cid = 1
         self.out = bytearray()
         self.writes: list[tuple[float, int]] = []
         self.done: list[bool] = []

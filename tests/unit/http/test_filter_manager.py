@@ -33,6 +33,7 @@ class FakeConn:
         self.config = config
         self.remote = ("10.1.2.3", 5555)
         self.local = ("127.0.0.1", 80)
+        self.cid = 1
         self.out = bytearray()
         self.done: list[tuple[ActiveStream, bool]] = []
         self.was_reset = False

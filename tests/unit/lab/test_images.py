@@ -176,3 +176,23 @@ def test_go_sources() -> None:
 def test_unknown_dockerfile(tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text('FROM python\nCMD ["python", "app.py"]\n')
     assert gobuild.inspect_build(tmp_path) == "Dockerfile runs 'python app.py'; only 'go run main.go' builds are runnable"
+
+
+def test_filebeat_image_runs_the_stand_in_with_the_labs_flags(tmp_path: Path) -> None:
+    project = compose.load(SEED / "accesslog-with-efk", environ={})
+    d = images.decide(ctx_for(project, "filebeat", tmp_path))
+    assert d.not_running is None and d.program == "filebeat stand-in (7.14.2)"
+    (proc,) = d.processes
+    assert proc.argv == [
+        sys.executable, "-m", "sluice.lab.backends.filebeat", "-e", "--path.home=/usr/share/filebeat", "--strict.perms=false",
+    ]  # fmt: skip
+    assert proc.ports == []
+
+
+def test_filebeat_command_naming_another_program_is_refused(tmp_path: Path) -> None:
+    project = lab(tmp_path, "services:\n  fb:\n    image: docker.elastic.co/beats/filebeat:7.14.2\n    command: [sh, -c, x]\n")
+    d = images.decide(ctx_for(project, "fb", tmp_path))
+    assert d.processes == [] and d.not_running == "command: 'sh -c x' is not a filebeat command line"
+    project = lab(tmp_path, "services:\n  fb:\n    image: docker.elastic.co/beats/filebeat:7.14.2\n    command: [filebeat, -e]\n")
+    (proc,) = images.decide(ctx_for(project, "fb", tmp_path)).processes
+    assert proc.argv[-1] == "-e" and "filebeat" not in proc.argv[3:]

@@ -74,7 +74,7 @@ class Handler:
     def on_pool_ready(self, conn: Any) -> None:
         self.ready = conn
 
-    def on_pool_failure(self, reason: str) -> None:
+    def on_pool_failure(self, reason: str, transport_failure: str = "") -> None:
         self.failure = reason
 
 

@@ -44,7 +44,7 @@ class Handler:
         self.stream = stream
         stream.encode_headers(RequestHeaders(self.method, "/", "h"), self.end)
 
-    def on_pool_failure(self, reason: str) -> None:
+    def on_pool_failure(self, reason: str, transport_failure: str = "") -> None:
         self.failure = reason
 
     def on_response_headers(self, status: int, headers: list[list[str]], end_stream: bool) -> None:
