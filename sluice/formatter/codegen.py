@@ -1,6 +1,6 @@
 """Formats compiled to one Python function each: a line is then a single ``"".join`` of
 constants and provider calls, with each value's conversion chosen at config load from the
-provider's kind (``operators.KINDS``) instead of tested per line. An access log runs once per
+provider's kind (``registry.KINDS``) instead of tested per line. An access log runs once per
 request, so this is on the request path (``bench/access_log_cost.py`` measures it).
 
 The generated source holds only ``repr()`` of constant strings and names bound in its own
@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sluice.formatter.context import FormatContext
-from sluice.formatter.operators import INLINE, INLINE_NAMESPACE, KINDS, Provider
+from sluice.formatter.operators import Provider
+from sluice.formatter.registry import INLINE, INLINE_NAMESPACE, KINDS
 
 Step = tuple[int, Any]
 """``(CONST, str)``, ``(VALUE, provider)`` (a JSON value, or text in a text format) or
@@ -53,7 +54,7 @@ def compile_steps(steps: Sequence[Step], *, json: bool, empty: str, helpers: dic
     providers = 0
 
     def bind(p: Provider) -> str:
-        """The expression for ``p``'s value: inlined (see ``operators.INLINE``) or a call."""
+        """The expression for ``p``'s value: inlined (see ``registry.INLINE``) or a call."""
         nonlocal providers
         expr = INLINE.get(p)
         if expr is not None:

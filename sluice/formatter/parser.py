@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 
 from sluice.errors import ConfigError, UnsupportedError
-from sluice.formatter.operators import Provider, build_provider
+from sluice.formatter.operators import Provider
+from sluice.formatter.registry import build_provider
 
 # Envoy's commandWithArgsRegex: COMMAND from A-Z 0-9 _, a lazy (ARG) without ')', an optional :N.
 _COMMAND = re.compile(r"%((?:[A-Z]|[0-9]|_)+)(?:\((.*?)\))?(?::([0-9]+))?%")

@@ -36,6 +36,9 @@ from sluice.lab.spec import ForwardPlan, Plan, ProcessPlan, ServicePlan
 _FILE_SUFFIXES = (".yaml", ".yml", ".json", ".conf", ".cfg", ".ini", ".txt", ".py", ".sh", ".lua", ".pem", ".crt", ".key", ".toml", ".xml")
 
 
+DOCKER_ROOT = "/var/lib/docker"
+
+
 class PlanError(Exception):
     """The lab cannot start; ``messages`` name service and key for each reason."""
 
@@ -153,6 +156,10 @@ def make_plan(
         )
     if ns_prefix is None:
         problems.append(Problem("", "networks", "no mount/UTS namespaces here (unshare failed): only Sluice resolves lab names"))
+    uses_docker = any(
+        m.kind == "bind" and os.path.normpath(os.path.expanduser(m.source)) == DOCKER_ROOT
+        for svc in project.services.values() for m in svc.volumes
+    )  # fmt: skip
 
     if check_ports and not errors:
         errors += port_errors(services)
@@ -168,6 +175,7 @@ def make_plan(
         names=addressing.names,
         services=services,
         problems=[str(p) for p in problems],
+        docker_dir=str(state_dir / "docker") if uses_docker else None,
     )
 
 
@@ -196,6 +204,13 @@ def _mounts(project: Project, svc: compose.Service, state_dir: Path) -> tuple[di
     problems: list[Problem] = []
     for i, m in enumerate(svc.volumes):
         key = f"volumes[{i}] '{m.source}:{m.target}'" if m.source else f"volumes[{i}] '{m.target}'"
+        if m.kind == "bind" and os.path.normpath(os.path.expanduser(m.source)) == DOCKER_ROOT:
+            # The lab's services are not Docker containers: the lab runner keeps their logs and
+            # configs as Docker would, in the lab's state (sluice/lab/docker_logs.py).
+            mounts[m.target] = str(state_dir / "docker")
+            note = "the lab's own containers (json-file logs, config.v2.json) are mounted for /var/lib/docker"
+            problems.append(Problem(svc.name, key, note))
+            continue
         if m.kind == "bind":
             host = Path(os.path.expanduser(m.source))
             host = host if host.is_absolute() else (project.directory / host)

@@ -60,6 +60,9 @@ class Plan:
     """In start order."""
     problems: list[str]
     ready_timeout: float = READY_TIMEOUT
+    docker_dir: str | None = None
+    """Set when a service mounts ``/var/lib/docker``: every service's output is also written
+    there as Docker's json-file logs (``docker_logs.py``)."""
 
     def service(self, name: str) -> ServicePlan:
         for s in self.services:

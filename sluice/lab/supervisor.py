@@ -7,7 +7,9 @@
    Services whose image has no local program are *not running* and count as settled.
 2. Each process runs in its own session (``start_new_session``), so a stop signals its whole
    process group; its output goes straight to ``logs/<service>.log`` (the supervisor is not in
-   the data path, so output survives a supervisor crash and ``down`` still finds the pids).
+   the data path, so output survives a supervisor crash and ``down`` still finds the pids) —
+   except in a lab that mounts ``/var/lib/docker``, where the supervisor relays it to that log
+   and to the service's Docker json-file log (``docker_logs.py``).
 3. Startup progress is written to stdout, which ``sluice lab up`` reads through a pipe; the last
    line is ``@@ready`` or ``@@failed``. After that stdout/stderr go to ``supervisor.log``.
    A service *fails* when it cannot be started, exits before it is ready (a non-zero status, or
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from sluice.lab import state
+from sluice.lab.docker_logs import JsonFileLog, container_id, write_config
 from sluice.lab.forward import Forwarder
 from sluice.lab.spec import Plan, ServicePlan
 
@@ -130,6 +133,17 @@ class ServiceRunner:
         self.failure: str | None = None
         self.forwarders: list[Forwarder] = []
         self._log = open(plan.log, "ab", buffering=0)  # noqa: SIM115 - closed in close()
+        self._docker_log: JsonFileLog | None = None
+        docker_dir = sup.plan.docker_dir
+        if docker_dir:
+            # The lab mounts /var/lib/docker: this service is also a "container" there.
+            pl = sup.plan
+            path = write_config(
+                Path(docker_dir), cid=container_id(pl.project, plan.name), name=plan.prefix, image=plan.image,
+                hostname=plan.hostname, project=pl.project, service=plan.name, working_dir=pl.lab_dir,
+                config_file=pl.compose_file,
+            )  # fmt: skip
+            self._docker_log = JsonFileLog(path)
 
     def __repr__(self) -> str:
         return f"<ServiceRunner {self.plan.name} {self.state} procs={len(self.procs)} restarts={self.restarts}>"
@@ -140,6 +154,8 @@ class ServiceRunner:
 
     def close(self) -> None:
         self._log.close()
+        if self._docker_log is not None:
+            self._docker_log.close()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -240,21 +256,53 @@ class ServiceRunner:
         self.procs = []
         for p in self.plan.processes:
             env = {**os.environ, **p.env}
+            docker = self._docker_log is not None
             try:
                 popen = subprocess.Popen(
                     p.argv,
                     stdin=subprocess.DEVNULL,
-                    stdout=self._log,
-                    stderr=subprocess.STDOUT,
+                    stdout=subprocess.PIPE if docker else self._log,
+                    stderr=subprocess.PIPE if docker else subprocess.STDOUT,
                     env=env,
                     cwd=self.plan.root,
                     start_new_session=True,
                 )
             except OSError as exc:
                 return f"cannot start {p.argv[0]}: {exc}"
+            if docker:
+                # (Through the supervisor, unlike the other labs: Docker's json-file lines need
+                # each stream apart and a time per line.)
+                self._relay(popen.stdout, "stdout")
+                self._relay(popen.stderr, "stderr")
             self.procs.append(Proc(p.name, popen))
         self.sup.write_status()
         return None
+
+    def _relay(self, pipe: Any, stream: str) -> None:
+        """Copy a process's output to the service log and its json-file log as it comes."""
+        loop = asyncio.get_running_loop()
+        fd = pipe.fileno()
+        os.set_blocking(fd, False)
+        docker = self._docker_log
+        assert docker is not None
+
+        def readable() -> None:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                loop.remove_reader(fd)
+                pipe.close()
+                docker.flush()
+                return
+            with contextlib.suppress(OSError):
+                self._log.write(data)
+                docker.feed(stream, data)
+
+        loop.add_reader(fd, readable)
 
     async def _until_ready(self, deadline: float) -> int | str | None:
         """None once every port accepts; the exit code if a process exits first; what is still

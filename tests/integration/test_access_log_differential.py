@@ -335,3 +335,74 @@ def test_hostile_header_values_are_logged_as_envoy_logs_them(tmp_path: Path) -> 
     assert b"[caf\xc3\xa9] [caf\xc3]" in out["envoy"][0] and b"\\u00ff" in out["envoy"][1], out["envoy"]
     assert out["sluice"][0] == out["envoy"][0]
     assert out["sluice"][1] == out["envoy"][1]
+
+
+# ------------------------------------------------------------------------------------------
+# file flushing and reopening, as Envoy does them
+# ------------------------------------------------------------------------------------------
+def _lines(path: Path) -> int:
+    return path.read_text(encoding="utf-8").count("\n") if path.exists() else 0
+
+
+def _wait_lines(path: Path, n: int, timeout: float) -> float | None:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if _lines(path) >= n:
+            return time.monotonic() - start
+        time.sleep(0.02)
+    return None
+
+
+@pytest.mark.parametrize("kind", ["envoy", "sluice"])
+def test_flush_cadence_and_reopen(tmp_path: Path, kind: str) -> None:
+    """The first line is on disk at once; later ones wait for the flush timer (1.5 s here);
+    after a rotation, ``/reopen_logs`` moves the writer to the new file."""
+    log = tmp_path / "access.log"
+    cfg = yaml.safe_load(OPTIONS_CONFIG.format(admin=free_port(), port=free_port(), app=free_port(), log=log))
+    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm.pop("access_log_options")
+    hcm["route_config"]["virtual_hosts"][0]["routes"][0] = {"match": {"prefix": "/"}, "direct_response": {"status": 200}}
+    proxy = ProxyProcess(kind, cfg, args=["--file-flush-interval-msec", "1500"]).start()
+    try:
+        time.sleep(0.8)  # (the timer runs from the file's creation: be away from a tick)
+        _get(proxy.port, "f1")
+        assert _wait_lines(log, 1, 0.5) is not None, "the first line is written at once"
+        _get(proxy.port, "f2")
+        time.sleep(0.2)
+        assert _lines(log) == 1, "a later line waits for the flush timer"
+        assert _wait_lines(log, 2, 2.0) is not None, "the timer writes it"
+        stats = proxy.stats()
+        assert stats["filesystem.write_buffered"] == 2 and stats["filesystem.write_total_buffered"] == 0
+        assert stats["filesystem.flushed_by_timer"] >= 1
+        log.rename(tmp_path / "access.log.1")
+        assert proxy.admin("POST", "/reopen_logs").status == 200
+        _get(proxy.port, "f3")
+        assert _wait_lines(log, 1, 2.5) is not None, "after a reopen lines go to the new file"
+        assert _lines(tmp_path / "access.log.1") == 2
+    finally:
+        proxy.stop()
+    assert _lines(log) == 1
+
+
+@pytest.mark.parametrize("kind", ["envoy", "sluice"])
+def test_sigusr1_reopens_the_logs(tmp_path: Path, kind: str) -> None:
+    import signal
+
+    log = tmp_path / "access.log"
+    cfg = yaml.safe_load(OPTIONS_CONFIG.format(admin=free_port(), port=free_port(), app=free_port(), log=log))
+    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm.pop("access_log_options")
+    hcm["route_config"]["virtual_hosts"][0]["routes"][0] = {"match": {"prefix": "/"}, "direct_response": {"status": 200}}
+    proxy = ProxyProcess(kind, cfg, args=["--file-flush-interval-msec", "200"]).start()
+    try:
+        _get(proxy.port, "s1")
+        assert _wait_lines(log, 1, 1.0) is not None
+        log.rename(tmp_path / "access.log.1")
+        assert proxy.proc is not None
+        proxy.proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.3)
+        _get(proxy.port, "s2")
+        assert _wait_lines(log, 1, 2.0) is not None, "after SIGUSR1 lines go to the new file"
+    finally:
+        proxy.stop()
+    assert _lines(tmp_path / "access.log.1") == 1
