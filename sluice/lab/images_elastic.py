@@ -1,5 +1,9 @@
 """The Elastic stack's images for the log labs (course part 4):
 
+- ``docker.elastic.co/elasticsearch/elasticsearch*`` → :mod:`sluice.lab.backends.elasticsearch`
+  (an Elasticsearch 7.14-compatible store on SQLite) with the compose ``environment:`` as the
+  image reads it (``cluster.name``, ``node.name``, ``discovery.type`` …), its data in the
+  ``/usr/share/elasticsearch/data`` volume, HTTP on the service's address, port 9200;
 - ``docker.elastic.co/beats/filebeat*`` → :mod:`sluice.lab.backends.filebeat` with the image's
   home (``/usr/share/filebeat``, where the labs mount ``filebeat.yml``) and the service's
   ``command:`` flags. Container paths (the config, ``/logs/envoy``, ``data/``) resolve through
@@ -11,9 +15,12 @@ Registered by :mod:`sluice.lab.images` (imported at its end).
 
 from __future__ import annotations
 
-from sluice.lab.images import Decision, ImageContext, Process, register
+import re
+
+from sluice.lab.images import Decision, ImageContext, Port, Process, register
 
 FILEBEAT_HOME = "/usr/share/filebeat"
+_SETTING = re.compile(r"^[a-z0-9_]+\.[a-z0-9_.]+$")
 
 
 def _filebeat(ctx: ImageContext, tag: str) -> Decision:
@@ -28,4 +35,19 @@ def _filebeat(ctx: ImageContext, tag: str) -> Decision:
     return Decision(f"filebeat stand-in ({tag})", [Process("filebeat", argv)])
 
 
+def _elasticsearch(ctx: ImageContext, tag: str) -> Decision:
+    args = list(ctx.service.command or ())
+    if args and not args[0].startswith("-"):
+        if args[0].rsplit("/", 1)[-1] not in ("elasticsearch", "eswrapper"):
+            return Decision(f"elasticsearch {tag}", not_running=f"command: '{' '.join(args)}' is not an elasticsearch command line")
+        args = args[1:]
+    # The image's entrypoint turns environment variables named like settings (cluster.name=…)
+    # into -E options; so do we (a shell would drop names with dots from the environment).
+    settings = [f"-E{k}={v}" for k, v in ctx.service.environment.items() if _SETTING.match(k)]
+    argv = [ctx.python, "-m", "sluice.lab.backends.elasticsearch", *settings, *args]
+    # (http.port from -E or the environment is read by the stand-in; the course's labs use 9200)
+    return Decision(f"elasticsearch stand-in ({tag})", [Process("elasticsearch", argv, ports=[Port(ctx.address, 9200, "http.port")])])
+
+
+register("docker.elastic.co/elasticsearch/elasticsearch*", _elasticsearch, first=False)
 register("docker.elastic.co/beats/filebeat*", _filebeat, first=False)

@@ -196,3 +196,14 @@ def test_filebeat_command_naming_another_program_is_refused(tmp_path: Path) -> N
     project = lab(tmp_path, "services:\n  fb:\n    image: docker.elastic.co/beats/filebeat:7.14.2\n    command: [filebeat, -e]\n")
     (proc,) = images.decide(ctx_for(project, "fb", tmp_path)).processes
     assert proc.argv[-1] == "-e" and "filebeat" not in proc.argv[3:]
+
+
+def test_elasticsearch_image_gets_the_compose_settings_as_options(tmp_path: Path) -> None:
+    project = compose.load(SEED / "accesslog-with-efk", environ={})
+    d = images.decide(ctx_for(project, "elasticsearch", tmp_path))
+    assert d.not_running is None and d.program == "elasticsearch stand-in (7.14.2)"
+    (proc,) = d.processes
+    assert proc.argv[:3] == [sys.executable, "-m", "sluice.lab.backends.elasticsearch"]
+    # (ES_JAVA_OPTS is not a setting: only dotted names become -E options, as in the image)
+    assert proc.argv[3:] == ["-Ediscovery.type=single-node", "-Ecluster.name=myes", "-Enode.name=myes01"]
+    assert [(p.address, p.port) for p in proc.ports] == [("127.31.76.15", 9200)]
