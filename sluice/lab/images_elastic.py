@@ -10,6 +10,10 @@
   the service's mounts and folder (``SLUICE_FS_ROOT``/``SLUICE_FS_MOUNTS`` from
   :func:`~sluice.lab.images.base_env`); ``elasticsearch`` resolves through the lab's hosts file.
 
+- ``docker.elastic.co/kibana/kibana*`` → :mod:`sluice.lab.backends.kibana` (Kibana's API, index
+  patterns kept in Elasticsearch's ``.kibana`` index, the Discover page) on port 5601, reading
+  ``ELASTICSEARCH_HOSTS`` from the compose environment as the image does.
+
 Registered by :mod:`sluice.lab.images` (imported at its end).
 """
 
@@ -49,5 +53,13 @@ def _elasticsearch(ctx: ImageContext, tag: str) -> Decision:
     return Decision(f"elasticsearch stand-in ({tag})", [Process("elasticsearch", argv, ports=[Port(ctx.address, 9200, "http.port")])])
 
 
+def _kibana(ctx: ImageContext, tag: str) -> Decision:
+    if ctx.service.command:
+        return Decision(f"kibana {tag}", not_running="command: not honoured for the kibana image (its stand-in starts as the image does)")
+    argv = [ctx.python, "-m", "sluice.lab.backends.kibana", "--host", ctx.address, "--port", "5601"]
+    return Decision(f"kibana stand-in ({tag})", [Process("kibana", argv, ports=[Port(ctx.address, 5601, "server.port")])])
+
+
 register("docker.elastic.co/elasticsearch/elasticsearch*", _elasticsearch, first=False)
+register("docker.elastic.co/kibana/kibana*", _kibana, first=False)
 register("docker.elastic.co/beats/filebeat*", _filebeat, first=False)

@@ -3,7 +3,8 @@
 - ``accesslog-with-efk`` (4.4–4.6): the front proxy writes JSON access logs to the mounted
   ``logs/envoy``; Filebeat ships them (``decode_json_fields`` to the root) to Elasticsearch,
   where the course's ``curl IP:9200/_cat/indices`` lists ``filebeat-YYYY.MM.DD`` with the
-  requests as documents.
+  requests as documents; Kibana takes the index pattern ``filebeat-*`` on ``@timestamp`` (its
+  Discover page is driven in a browser by ``test_kibana_discover.py``).
 - ``container-log-with-efk`` (4.7): every service's output is a Docker json-file log the lab
   runner writes; Filebeat's ``container`` input and ``add_docker_metadata`` ship them with the
   container's name, the proxy's JSON line decoded under ``json``.
@@ -70,7 +71,10 @@ def test_accesslog_with_efk_lab_ships_the_proxys_json_lines(make_lab: Any, tmp_p
     def indexed() -> dict[str, Any] | None:
         rows = es("/_cat/indices?format=json")
         row = next((r for r in rows if r["index"] == f"filebeat-{today}"), None)
-        return row if row is not None and int(row["docs.count"]) >= n + 1 else None
+        if row is None or int(row["docs.count"]) < n + 1:
+            return None
+        # (and searchable: a write is, after the next refresh)
+        return row if es(f"/filebeat-{today}/_count?q=status:200")["count"] >= n else None
 
     row = wait_for("the requests in filebeat-YYYY.MM.DD", indexed)
     assert row["health"] in ("green", "yellow") and row["status"] == "open"
@@ -84,7 +88,27 @@ def test_accesslog_with_efk_lab_ships_the_proxys_json_lines(make_lab: Any, tmp_p
     # The course's _cat/indices also lists the empty ILM index Filebeat bootstraps.
     text = es("/_cat/indices?v")
     assert f"filebeat-7.14.2-{today}-000001" in text, text
+
+    # Kibana (4.6): the index pattern filebeat-* on @timestamp, its fields the proxy's.
+    def kibana_green() -> bool:
+        return bool(kibana("GET", "/api/status")["status"]["overall"]["state"] == "green")
+
+    wait_for("Kibana's status green", kibana_green)
+    created = kibana("POST", "/api/saved_objects/index-pattern", {"attributes": {"title": "filebeat-*", "timeFieldName": "@timestamp"}})
+    assert created["attributes"]["title"] == "filebeat-*"
+    fields = {f["name"]: f["type"] for f in kibana("GET", "/api/index_patterns/_fields_for_wildcard?pattern=filebeat-*")["fields"]}
+    assert fields["@timestamp"] == "date" and fields["status"] == "number" and fields["method"] == "string"
+    assert ".kibana_7.14.2_001" in es("/_cat/indices?v")
     assert lab.down().returncode == 0
+
+
+def kibana(method: str, path: str, body: Any = None) -> Any:
+    req = urllib.request.Request(
+        "http://127.31.76.16:5601" + path, method=method, data=None if body is None else json.dumps(body).encode(),
+        headers={"kbn-xsrf": "true", "content-type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())
 
 
 def test_container_log_with_efk_lab_ships_every_containers_output(make_lab: Any, tmp_path: Path) -> None:

@@ -207,3 +207,10 @@ def test_elasticsearch_image_gets_the_compose_settings_as_options(tmp_path: Path
     # (ES_JAVA_OPTS is not a setting: only dotted names become -E options, as in the image)
     assert proc.argv[3:] == ["-Ediscovery.type=single-node", "-Ecluster.name=myes", "-Enode.name=myes01"]
     assert [(p.address, p.port) for p in proc.ports] == [("127.31.76.15", 9200)]
+
+
+def test_kibana_image_runs_the_stand_in_on_5601(tmp_path: Path) -> None:
+    project = compose.load(SEED / "accesslog-with-efk", environ={})
+    (proc,) = images.decide(ctx_for(project, "kibana", tmp_path)).processes
+    assert proc.argv == [sys.executable, "-m", "sluice.lab.backends.kibana", "--host", "127.31.76.16", "--port", "5601"]
+    assert [(p.address, p.port) for p in proc.ports] == [("127.31.76.16", 5601)]
