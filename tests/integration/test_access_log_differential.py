@@ -355,20 +355,20 @@ def _wait_lines(path: Path, n: int, timeout: float) -> float | None:
 
 @pytest.mark.parametrize("kind", ["envoy", "sluice"])
 def test_flush_cadence_and_reopen(tmp_path: Path, kind: str) -> None:
-    """The first line is on disk at once; later ones wait for the flush timer (1.5 s here);
+    """The first line is on disk at once; later ones wait for the flush timer (1.2 s here);
     after a rotation, ``/reopen_logs`` moves the writer to the new file."""
     log = tmp_path / "access.log"
     cfg = yaml.safe_load(OPTIONS_CONFIG.format(admin=free_port(), port=free_port(), app=free_port(), log=log))
     hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     hcm.pop("access_log_options")
     hcm["route_config"]["virtual_hosts"][0]["routes"][0] = {"match": {"prefix": "/"}, "direct_response": {"status": 200}}
-    proxy = ProxyProcess(kind, cfg, args=["--file-flush-interval-msec", "1500"]).start()
+    proxy = ProxyProcess(kind, cfg, args=["--file-flush-interval-msec", "1200"]).start()
     try:
-        time.sleep(0.8)  # (the timer runs from the file's creation: be away from a tick)
+        time.sleep(0.5)  # (the timer runs from the file's creation: be away from a tick)
         _get(proxy.port, "f1")
-        assert _wait_lines(log, 1, 0.5) is not None, "the first line is written at once"
+        assert _wait_lines(log, 1, 0.3) is not None, "the first line is written at once"
         _get(proxy.port, "f2")
-        time.sleep(0.2)
+        time.sleep(0.1)
         assert _lines(log) == 1, "a later line waits for the flush timer"
         assert _wait_lines(log, 2, 2.0) is not None, "the timer writes it"
         stats = proxy.stats()
@@ -377,7 +377,7 @@ def test_flush_cadence_and_reopen(tmp_path: Path, kind: str) -> None:
         log.rename(tmp_path / "access.log.1")
         assert proxy.admin("POST", "/reopen_logs").status == 200
         _get(proxy.port, "f3")
-        assert _wait_lines(log, 1, 2.5) is not None, "after a reopen lines go to the new file"
+        assert _wait_lines(log, 1, 2.0) is not None, "after a reopen lines go to the new file"
         assert _lines(tmp_path / "access.log.1") == 2
     finally:
         proxy.stop()

@@ -334,6 +334,7 @@ def _settled(proxy: ProxyProcess, prefix: str) -> dict[str, int]:
         return (
             stats.get(f"http.{prefix}.downstream_cx_active", 0) == 0
             and stats.get("cluster.app.upstream_cx_active", 0) == 0
+            and stats.get("cluster.app.upstream_rq_active", 0) == 0
             and stats.get(f"http.{prefix}.downstream_cx_upgrades_active", 0) == 0
         )
 
