@@ -25,7 +25,6 @@ from sluice.errors import UnsupportedError
 from sluice.formatter.context import FormatContext
 from sluice.formatter.time_format import compile_time_format
 from sluice.http import grpc
-from sluice.http.headers import HeaderMap
 from sluice.http.stream_info import StreamInfo
 
 Value = Any
@@ -76,13 +75,7 @@ def _getter(name: str, request: bool) -> Callable[[Any], str | None]:
     elif name == ":status":
         return lambda h: str(h.status) if hasattr(h, "status") else None
 
-    def get(h: HeaderMap) -> str | None:
-        for e in h.entries:
-            if e[0] == name:
-                return e[1]
-        return None
-
-    return get
+    return lambda h: h.get(name)
 
 
 def wire_text(value: str | None) -> str | None:

@@ -74,12 +74,7 @@ _INLINE_REQUEST_PSEUDO = {":method": "_h.method", ":authority": "wire_text(_h.au
 
 def _header_value(h: HeaderMap | None, name: str) -> str | None:
     """A header's first value (``None`` without the map or the header)."""
-    if h is None:
-        return None
-    for e in h.entries:
-        if e[0] == name:
-            return wire_text(e[1])
-    return None
+    return None if h is None else wire_text(h.get(name))
 
 
 INLINE_NAMESPACE: dict[str, Any] = {"header_value": _header_value, "default_time": default_time, "wire_text": wire_text}

@@ -410,12 +410,10 @@ class Router:
     def _do_retry(self) -> None:
         """Envoy's ``doRetry``: the next attempt, with updated attempt count and timeout headers."""
         self._backoff_timer = None
-        cluster = self.cluster
-        route = self.route
+        cluster, route = self.cluster, self.route
         if self._finished or cluster is None or route is None:
             return
-        self.attempt_count += 1
-        self.cb.stream_info.attempt_count = self.attempt_count
+        self.attempt_count = self.cb.stream_info.attempt_count = self.attempt_count + 1
         # Each retry gets its own copy of the request headers: its attempt count and timeout
         # header must not show up in the downstream request (access logs) or another attempt.
         headers = self.cb.request_headers.copy()
