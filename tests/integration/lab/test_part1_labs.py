@@ -67,7 +67,10 @@ def test_traffic_shifting(make_lab: Any) -> None:
     assert lab.live_pids() == []
     for addr, port in ports:
         s = socket.socket()
-        s.bind((addr, port))  # every port is free again
+        # Every port is free again: no process holds it. (SO_REUSEADDR, as every server of the
+        # lab binds: a connection the killed side closed may linger in TIME_WAIT on it.)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((addr, port))
         s.close()
     assert lab.cli("ps").stdout.startswith("lab http-traffic-shifting is not running")
 
