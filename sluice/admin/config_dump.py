@@ -102,6 +102,8 @@ def _endpoint_configs(server: Server) -> list[Any]:
             e.endpoint.hostname = h.hostname
             e.health_status = 1 if h.healthy else 2  # HEALTHY / UNHEALTHY
             e.metadata.SetInParent()
+            for ns, values in (h.metadata or {}).items():
+                e.metadata.filter_metadata[ns].update(values)
             e.load_balancing_weight.value = h.weight
         out.append(cla)
     return out

@@ -268,7 +268,10 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
     "envoy.config.core.v3.HealthCheck.HttpHealthCheck": {"host", "path", "expected_statuses"},
     "envoy.config.endpoint.v3.ClusterLoadAssignment": {"cluster_name", "endpoints"},
     "envoy.config.endpoint.v3.LocalityLbEndpoints": {"lb_endpoints", "load_balancing_weight"},
-    "envoy.config.endpoint.v3.LbEndpoint": {"endpoint", "load_balancing_weight"},
+    "envoy.config.endpoint.v3.LbEndpoint": {"endpoint", "load_balancing_weight", "metadata"},
+    # Endpoint metadata is read by %UPSTREAM_METADATA% (no subset load balancer reads it yet).
+    "envoy.config.core.v3.Metadata": {"filter_metadata"},
+    "envoy.config.core.v3.Metadata.FilterMetadataEntry": {"key", "value"},
     "envoy.config.endpoint.v3.Endpoint": {"address", "hostname"},
 }.items()}
 

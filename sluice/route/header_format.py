@@ -1,125 +1,70 @@
 """Header values with Envoy's ``%COMMAND%`` substitutions (``request_headers_to_add`` etc.).
 
-A value is compiled once into a list of literal strings and provider callables; formatting at
-request time only calls the providers. An unknown command is a config error naming it.
+Envoy's ``HeaderParser`` hands each value to the access-log substitution formatter with
+``omit_empty_values`` on (an absent value is an empty string, not ``-``), after translating
+two legacy header-only forms: ``%UPSTREAM_METADATA(["ns", "key"])%`` (and DYNAMIC_METADATA) to
+the colon form, and ``%PER_REQUEST_STATE(key)%`` to ``%FILTER_STATE(key:PLAIN)%``. Sluice
+does the same with :mod:`sluice.formatter`, so every operator an access log knows works in a
+header value too, with the same errors.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from sluice.errors import UnsupportedError
+from sluice.formatter import compile_text
+from sluice.formatter.context import FormatContext
 
-if TYPE_CHECKING:
-    from sluice.http.headers import RequestHeaders
-    from sluice.http.stream_info import StreamInfo
+log = logging.getLogger("sluice.router")
 
-Provider = Callable[["RequestHeaders | None", "StreamInfo | None"], str]
-
-_COMMAND = re.compile(r"%([A-Z_0-9]+)(\(([^)]*)\))?%")
+# Envoy's translator patterns (header_parser_utils.cc); RE2 and Python agree on both.
+_LEGACY_METADATA = re.compile(r"%(UPSTREAM|DYNAMIC)_METADATA\(\s*(\[(?:.|\r?\n)+?\]\s*)\)%")
+_PER_REQUEST_STATE = re.compile(r"%PER_REQUEST_STATE\((.+?)\)%")
 
 
-def _req(name: str) -> Provider:
-    names = name.split("?")
-    main = names[0].lower()
-    alt = names[1].lower() if len(names) > 1 else None
-
-    def provide(headers: RequestHeaders | None, _info: StreamInfo | None) -> str:
-        if headers is None:
-            return ""
-        v = headers.pseudo(main)
-        if v is None and alt is not None:
-            v = headers.pseudo(alt)
-        return v or ""
-
-    return provide
-
-
-def _remote(with_port: bool) -> Provider:
-    def provide(_h: RequestHeaders | None, info: StreamInfo | None) -> str:
-        if info is None or info.downstream_remote_address is None:
-            return ""
-        ip, port = info.downstream_remote_address[:2]
-        return f"{ip}:{port}" if with_port else ip
-
-    return provide
+def translate_metadata_format(value: str) -> str:
+    """``%UPSTREAM_METADATA(["a", "b"])%`` → ``%UPSTREAM_METADATA(a:b)%``; a value whose JSON
+    does not parse into a non-empty list of strings is returned unchanged (Envoy's rule)."""
+    out = value
+    while (m := _LEGACY_METADATA.search(out)) is not None:
+        try:
+            params = json.loads(m.group(2))
+        except ValueError:
+            return value
+        if not isinstance(params, list) or not params or not all(isinstance(p, str) for p in params):
+            return value
+        new = f"%{m.group(1)}_METADATA({':'.join(params)})%"
+        log.warning("Header formatter: JSON format of %s_METADATA parameters has been obsoleted. "
+                    "Use colon format: %s", m.group(1), new)
+        out = out.replace(m.group(0), new)
+    return out
 
 
-def _local(with_port: bool) -> Provider:
-    def provide(_h: RequestHeaders | None, info: StreamInfo | None) -> str:
-        if info is None or info.downstream_local_address is None:
-            return ""
-        ip, port = info.downstream_local_address[:2]
-        return f"{ip}:{port}" if with_port else ip
-
-    return provide
-
-
-def _upstream_host(_h: RequestHeaders | None, info: StreamInfo | None) -> str:
-    return (info.upstream_host or "") if info is not None else ""
-
-
-def _protocol(_h: RequestHeaders | None, info: StreamInfo | None) -> str:
-    return info.protocol if info is not None else ""
-
-
-def _start_time(_h: RequestHeaders | None, info: StreamInfo | None) -> str:
-    import time
-
-    if info is None:
-        return ""
-    ms = int(info.start_wall * 1000) % 1000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(info.start_wall)) + f".{ms:03d}Z"
-
-
-_SIMPLE: dict[str, Provider] = {
-    "DOWNSTREAM_REMOTE_ADDRESS": _remote(True),
-    "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT": _remote(False),
-    "DOWNSTREAM_LOCAL_ADDRESS": _local(True),
-    "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT": _local(False),
-    "UPSTREAM_HOST": _upstream_host,
-    "PROTOCOL": _protocol,
-    "START_TIME": _start_time,
-}
+def translate_per_request_state(value: str) -> str:
+    out = value
+    while (m := _PER_REQUEST_STATE.search(out)) is not None:
+        new = f"%FILTER_STATE({m.group(1)}:PLAIN)%"
+        log.warning("PER_REQUEST_STATE header formatter has been obsoleted. Use %s", new)
+        out = out.replace(m.group(0), new)
+    return out
 
 
 class HeaderValueFormat:
-    """A compiled header value."""
+    """A compiled header value: ``format(ctx)`` gives the value ('' for an absent one)."""
 
-    __slots__ = ("parts", "literal")
+    __slots__ = ("literal", "_format")
 
     def __init__(self, template: str, path: str) -> None:
-        parts: list[str | Provider] = []
-        pos = 0
-        text = template
-        for m in _COMMAND.finditer(text):
-            if m.start() > pos:
-                parts.append(text[pos : m.start()])
-            cmd, arg = m.group(1), m.group(3)
-            if cmd in ("REQ", "REQUEST_HEADER") and arg is not None:
-                parts.append(_req(arg))
-            elif cmd in _SIMPLE and arg is None:
-                parts.append(_SIMPLE[cmd])
-            else:
-                raise UnsupportedError(
-                    f"{path}: header value command '%{cmd}%' is not implemented"
-                    if arg is None
-                    else f"{path}: header value command '%{cmd}({arg})%' is not implemented"
-                )
-            pos = m.end()
-        if pos < len(text):
-            parts.append(text[pos:])
-        # '%%' is a literal percent sign in Envoy's header formatter.
-        self.parts = [p.replace("%%", "%") if isinstance(p, str) else p for p in parts]
-        self.literal: str | None = (
-            "".join(p for p in self.parts if isinstance(p, str))
-            if all(isinstance(p, str) for p in self.parts)
-            else None
-        )
+        text = translate_per_request_state(translate_metadata_format(template))
+        formatter = compile_text(text, path, omit_empty=True)
+        pieces = formatter.pieces
+        self.literal: str | None = pieces[0] if len(pieces) == 1 and isinstance(pieces[0], str) else None
+        """The value when it has no command (no context needed to format it)."""
+        self._format = formatter.format
 
-    def format(self, headers: RequestHeaders | None, info: StreamInfo | None) -> str:
+    def format(self, ctx: FormatContext) -> str:
         if self.literal is not None:
             return self.literal
-        return "".join(p if isinstance(p, str) else p(headers, info) for p in self.parts)
+        return self._format(ctx)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sluice.errors import ConfigError
+from sluice.formatter.context import FormatContext
 from sluice.paths import host_path
 from sluice.route.cors_policy import CorsPolicy, typed_cors_policies
 from sluice.route.header_format import HeaderValueFormat
@@ -27,7 +28,7 @@ from sluice.route.retry_policy import RetryPolicy
 from sluice.runtime import DENOMINATORS, Runtime
 
 if TYPE_CHECKING:
-    from sluice.http.headers import HeaderMap, RequestHeaders
+    from sluice.http.headers import HeaderMap, RequestHeaders, ResponseHeaders
     from sluice.http.stream_info import StreamInfo
 
 DEFAULT_ROUTE_TIMEOUT = 15.0
@@ -97,7 +98,7 @@ class HeaderMutations:
     against the original headers; then overwrite (remove + append at the end), then add.
     """
 
-    __slots__ = ("adds", "removes")
+    __slots__ = ("adds", "removes", "response")
 
     def __init__(self, adds: Any, removes: Any, path: str, what: str) -> None:
         self.adds: list[HeaderAdd] = []
@@ -116,6 +117,8 @@ class HeaderMutations:
             self.adds.append(
                 HeaderAdd(name, HeaderValueFormat(value, f"{p}.header.value"), action, opt.keep_empty_value)
             )
+        self.response = what == "response"
+        """Response mutations see the response headers too (``%RESP(...)%``, Envoy's context)."""
         self.removes = [r.lower() for r in removes]
         for i, r in enumerate(self.removes):
             if r.startswith(":") or r == "host":
@@ -124,15 +127,16 @@ class HeaderMutations:
     def __bool__(self) -> bool:
         return bool(self.adds or self.removes)
 
-    def apply(self, target: HeaderMap, req: RequestHeaders | None, info: StreamInfo | None) -> None:
+    def apply(self, target: HeaderMap, req: RequestHeaders | None, info: StreamInfo) -> None:
         for r in self.removes:
             target.remove(r)
         if not self.adds:
             return
         to_add: list[tuple[str, str]] = []
         to_overwrite: list[tuple[str, str]] = []
+        ctx = FormatContext(info, req, cast("ResponseHeaders", target) if self.response else None)
         for a in self.adds:
-            value = a.value.format(req, info)
+            value = a.value.format(ctx)
             if not value and not a.keep_empty:
                 continue
             if a.action == APPEND_IF_EXISTS_OR_ADD:

@@ -222,7 +222,7 @@ class Router:
                 503, "no healthy upstream", "no_healthy_upstream", ResponseFlag.NO_HEALTHY_UPSTREAM, self._finalize_response
             )
             return STOP_ITERATION
-        info.upstream_host = host.address
+        info.upstream_host, info.upstream_host_metadata = host.address, host.metadata
         if route.auto_host_rewrite and cluster.type != 0 and host.hostname:
             # Envoy rewrites Host to the DNS name of a STRICT_DNS/LOGICAL_DNS host.
             headers.set("x-envoy-original-host", headers.authority or "")
@@ -432,7 +432,7 @@ class Router:
                 503, "no healthy upstream", "no_healthy_upstream", ResponseFlag.NO_HEALTHY_UPSTREAM, self._finalize_response
             )
             return
-        self.cb.stream_info.upstream_host = host.address
+        self.cb.stream_info.upstream_host, self.cb.stream_info.upstream_host_metadata = host.address, host.metadata
         if logs.router_debug:
             debug_log.retry(self.cb, self.attempt_count, host.address)
         body = self._body
@@ -504,7 +504,7 @@ class Router:
         now = self.config.clock.monotonic()
         info = self.cb.stream_info
         info.first_upstream_rx = now
-        info.response_code_details = "via_upstream"
+        info.response_code, info.response_code_details = headers.status, "via_upstream"  # (before %RESPONSE_CODE% below)
         self._last_upstream_activity = now
         outcome.charge(req, code, self.cb.is_internal, self.alt_stats, grpc, grpc_status, end_stream)
         if self._request_end:

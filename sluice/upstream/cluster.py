@@ -47,6 +47,13 @@ HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 """The ``typed_extension_protocol_options`` key (and type) of a cluster's HTTP protocol options."""
 
 
+def endpoint_metadata(e: Any) -> dict[str, dict[str, object]]:
+    """An ``LbEndpoint``'s ``metadata.filter_metadata`` as plain values."""
+    from google.protobuf import json_format
+
+    return {ns: json_format.MessageToDict(struct) for ns, struct in e.metadata.filter_metadata.items()}
+
+
 def _http2_settings(h2: Any) -> Http2Settings:
     d = DEFAULT_SETTINGS
     return Http2Settings(
@@ -116,15 +123,18 @@ def protocol_options(c: Any, path: str) -> tuple[PoolOptions, PoolOptions | None
 
 
 class EndpointSpec:
-    """One configured ``lb_endpoint``: a name or IP, a port and a weight."""
+    """One configured ``lb_endpoint``: a name or IP, a port, a weight and its metadata."""
 
-    __slots__ = ("address", "port", "weight", "hostname")
+    __slots__ = ("address", "port", "weight", "hostname", "metadata")
 
-    def __init__(self, address: str, port: int, weight: int, hostname: str) -> None:
+    def __init__(self, address: str, port: int, weight: int, hostname: str,
+                 metadata: dict[str, dict[str, object]] | None = None) -> None:
         self.address = address
         self.port = port
         self.weight = weight
         self.hostname = hostname
+        self.metadata = metadata
+        """``filter_metadata`` as plain values (namespace → Struct), or None when unset."""
 
 
 class Cluster:
@@ -210,7 +220,8 @@ class Cluster:
                     )
                 weight = e.load_balancing_weight.value if e.HasField("load_balancing_weight") else 1
                 address = local_alias(sa.address) if self.type == STATIC else sa.address
-                self.endpoints.append(EndpointSpec(address, sa.port_value, weight, e.endpoint.hostname))
+                metadata = endpoint_metadata(e) if e.HasField("metadata") else None
+                self.endpoints.append(EndpointSpec(address, sa.port_value, weight, e.endpoint.hostname, metadata))
         if self.type == LOGICAL_DNS and len(self.endpoints) != 1:
             raise ConfigError(f"{path}.load_assignment: LOGICAL_DNS clusters must have a single host")
         self.hosts: list[Host] = []
@@ -223,7 +234,7 @@ class Cluster:
             # leave it at 0 (checked with Envoy 1.40).
             self.stats.max_host_weight.set(max((e.weight for e in self.endpoints), default=0))
         if self.type == STATIC:
-            self._set_hosts([Host(e.address, e.port, e.hostname, e.weight) for e in self.endpoints])
+            self._set_hosts([Host(e.address, e.port, e.hostname, e.weight, e.metadata) for e in self.endpoints])
 
     def __repr__(self) -> str:
         return f"<Cluster {self.name} hosts={len(self.hosts)}>"
@@ -267,7 +278,7 @@ class Cluster:
             if self.type == LOGICAL_DNS:
                 addrs = addrs[:1]
             for a in addrs:
-                hosts.append(Host(a, e.port, e.hostname or e.address, e.weight))
+                hosts.append(Host(a, e.port, e.hostname or e.address, e.weight, e.metadata))
         if not self._set_hosts(hosts):
             self.stats.update_no_rebuild.inc()
         return True

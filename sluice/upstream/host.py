@@ -45,9 +45,11 @@ class Host:
         "failed_active_hc",
         "failed_outlier_check",
         "outlier",
+        "metadata",
     )
 
-    def __init__(self, ip: str, port: int, hostname: str = "", weight: int = 1) -> None:
+    def __init__(self, ip: str, port: int, hostname: str = "", weight: int = 1,
+                 metadata: dict[str, dict[str, object]] | None = None) -> None:
         self.ip = ip
         self.port = port
         self.hostname = hostname
@@ -59,6 +61,8 @@ class Host:
         self.failed_active_hc = False
         self.failed_outlier_check = False
         self.outlier: Any = None
+        self.metadata = metadata
+        """The endpoint's ``filter_metadata`` (namespace → values), for %UPSTREAM_METADATA%."""
         """The cluster's outlier detector once the host is tracked (``outlier.py``), else None."""
 
     def __repr__(self) -> str:
