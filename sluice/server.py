@@ -20,6 +20,7 @@ from typing import Any, TypedDict, cast
 from google.protobuf.any_pb2 import Any as AnyMessage
 
 from sluice import __version__
+from sluice.access_log import AccessLogInstance
 from sluice.access_log.config import build_access_logs
 from sluice.access_log.file_sink import DEFAULT_FLUSH_INTERVAL, AccessLogFileManager
 from sluice.clock import REAL, TimerHandle, TimeSource
@@ -27,6 +28,7 @@ from sluice.config.compat import unpack_any
 from sluice.errors import ConfigError, UnsupportedError
 from sluice.filters import registry as filter_registry
 from sluice.filters.registry import FilterContext
+from sluice.formatter.context import FormatContext
 from sluice.http.conn_manager import (
     ConnectionManager,
     DownstreamConnection,
@@ -115,12 +117,15 @@ class Options:
 
 
 class Listener:
-    def __init__(self, name: str, ip: str, port: int, hcm: HcmConfig, stats: ListenerStats) -> None:
+    def __init__(self, name: str, ip: str, port: int, hcm: HcmConfig, stats: ListenerStats,
+                 access_logs: tuple[AccessLogInstance, ...] = ()) -> None:
         self.name = name
         self.ip = ip
         self.port = port
         self.hcm = hcm
         self.stats = stats
+        self.access_logs = access_logs
+        """The listener's own access logs: one line per connection when it closes (Envoy's)."""
         self.accounting = ListenerConnections(stats, PerHandlerListenerStats.declare(stats.store, f"{stats.prefix}worker_0."))
         """The listener's and its one worker's connection stats (Envoy's ``worker_0`` copy)."""
         self.server: asyncio.AbstractServer | None = None
@@ -328,7 +333,10 @@ class Server:
             f.typed_config.Unpack(hcm_msg)
             lstats = ListenerStats.declare(self.store, listener_stat_name(ip, port))
             hcm = self._build_hcm(hcm_msg, f"{fpath}.typed_config", listener_stat_name(ip, port))
-            self.listeners.append(Listener(name, ip, port, hcm, lstats))
+            access_logs = build_access_logs(
+                lc.access_log, f"{path}.access_log", files=self.access_log_files, runtime=self.runtime, rng=self.rng
+            )
+            self.listeners.append(Listener(name, ip, port, hcm, lstats, access_logs))
             self.listener_manager_stats.listener_added.inc()
 
     @staticmethod
@@ -524,6 +532,10 @@ class Server:
         def closed(conn: DownstreamConnection) -> None:
             lst.connections.discard(conn)
             accounting.closed((monotonic() - opened) * 1000)
+            if lst.access_logs:
+                ctx = FormatContext(cast("ConnectionManager", conn.handler).connection_info())
+                for logger in lst.access_logs:
+                    logger.log(ctx)
 
         conn = make_connection(lst.hcm, closed)
         lst.connections.add(conn)

@@ -97,7 +97,7 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
     "envoy.config.metrics.v3.StatsSink": {"name", "typed_config"},
     "envoy.config.metrics.v3.StatsdSink": {"address", "tcp_cluster_name", "prefix"},
     # listeners
-    "envoy.config.listener.v3.Listener": {"name", "address", "filter_chains"},
+    "envoy.config.listener.v3.Listener": {"name", "address", "filter_chains", "access_log"},
     "envoy.config.listener.v3.FilterChain": {"filters"},
     "envoy.config.listener.v3.Filter": {"name", "typed_config"},
     "envoy.config.core.v3.Address": {"socket_address"},

@@ -480,7 +480,7 @@ OPERATORS: dict[str, _Entry] = {
     "COMMON_DURATION": (PARAMS_REQUIRED, _common_duration),
     "BYTES_RECEIVED": (COMMAND_ONLY, _stream_info(lambda i: i.bytes_received)),
     "BYTES_SENT": (COMMAND_ONLY, _stream_info(lambda i: i.bytes_sent)),
-    "PROTOCOL": (COMMAND_ONLY, _stream_info(lambda i: i.protocol)),
+    "PROTOCOL": (COMMAND_ONLY, _stream_info(lambda i: i.protocol or None)),
     "UPSTREAM_PROTOCOL": (COMMAND_ONLY, _stream_info(_upstream_protocol)),
     "RESPONSE_CODE": (COMMAND_ONLY, _stream_info(lambda i: i.response_code or 0)),
     "RESPONSE_CODE_DETAILS": (PARAMS_OPTIONAL, _details),

@@ -57,7 +57,7 @@ _INLINE_INFO = {
     "BYTES_RECEIVED": "info.bytes_received",
     "BYTES_SENT": "info.bytes_sent",
     "DURATION": "info.duration_ms()",
-    "PROTOCOL": "info.protocol",
+    "PROTOCOL": "(info.protocol or None)",
     "RESPONSE_FLAGS": "info.flags_short()",
     "UPSTREAM_REQUEST_ATTEMPT_COUNT": "info.attempt_count",
     "CONNECTION_ID": "info.connection_id",

@@ -43,7 +43,7 @@ from sluice.http.hcm_config import (
     path_options,
 )
 from sluice.http.headers import HeaderMap, RequestHeaders, ResponseHeaders
-from sluice.http.stream_info import ResponseFlag
+from sluice.http.stream_info import ResponseFlag, StreamInfo
 from sluice.network.connection import Connection
 
 if TYPE_CHECKING:
@@ -88,7 +88,8 @@ class ConnectionManager:
     __slots__ = (
         "config", "connection", "remote", "local", "cid", "codec", "h2", "stream", "pending",
         "streams", "_deferred_error", "_created", "msg_begin", "_hdr_timer", "_idle_timer",
-        "_idle_since", "draining", "_closing", "_backed_up", "_h2_high", "_end_resets",
+        "_idle_since", "draining", "_closing", "_backed_up", "_h2_high", "_end_resets", "rx", "tx", "cx_protocol",
+        "cx_protocol_error",
     )  # fmt: skip
 
     def __init__(self, connection: Connection, config: HcmConfig) -> None:
@@ -123,6 +124,11 @@ class ConnectionManager:
         self._h2_high = 0
         self._end_resets: list[int] | None = None
         """doEndStream resets waiting for the flush (HTTP/2)."""
+        self.rx = self.tx = 0
+        """The connection's bytes in and out (its own record, for listener access logs)."""
+        self.cx_protocol = ""
+        """The connection's protocol, known after the first read the codec accepted (Envoy's onData)."""
+        self.cx_protocol_error = False
 
     def __repr__(self) -> str:
         proto = "h2" if self.h2 is not None else "http/1.1" if self.codec is not None else "-"
@@ -144,6 +150,7 @@ class ConnectionManager:
     def on_data(self, data: bytes) -> None:
         st = self.config.stats
         st.downstream_cx_rx_bytes_total.inc(len(data))
+        self.rx += len(data)
         if self.codec is None and self.h2 is None:
             self._create_codec(data)
         if self._closing:
@@ -151,6 +158,8 @@ class ConnectionManager:
         h2 = self.h2
         if h2 is not None:
             self._feed_h2(h2, data)
+            if not self.cx_protocol and not self.cx_protocol_error:
+                self.cx_protocol = "HTTP/2"
             return
         codec = self.codec
         assert codec is not None
@@ -173,6 +182,9 @@ class ConnectionManager:
                 self._deferred_error = error
                 return
             self._protocol_error(error)
+        elif not self.cx_protocol:
+            stream = self.stream
+            self.cx_protocol = stream.stream_info.protocol if stream is not None else "HTTP/1.1"
 
     def _create_codec(self, data: bytes) -> None:
         # Envoy (codec_type AUTO) creates the codec, and counts the connection's protocol, when
@@ -227,6 +239,19 @@ class ConnectionManager:
         if self.h2 is not None:
             self.h2.close()
 
+    def connection_info(self) -> StreamInfo:
+        """The connection's own record (Envoy's connection StreamInfo, what listener access logs
+        print): its addresses and id, start and duration, bytes, protocol, DPE after a codec error."""
+        clock = self.config.clock
+        info = StreamInfo(self.remote, self.local, clock, self.cid)
+        now = info.start_time
+        info.start_time, info.start_wall = self._created, info.start_wall - (now - self._created)
+        info.last_downstream_tx = now
+        info.bytes_received, info.bytes_sent, info.protocol = self.rx, self.tx, self.cx_protocol
+        if self.cx_protocol_error:
+            info.set_flag(ResponseFlag.DOWNSTREAM_PROTOCOL_ERROR)
+        return info
+
     def on_write_watermark(self, above: bool) -> None:
         if self.h2 is not None:
             for s in list(self.streams.values()):
@@ -279,6 +304,7 @@ class ConnectionManager:
         if self._closing:
             return
         self.config.stats.downstream_cx_tx_bytes_total.inc(len(data))
+        self.tx += len(data)
         # Connection.write, inlined: two writes per request on the HTTP/1 hot path.
         c = self.connection
         if not c.closing:
@@ -424,6 +450,7 @@ class ConnectionManager:
         if error is not None:
             # Envoy's handleCodecError: the codec's GOAWAY goes out, then the connection closes.
             self.config.stats.downstream_cx_protocol_error.inc()
+            self.cx_protocol_error = True
             if logs.http_debug:
                 log.debug("[C%d] dispatch error: %s", self.cid, h2.error_reason)
             for s in list(self.streams.values()):
@@ -445,6 +472,7 @@ class ConnectionManager:
         data = h2.data_to_send()
         if data:
             self.config.stats.downstream_cx_tx_bytes_total.inc(len(data))
+            self.tx += len(data)
         return data
 
     def encode_h2_headers(self, stream_id: int, headers: ResponseHeaders, end_stream: bool) -> None:
@@ -613,6 +641,7 @@ class ConnectionManager:
     def _protocol_error(self, error: http1_codec.CodecError) -> None:
         """A request Envoy's HTTP/1 codec refuses: its local reply, ``connection: close``."""
         self.config.stats.downstream_cx_protocol_error.inc()
+        self.cx_protocol_error = True
         codec = self.codec
         stream = cast("ActiveStream | None", codec.in_message if codec is not None else None) or self.stream
         if stream is not None and stream.response_started:
