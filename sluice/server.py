@@ -170,6 +170,7 @@ class _HcmTimeouts(TypedDict):
     max_stream_duration: float
     idle_timeout: float
     drain_timeout: float
+    delayed_close_timeout: float
 
 
 def _codec_type(msg: Any, path: str) -> str:
@@ -181,7 +182,8 @@ def _codec_type(msg: Any, path: str) -> str:
 
 
 def _hcm_timeouts(msg: Any) -> _HcmTimeouts:
-    """The HCM's request/connection timeouts with Envoy's defaults (idle 1 h, drain 5 s)."""
+    """The HCM's request/connection timeouts with Envoy's defaults (idle 1 h, drain 5 s,
+    delayed close 1 s)."""
     opts = msg.common_http_protocol_options
     has_opts = msg.HasField("common_http_protocol_options")
     return {
@@ -190,6 +192,7 @@ def _hcm_timeouts(msg: Any) -> _HcmTimeouts:
         "max_stream_duration": _seconds(opts.max_stream_duration) if has_opts else 0.0,
         "idle_timeout": _seconds(opts.idle_timeout) if has_opts and opts.HasField("idle_timeout") else 3600.0,
         "drain_timeout": _seconds(msg.drain_timeout) if msg.HasField("drain_timeout") else 5.0,
+        "delayed_close_timeout": _seconds(msg.delayed_close_timeout) if msg.HasField("delayed_close_timeout") else 1.0,
     }
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Protocol
 import httptools
 
 from sluice.codec.chunked import ChunkedDecoder, ChunkError, head_end
+from sluice.codec.connection_header import sanitize_connection
 from sluice.http.headers import RequestHeaders
 
 if TYPE_CHECKING:
@@ -124,44 +125,6 @@ def _absolute_url(url: str, authority: str | None) -> tuple[str, str | None]:
     return path or "/", host
 
 
-# Connection tokens that name no header (the connection's own options).
-_CONNECTION_OPTIONS = frozenset({"close", "keep-alive", "upgrade", "http2-settings"})
-# Nominating one of these would let a client hide where a request came from: refused.
-_NEVER_NOMINATED = frozenset({"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"})
-_MAX_NOMINATED = 10
-_MAX_TE_VALUE = 256
-
-
-def sanitize_connection(entries: list[list[str]]) -> list[list[str]]:
-    """Envoy's ``Utility::sanitizeConnectionHeader``: headers the ``Connection`` header nominates
-    are removed (``te`` stays as ``trailers`` if it asks for them); ten or more tokens, a
-    nominated ``x-forwarded-*`` or pseudo-header, or a ``te`` of 256 bytes or more: 400.
-    The ``connection`` header itself is left for the connection manager (hop-by-hop)."""
-    value = ",".join(v for k, v in entries if k == "connection")
-    tokens = [t.strip() for t in value.split(",") if t.strip()]
-    if len(tokens) >= _MAX_NOMINATED:
-        raise _Refusal(CONNECTION_HEADER_REJECTED)
-    remove: set[str] = set()
-    for token in tokens:
-        name = token.lower()
-        if name in _CONNECTION_OPTIONS or name == "connection":
-            continue
-        if name in _NEVER_NOMINATED or name.startswith(":"):
-            raise _Refusal(CONNECTION_HEADER_REJECTED)
-        if name == "te":
-            te = next((v for k, v in entries if k == "te"), None)
-            if te is not None:
-                if len(te) >= _MAX_TE_VALUE:
-                    raise _Refusal(CONNECTION_HEADER_REJECTED)
-                if any(t.strip().lower() == "trailers" for t in te.split(",")):
-                    for e in entries:
-                        if e[0] == "te":
-                            e[1] = "trailers"
-                    continue
-        remove.add(name)
-    if not remove:
-        return entries
-    return [e for e in entries if e[0] not in remove]
 
 
 class RequestDecoder(Protocol):
@@ -387,6 +350,9 @@ class ServerCodec:
                 self.parser = self._new_parser()
                 self._ended_in_feed = True
                 if not data:
+                    # (nothing after the request in this read: message_begun must not look at
+                    # a previous pass's bytes)
+                    self._feed_data, self._feed_state, self._log = b"", _IDLE, []
                     break
             if self._h2c_body:
                 body = data[: self._h2c_body]
@@ -457,7 +423,23 @@ class ServerCodec:
                 decoder.on_request_body(pending[0] if len(pending) == 1 else b"".join(pending), False)
         return self.error
 
-    def _message_start(self) -> int:
+    def message_begun(self) -> bool:
+        """Whether bytes of a request no stream has yet arrived after the last complete one (a
+        head still arriving, a refusal waiting for its line's end, or only line ends): Envoy's
+        parser begins a message, and its connection manager a stream, at the first such byte.
+        Asked when the connection closes."""
+        if self.error is not None or self.upgraded or self.in_message is not None:
+            return False
+        if self.in_headers or self._deferred is not None:
+            return True
+        data = self._feed_data
+        if not self._log:
+            # Nothing ended in the last read: it was only line ends, or it ended a chunked
+            # request (the rest of that read is what this pass's data holds).
+            return bool(data) and self._feed_state == _IDLE
+        return self._message_start(skip_line_ends=False) < len(data)
+
+    def _message_start(self, skip_line_ends: bool = True) -> int:
         """Where the request llhttp is on began in this pass's data (0 if before it)."""
         data = self._feed_data
         pos = 0
@@ -472,7 +454,7 @@ class ServerCodec:
                 pos = end + body
             first = False
         n = len(data)
-        while pos < n and data[pos] in (0x0A, 0x0D):
+        while skip_line_ends and pos < n and data[pos] in (0x0A, 0x0D):
             pos += 1  # (llhttp skips line ends between requests)
         return pos
 
@@ -613,7 +595,10 @@ class ServerCodec:
             raise _Refusal(UPGRADE_REQUIRED)
         authority = self._host
         if connection:
-            entries = sanitize_connection(entries)
+            sanitized = sanitize_connection(entries)
+            if sanitized is None:
+                raise _Refusal(CONNECTION_HEADER_REJECTED)
+            entries = sanitized
             entries = self._drop_h2c_upgrade(entries)
         url = self._url.decode("latin-1")
         if method == "CONNECT":

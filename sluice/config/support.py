@@ -106,7 +106,8 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
     _HCM: {"stat_prefix", "codec_type", "route_config", "http_filters", "generate_request_id",
            "preserve_external_request_id", "use_remote_address", "server_name",
            "xff_num_trusted_hops", "skip_xff_append", "stream_idle_timeout",
-           "request_timeout", "request_headers_timeout", "drain_timeout", "common_http_protocol_options",
+           "request_timeout", "request_headers_timeout", "drain_timeout", "delayed_close_timeout",
+           "common_http_protocol_options",
            "internal_address_config", "add_user_agent", "max_request_headers_kb", "http_protocol_options",
            "normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "upgrade_configs",
            # HTTP/1 codec errors close the connection whatever it says (checked with Envoy

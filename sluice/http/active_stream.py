@@ -545,9 +545,13 @@ class ActiveStream(FilterManager):
             return
         if not self.request_complete:
             # Envoy ends the stream when the response ends before the request did: HTTP/1
-            # closes the connection, HTTP/2 resets the stream (doEndStream).
+            # closes the connection, HTTP/2 resets the stream (doEndStream). Its onResetStream
+            # counts that reset (HTTP/2's in stream_done; a codec error's in _destroy).
             self.close_connection = True
-            self.config.stats.downstream_rq_response_before_rq_complete.inc()
+            st = self.config.stats
+            st.downstream_rq_response_before_rq_complete.inc()
+            if self.h2 is None and not self.codec_error and self.tunnel is None:
+                st.downstream_rq_rx_reset.inc()
         self._destroy()
         self.conn.stream_done(self, self.close_connection)
 
@@ -643,8 +647,7 @@ class ActiveStream(FilterManager):
             return
         if self.tunnel is not None and self.tunnel.established:
             # An ended tunnel (the upstream closed): what it sent before is flushed, then the
-            # connection closes. Divergence from Envoy, which waits up to delayed_close_timeout
-            # (1 s) for the client to close first (downstream_cx_delayed_close_timeout).
+            # connection closes, after the client's close or delayed_close_timeout, as Envoy's.
             self.conn.close()
             return
         self.conn.reset()

@@ -89,7 +89,7 @@ class ConnectionManager:
         "config", "connection", "remote", "local", "cid", "codec", "h2", "stream", "pending",
         "streams", "_deferred_error", "_created", "msg_begin", "_hdr_timer", "_idle_timer",
         "_idle_since", "draining", "_closing", "_backed_up", "_h2_high", "_end_resets", "rx", "tx", "cx_protocol",
-        "cx_protocol_error",
+        "cx_protocol_error", "_delay_timer",
     )  # fmt: skip
 
     def __init__(self, connection: Connection, config: HcmConfig) -> None:
@@ -129,6 +129,7 @@ class ConnectionManager:
         self.cx_protocol = ""
         """The connection's protocol, known after the first read the codec accepted (Envoy's onData)."""
         self.cx_protocol_error = False
+        self._delay_timer: Any = None
 
     def __repr__(self) -> str:
         proto = "h2" if self.h2 is not None else "http/1.1" if self.codec is not None else "-"
@@ -220,16 +221,29 @@ class ConnectionManager:
             st.downstream_cx_http1_active.dec()
         st.downstream_cx_destroy.inc()
         streams = ([self.stream] if self.stream else []) + self.pending + list(self.streams.values())
+        codec = self.codec
+        if not streams and not self._closing and codec is not None and codec.message_begun():
+            # Envoy's parser began a request at its first byte, and the connection manager a
+            # stream for it: the client's close resets it (logged 0 DC, counted), as any open
+            # stream. (A connection Sluice closes was closing in Envoy before it read more.)
+            stream = ActiveStream(self, RequestHeaders("GET", "/", None, [], "http", "1.1"), False)
+            stream.headerless = True
+            stream.begin_counted()
+            streams.append(stream)
         if streams and not self._closing:
             st.downstream_cx_destroy_remote_active_rq.inc()
             st.downstream_cx_destroy_active_rq.inc()
-        if not self._closing:
+        if not self._closing or self.connection.peer_closed:
+            # (The client's close during a delayed close is the client's, as Envoy counts it.)
             st.downstream_cx_destroy_remote.inc()
         else:
             st.downstream_cx_destroy_local.inc()
         st.downstream_cx_length_ms.record((self.config.clock.monotonic() - self._created) * 1000)
         self._closing = True
         self._cancel_timers()
+        if self._delay_timer is not None:
+            self._delay_timer.cancel()
+            self._delay_timer = None
         for s in streams:
             s.on_downstream_reset()
         self.stream = None
@@ -356,11 +370,25 @@ class ConnectionManager:
     def resume_reading(self) -> None:
         self.connection.read_disable(False)
 
-    def close(self) -> None:
+    def close(self, delay: bool = True) -> None:
+        """Close once what is written is flushed: Envoy's FlushWriteAndDelay (``delay``, the
+        close after a response, a codec error, a drain) waits up to ``delayed_close_timeout``
+        for the client to close first; its plain FlushWrite does not."""
         if not self._closing:
             self._closing = True
             self._cancel_timers()
-            self.connection.close()
+            timeout = self.config.delayed_close_timeout
+            if delay and timeout > 0:
+                self.connection.close_delayed()
+                self._delay_timer = self.config.call_later(timeout, self._on_delayed_close_timeout)
+            else:
+                self.connection.close()
+
+    def _on_delayed_close_timeout(self) -> None:
+        self._delay_timer = None
+        if self.connection.delaying:
+            self.config.stats.downstream_cx_delayed_close_timeout.inc()
+            self.connection.end_delay()
 
     def reset(self) -> None:
         """Abort the connection (a reset after the response started)."""
@@ -621,8 +649,8 @@ class ConnectionManager:
             return
         codec = self.codec
         if codec is None or not codec.got_request:
-            # Envoy has no codec yet: close at once.
-            self.close()
+            # Envoy has no codec yet: close at once (FlushWrite, no delayed close).
+            self.close(delay=False)
             return
         # Envoy starts draining: the connection closes after drain_timeout (HTTP/1 sends nothing).
         self.draining = True

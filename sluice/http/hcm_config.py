@@ -51,6 +51,7 @@ class HcmConfig:
         max_stream_duration: float = 0.0,
         idle_timeout: float = 3600.0,
         drain_timeout: float = 5.0,
+        delayed_close_timeout: float = 0.0,
         user_agent: str | None = None,
         service_node: str = "",
         tracing: bool = True,
@@ -126,6 +127,10 @@ class HcmConfig:
         self.drain_timeout = drain_timeout
         """``drain_timeout`` (Envoy's default 5 s): how long a draining connection stays open;
         its responses carry ``connection: close`` meanwhile."""
+        self.delayed_close_timeout = delayed_close_timeout
+        """``delayed_close_timeout`` (Envoy's default 1 s, set by the server; 0 here and on the
+        admin listener, as Envoy's admin): a connection Sluice closes after a response waits this
+        long for the client to close first (Envoy's FlushWriteAndDelay)."""
         self.stream_timers = request_timeout > 0 or max_stream_duration > 0
         self.user_agent = user_agent
         """``add_user_agent``: the local cluster name (possibly empty) when set, else None."""

@@ -35,7 +35,8 @@ class Connection(asyncio.Protocol):
 
     __slots__ = (
         "handler", "transport", "remote", "local", "cid", "closing", "write_paused",
-        "wbuf", "scheduled", "read_disables", "on_close", "pull", "_call_soon",
+        "wbuf", "scheduled", "read_disables", "on_close", "pull", "_call_soon", "delaying", "peer_closed",
+        "_lost_in_delay",
     )  # fmt: skip
 
     def __init__(
@@ -58,6 +59,11 @@ class Connection(asyncio.Protocol):
         self.pull: Callable[[], bytes] | None = None
         """Set by a handler whose codec buffers its output (HTTP/2): called at each flush."""
         self._call_soon = call_soon
+        self.delaying = False
+        """In Envoy's delayed close: flushed, waiting for the peer's FIN (see :meth:`close_delayed`)."""
+        self.peer_closed = False
+        """The peer closed first while we were closing (the close counts as the peer's)."""
+        self._lost_in_delay = False
         self.handler = handler_factory(self)
 
     def __repr__(self) -> str:
@@ -80,10 +86,26 @@ class Connection(asyncio.Protocol):
         self.handler.on_connected()
 
     def data_received(self, data: bytes) -> None:
+        if self.delaying:
+            return  # (Envoy reads nothing more once it is closing)
         self.handler.on_data(data)
 
+    def eof_received(self) -> None:
+        if self.delaying:
+            self.peer_closed = True
+        # (None: the transport closes, and connection_lost follows)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.delaying and exc is not None and not self.peer_closed:
+            # Envoy watches only for the peer's FIN while it waits (libevent's EV_CLOSED): a
+            # reset goes unnoticed until its timer, so the close is counted then, as ours.
+            self._lost_in_delay = True
+            return
+        self._lost()
+
+    def _lost(self) -> None:
         self.closing = True
+        self.delaying = False
         self.wbuf = []
         self.handler.on_connection_closed()
         if self.on_close is not None:
@@ -162,14 +184,39 @@ class Connection(asyncio.Protocol):
                 self.transport.resume_reading()
 
     def close(self) -> None:
-        """Flush what is queued, then close."""
-        if self.transport is not None and not self.closing:
+        """Flush what is queued, then close (ends a delayed close at once)."""
+        if self.delaying:
+            self.end_delay()
+        elif self.transport is not None and not self.closing:
             self.flush()
             self.closing = True
             self.transport.close()
 
+    def close_delayed(self) -> None:
+        """Envoy's ``FlushWriteAndDelay``: flush what is queued, then read nothing more and
+        wait for the peer to close (the caller's timer ends the wait with :meth:`end_delay`)."""
+        if self.transport is not None and not self.closing:
+            self.flush()
+            if self.read_disables:  # (the peer's FIN must be seen, whatever held reading back)
+                self.read_disables = 0
+                self.transport.resume_reading()
+            self.closing = self.delaying = True
+
+    def end_delay(self) -> None:
+        """The delayed close is over (its timer): close now."""
+        if not self.delaying:
+            return
+        if self._lost_in_delay:
+            self._lost()
+        elif self.transport is not None:
+            self.delaying = False
+            self.transport.close()
+
     def abort(self) -> None:
         """Drop the connection now (a reset)."""
-        if self.transport is not None:
+        if self._lost_in_delay:
+            self._lost()
+        elif self.transport is not None:
             self.closing = True
+            self.delaying = False
             self.transport.abort()

@@ -76,11 +76,7 @@ IDLE_WAIT = 0.08
 TOTAL_WAIT = 1.5
 
 # case name → what Sluice does vs Envoy (strict xfail; remove the entry once fixed).
-_LEFTOVER = (
-    "bytes after a complete request start a new one in Envoy (its stream is logged 0 DC and counted "
-    "when the client closes); Sluice makes no stream for an incomplete request head"
-)
-KNOWN_DIFFERENCES: dict[str, str] = {"cl-body-long": _LEFTOVER, "chunk-then-pipelined-garbage": _LEFTOVER}
+KNOWN_DIFFERENCES: dict[str, str] = {}
 
 
 # ------------------------------------------------------------------------------------------

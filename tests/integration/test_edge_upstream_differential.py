@@ -47,6 +47,7 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: ingress
+          delayed_close_timeout: 0.6s  # (both proxies; the reset cases wait it out; longer than the early case's 0.3 s pause)
           route_config:
             virtual_hosts:
             - {{name: all, domains: ["*"], routes: [{{match: {{prefix: /}}, route: {{cluster: app, timeout: 1s}}}}]}}

@@ -13,9 +13,8 @@ test runs the same exchanges through the real binary):
   ``drain_timeout`` (responses meanwhile carry ``connection: close``) and then closes
   (``downstream_cx_idle_timeout``); the idle time does not run while a request is in progress.
 
-Envoy additionally waits up to 1 s (``delayed_close_timeout``) for the client to close first
-after a ``connection: close`` response or a drain; Sluice does not (timings below allow for it
-only in the Envoy run).
+Both wait up to 1 s (``delayed_close_timeout``) for the client to close first after a
+``connection: close`` response or a drain (the timings below allow for it).
 """
 
 from __future__ import annotations
@@ -145,8 +144,8 @@ class Proxy:
         else:
             self.proc = ProxyProcess("envoy", cfg).start()
             self.port = self.proc.port
-        # Envoy waits up to delayed_close_timeout (1 s) for the client to close.
-        self.close_slack = 1.0 if kind == "envoy" else 0.0
+        # Both wait up to delayed_close_timeout (1 s) for the client to close.
+        self.close_slack = 1.0
 
     def stat(self, name: str) -> int:
         if self.sluice is not None:

@@ -76,6 +76,7 @@ LISTENER = """
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: {name}
+          delayed_close_timeout: 0.3s
 {extra}          route_config:
             virtual_hosts:
             - name: all
@@ -336,7 +337,7 @@ def differential(suite: Suite, listener: str, script: Script, check: Callable[[O
         check(envoy)
         pytest.skip("Sluice side off (SLUICE_H2_DIFF=0)")
     # Both at once (each proxy has its own upstream and admin): most cases wait out a quiet
-    # period or Envoy's 1 s delayed close, so this halves the module's time.
+    # period or the delayed close, so this halves the module's time.
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         jobs = {kind: pool.submit(run_case, suite, kind, listener, script) for kind in ("envoy", "sluice")}
         envoy, sluice = jobs["envoy"].result(), jobs["sluice"].result()
@@ -376,9 +377,10 @@ A = "h2.example"
 MAX31 = 2**31 - 1
 
 
-SETTLE = 1.6
-"""Seconds a bad-input script waits for the proxy's close: Envoy closes a connection it gave up
-on after its delayed-close timeout (1 s) unless the client closes first."""
+SETTLE = 0.9
+"""Seconds a bad-input script waits for the proxy's close: both close a connection they gave up
+on after the delayed-close timeout (the listeners' 0.3 s here; 1 s by default) unless the client
+closes first."""
 
 
 def _settle(p: H2Peer) -> None:
@@ -730,7 +732,7 @@ def summary(o: Outcome) -> dict[str, Any]:
 #   GOAWAY. ConnectionImpl::onInvalidFrame counts http2.rx_messaging_error and returns
 #   ERR_CALLBACK_FAILURE, dispatch stops, and the HCM's handleCodecError closes with
 #   FlushWriteAndDelay (counting downstream_cx_protocol_error); the close comes after the
-#   1 s delayed-close timeout. With the override true: RST_STREAM PROTOCOL_ERROR
+#   delayed-close timeout (1 s by default). With the override true: RST_STREAM PROTOCOL_ERROR
 #   (http2.tx_reset), the other streams go on.
 # - The same silent close (no GOAWAY) for: a bad preface, HTTP/1 bytes on an HTTP2 listener,
 #   an even client stream id, SETTINGS on a stream, WINDOW_UPDATE overflowing 2^31-1 on a

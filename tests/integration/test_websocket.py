@@ -10,9 +10,9 @@ Per case and proxy the test keeps the handshake answer's head (``date`` normalis
 after it (echoed frames or the answer's body), whether the proxy closed the connection, the
 exact bytes the upstream received (``x-request-id`` normalised), whether the upstream saw the
 end, and the deltas of the stats below (after both sides settled). Sluice's must equal Envoy's.
-Deliberate differences (not compared): Envoy closes a finished connection only after the client
-did or its 1 s ``delayed_close_timeout`` (``downstream_cx_destroy_local``/``_remote``,
-``downstream_cx_delayed_close_timeout``); Sluice closes once its answer is written."""
+Both close a finished connection only after the client did or their 1 s
+``delayed_close_timeout`` (``downstream_cx_destroy_local``/``_remote``,
+``downstream_cx_delayed_close_timeout``, compared too)."""
 
 from __future__ import annotations
 
@@ -294,6 +294,9 @@ class WsClient:
 
 
 STATS = (
+    "downstream_cx_destroy_local",
+    "downstream_cx_destroy_remote",
+    "downstream_cx_delayed_close_timeout",
     "downstream_cx_upgrades_total",
     "downstream_rq_1xx",
     "downstream_rq_2xx",

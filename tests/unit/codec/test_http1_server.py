@@ -215,3 +215,38 @@ def test_a_bug_in_a_callback_is_an_internal_error() -> None:
     codec = http1.ServerCodec(Broken(), 60 * 1024, 100)
     with pytest.raises(http1.InternalError):
         codec.feed(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+
+
+GET = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
+
+
+@pytest.mark.parametrize(("reads", "begun"), [
+    ([b""], False),
+    ([GET], False),
+    ([b"GET / HTTP/1.1\r\nHost: h\r\n"], True),  # a head still arriving
+    ([b"G"], True),
+    ([GET + b"xyz"], True),  # bytes that cannot start a request: refused once their line ends
+    ([GET + b"\r\n"], True),  # Envoy's parser begins a message at a bare line end too
+    ([GET, b"\r\n"], True),
+    ([GET + GET], False),
+    ([b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n", b"abc"], False),
+    ([b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n0\r\n\r\n"], False),
+    ([b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", b"2\r\nhe\r\n0\r\n\r\n"], False),
+    ([b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n0\r\n\r\nGE"], True),
+])  # fmt: skip
+def test_a_request_begun_after_the_last_complete_one_is_known(reads: list[bytes], begun: bool) -> None:
+    """What the connection manager asks when the client closes: was a request begun that no
+    stream has yet (Envoy's connection manager has one, reset and logged 0 DC)."""
+    codec = http1.ServerCodec(Conn(), 60 * 1024, 100)
+    for data in reads:
+        assert codec.feed(data) is None
+    assert codec.message_begun() is begun
+
+
+def test_no_request_is_begun_while_one_is_in_progress_or_after_a_refusal() -> None:
+    codec = http1.ServerCodec(Conn(), 60 * 1024, 100)
+    assert codec.feed(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\na") is None
+    assert not codec.message_begun()  # (that request's stream exists)
+    refused = http1.ServerCodec(Conn(), 60 * 1024, 100)
+    assert refused.feed(b"garbage\r\n\r\n") is not None
+    assert not refused.message_begun()  # (the refusal's own stream answers it)
