@@ -65,9 +65,16 @@ async def timed_get(port: int) -> tuple[bytes, float]:
     r, w = await asyncio.open_connection("127.0.0.1", port)
     w.write(b"GET /hostname HTTP/1.1\r\nHost: mirror.test\r\nConnection: close\r\n\r\n")
     await w.drain()
-    data = await asyncio.wait_for(r.read(), 5)
+    # The response is complete at its content-length: like curl, the client does not
+    # wait for the proxy's close, which Envoy delays (delayed_close_timeout, 1 s).
+    head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
+    length = next(
+        int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    )
+    data = head + await asyncio.wait_for(r.readexactly(length), 5)
+    elapsed = time.monotonic() - t0
     w.close()
-    return data, time.monotonic() - t0
+    return data, elapsed
 
 
 def run_with_shadow(shadow_app: App | None) -> list[tuple[bytes, float]]:
