@@ -34,6 +34,7 @@ LISTENER = """
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: {name}
+          delayed_close_timeout: 0.2s
 {extra}          route_config:
             virtual_hosts:
             - {{name: all, domains: ["*"], routes: [{{match: {{prefix: /}}, route: {{cluster: app}}}}]}}
@@ -134,7 +135,8 @@ SERVICE_TIME = re.compile(r"(?im)^(x-envoy-upstream-service-time: )\d+")
 
 def exchange(port: int, data: bytes) -> tuple[str, bool]:
     """Send ``data``; return the normalised response and whether the proxy then closed the
-    connection (within 3 s: Envoy delays its close after a ``connection: close`` reply)."""
+    connection (within 0.6 s: both proxies delay their close after a ``connection: close``
+    reply by the listeners' ``delayed_close_timeout``, 0.2 s)."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         with contextlib.suppress(ConnectionResetError, BrokenPipeError):
             s.sendall(data)
@@ -156,7 +158,7 @@ def exchange(port: int, data: bytes) -> tuple[str, bool]:
                 if sep and b"content-length: " in head.lower():
                     n = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
                     if len(body) >= n:
-                        s.settimeout(3)
+                        s.settimeout(0.6)
                         try:
                             closed = s.recv(65536) == b""
                         except TimeoutError:

@@ -943,7 +943,9 @@ in codec_impl.cc), before the watermark stops it reading the upstream: measured,
 by ~18 MiB and the upstream gets ~27 MiB out (kernel socket buffers included) of 50. Sluice must
 stay under the same bound."""
 UPSTREAM_WRITE_BOUND = 40 * 1024 * 1024
-STALL_SECONDS = 3.0
+STALL_SECONDS = 1.5
+"""Long enough: on loopback a proxy that kept reading would take the 50 MiB within it (and its
+RSS would pass the bound)."""
 
 
 def rss_kb(pid: int) -> int:

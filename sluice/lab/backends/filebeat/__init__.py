@@ -3,7 +3,7 @@
 ``python -m sluice.lab.backends.filebeat`` takes Filebeat's command line (``-c``, ``--path.*``,
 ``-E``, ``--strict.perms``, ``--once``, ``-e``) plus ``--root``/``--mount`` for the lab's
 container paths, reads ``filebeat.yml`` and ships log lines to Elasticsearch's HTTP API as
-Filebeat 7.14.2 does (``../shared/BACKENDS.md`` §4–5):
+Filebeat 7.14.2 does (its Elasticsearch output and registry behaviour):
 
 - ``config.py``: the YAML, dotted keys, ``${VAR}`` / ``${VAR:default}`` expansion, ``-E``, typed
   reads, refusal of settings this stand-in does not honour;
