@@ -249,6 +249,7 @@ class ServerCodec:
         "_feed_data",
         "_feed_state",
         "_tail",
+        "_feed_tail",
         "_deferred",
         "_ended_in_feed",
         "_url",
@@ -312,6 +313,10 @@ class ServerCodec:
         self._feed_state = _IDLE
         self._tail = b""
         """The last bytes of a head still incomplete at the end of a read."""
+        self._feed_tail = b""
+        """``_tail`` as this feed's data began: what a head continued from the earlier read
+        ended with (kept apart, as ``_tail`` is renewed when the feed ends and
+        ``message_begun`` re-frames this feed's data afterwards)."""
         self._ended_in_feed = False
         """A chunked request ended in this ``feed`` (llhttp's log starts after it)."""
         self._deferred: CodecError | None = None
@@ -366,6 +371,7 @@ class ServerCodec:
                 if not data:
                     break
             self._feed_data = data
+            self._feed_tail = self._tail
             self._feed_state = _HEAD if self.in_headers else _BODY if self._in_body else _IDLE
             self._feed_body = 0
             if self._log:
@@ -459,7 +465,7 @@ class ServerCodec:
         return pos
 
     def _head_end(self, pos: int, continued: bool) -> int:
-        return head_end(self._feed_data, pos, self._tail if continued else b"")
+        return head_end(self._feed_data, pos, self._feed_tail if continued else b"")
 
     def _line_incomplete(self, start: int) -> bool:
         return self._feed_data.find(b"\n", start) < 0

@@ -222,7 +222,7 @@ class ConnectionManager:
         st.downstream_cx_destroy.inc()
         streams = ([self.stream] if self.stream else []) + self.pending + list(self.streams.values())
         codec = self.codec
-        if not streams and not self._closing and codec is not None and codec.message_begun():
+        if not streams and not self._closing and codec is not None and self._message_begun(codec):
             # Envoy's parser began a request at its first byte, and the connection manager a
             # stream for it: the client's close resets it (logged 0 DC, counted), as any open
             # stream. (A connection Sluice closes was closing in Envoy before it read more.)
@@ -252,6 +252,15 @@ class ConnectionManager:
         self._backed_up = set()
         if self.h2 is not None:
             self.h2.close()
+
+    @staticmethod
+    def _message_begun(codec: http1_codec.ServerCodec) -> bool:
+        try:
+            return codec.message_begun()
+        except http1_codec.InternalError as exc:
+            # A bug of ours: logged, and the close goes on (the gauges must still come down).
+            log.error("internal error closing a downstream connection: %s", exc)
+            return False
 
     def connection_info(self) -> StreamInfo:
         """The connection's own record (Envoy's connection StreamInfo, what listener access logs
