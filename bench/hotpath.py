@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import yaml
@@ -64,13 +65,16 @@ class FakeTransport:
     def resume_reading(self) -> None: ...
 
 
-async def main_async(args: argparse.Namespace) -> None:
+async def harness(config: str | None) -> Callable[[int], Awaitable[None]]:
+    """A server built from ``config`` (default: the traffic-shifting lab's front proxy) with
+    fake connections plugged in, and ``run(n)``: n requests through it."""
+    from sluice.cli import settle_heap
     from sluice.config.loader import validate
     from sluice.server import Server
     from sluice.upstream.conn_pool import UpstreamConnection
 
     tmp = Path(tempfile.mkdtemp(prefix="sluice-hotpath-"))
-    seed = Path(args.config) if args.config else run_bench.repo_root() / "labs/http-traffic-shifting/front-envoy.yaml"
+    seed = Path(config) if config else run_bench.repo_root() / "labs/http-traffic-shifting/front-envoy.yaml"
     cfg = run_bench.localize_config(seed, listen_port=10000, admin_port=10001, upstream_port=9, tmp=tmp, for_envoy=False)
     path = tmp / "sluice.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -114,6 +118,12 @@ async def main_async(args: argparse.Namespace) -> None:
                 raise SystemExit("no response written downstream: harness out of date?")
             down_out.clear()
 
+    settle_heap()  # as `sluice run` does once the server is up
+    return run
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    run = await harness(args.config)
     await run(2000)  # warm up
     if args.cycles:
         gc.collect()
@@ -133,11 +143,13 @@ async def main_async(args: argparse.Namespace) -> None:
         t0 = time.process_time()
         await run(args.requests)
         per_req.append((time.process_time() - t0) / args.requests * 1e6)
+    runs = ", ".join(f"{x:.2f}" for x in per_req)
     per_req.sort()
     print(
         f"Python CPU per request: min {per_req[0]:.1f} us, median {per_req[len(per_req) // 2]:.1f} us "
         f"({args.repeat} x {args.requests} requests)"
     )
+    print(f"runs (us per request, in order): {runs}")
     if args.profile:
         pr = cProfile.Profile()
         pr.enable()

@@ -155,6 +155,15 @@ def run(server: object, init_only: bool = False) -> int:
     return int(runner(_serve(server, init_only)))
 
 
+def settle_heap() -> None:
+    """Once the server is built: everything built so far (config, routes, stats) lives for the
+    whole run, so move it out of the cycle collector's sight, and collect less often — a
+    finished request leaves no cycles behind (ActiveStream._destroy breaks them), so young
+    collections find little. (The benchmarks' in-process harness does the same.)"""
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+
+
 async def _serve(server: object, init_only: bool) -> int:
     from sluice.server import Server
 
@@ -168,11 +177,7 @@ async def _serve(server: object, init_only: bool) -> int:
     if init_only:
         await server.stop()
         return 0
-    # Everything built so far (config, routes, stats) lives for the whole run: move it out of
-    # the cycle collector's sight, and collect less often — a finished request leaves no
-    # cycles behind (ActiveStream._destroy breaks them), so young collections find little.
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
+    settle_heap()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.request_stop, sig)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from google.protobuf import json_format as pb_json
@@ -36,19 +36,24 @@ TYPE_URLS = frozenset(f"type.googleapis.com/{n}" for n in (_FILE, _STDOUT, _STDE
 class AccessLogger:
     """One configured access log: filter → format → file."""
 
-    __slots__ = ("name", "filter", "formatter", "file")
+    __slots__ = ("name", "filter", "formatter", "file", "_line")
 
     def __init__(self, name: str, filter_: Filter | None, fmt: formatter.Formatter, file: AccessLogFile) -> None:
         self.name = name
         self.filter = filter_
         self.formatter = fmt
         self.file = file
+        # The line as bytes: a JSON format encodes straight to bytes (no str in between).
+        self._line: Callable[[FormatContext], bytes] = getattr(fmt, "format_bytes", None) or self._encoded
+
+    def _encoded(self, ctx: FormatContext) -> bytes:
+        return self.formatter.format(ctx).encode("utf-8", "surrogateescape")
 
     def log(self, ctx: FormatContext) -> None:
         try:
             if self.filter is not None and not self.filter.evaluate(ctx):
                 return
-            self.file.write(self.formatter.format(ctx))
+            self.file.write_bytes(self._line(ctx))
         except Exception:  # a formatting bug must not take the stream (or the server) down
             log.exception("access log '%s': could not log the request", self.name)
 

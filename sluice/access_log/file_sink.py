@@ -91,13 +91,20 @@ class AccessLogFile:
 
     def write(self, line: str) -> None:
         """Append one line (called on the event loop; never blocks on I/O)."""
-        data = line.encode("utf-8", "surrogateescape")
+        self.write_bytes(line.encode("utf-8", "surrogateescape"))
+
+    def write_bytes(self, data: bytes) -> None:
+        """Append one line already encoded (a header value's non-UTF-8 bytes as they came)."""
+        n = len(data)
         st = self._stats
         with self._lock:
             self._buffer.append(data)
-            self._buffered += len(data)
-            st.write_buffered.inc()
-            st.write_total_buffered.inc(len(data))
+            self._buffered += n
+            # (once per request: the handles bumped in place rather than through inc())
+            st.write_buffered.value += 1
+            gauge = st.write_total_buffered
+            gauge.value += n
+            gauge.used = True
             if self._first or self._buffered > MIN_FLUSH_SIZE:
                 self._first = False
                 self._flush_now = True

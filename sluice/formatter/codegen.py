@@ -3,18 +3,28 @@ constants and provider calls, with each value's conversion chosen at config load
 provider's kind (``registry.KINDS``) instead of tested per line. An access log runs once per
 request, so this is on the request path (``bench/access_log_cost.py`` measures it).
 
+A JSON format without ``omit_empty_values`` compiles twice: a fast function that builds the
+object as a Python dict and encodes it with orjson in one C call, and the general one it falls
+back to when a value is something orjson would write differently from Envoy (a float, a
+struct, an integer beyond 64 bits, text that is not UTF-8: orjson raises, or ``plain`` does).
+orjson escapes strings exactly as ``json.encoder.encode_basestring`` does (checked over every
+code point in the unit tests), which is the escaping the general path uses.
+
 The generated source holds only ``repr()`` of constant strings and names bound in its own
 namespace; no config text is ever evaluated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+
+import orjson
 
 from sluice.formatter.context import FormatContext
 from sluice.formatter.operators import Provider
-from sluice.formatter.registry import INLINE, INLINE_NAMESPACE, KINDS
+from sluice.formatter.registry import HEADER_LOOKUPS, INLINE, INLINE_NAMESPACE, KINDS
 
 Step = tuple[int, Any]
 """``(CONST, str)``, ``(VALUE, provider)`` (a JSON value, or text in a text format) or
@@ -46,46 +56,146 @@ def _json_expr(call: str, kind: str | None) -> str:
     return f"json_value({call})"
 
 
-def compile_steps(steps: Sequence[Step], *, json: bool, empty: str, helpers: dict[str, Any]) -> Compiled:
-    """One function for ``steps``. ``helpers`` gives ``to_text`` (and, for JSON, ``enc`` and
-    ``json_value``)."""
-    namespace: dict[str, Any] = {**INLINE_NAMESPACE, **helpers}
-    parts: list[str] = []
-    providers = 0
+class _Binder:
+    """The namespace of one generated function and the expressions of its providers."""
 
-    def bind(p: Provider) -> str:
+    def __init__(self, helpers: dict[str, Any], providers: Iterable[Provider]) -> None:
+        self.namespace: dict[str, Any] = {**INLINE_NAMESPACE, **helpers}
+        self.count = 0
+        lookups: dict[str, int] = {}
+        for p in providers:
+            where = HEADER_LOOKUPS.get(p)
+            if where is not None:
+                lookups[where[0]] = lookups.get(where[0], 0) + 1
+        # A map read for two headers or more: its first values as one dict, built once a line.
+        self.dicts = sorted(m for m, n in lookups.items() if n >= 2)
+
+    def prelude(self) -> str:
+        return "".join(
+            f"    _d_{m} = {{}} if (_m := ctx.{m}) is None else dict(reversed(_m.entries))\n" for m in self.dicts
+        )
+
+    def bind(self, p: Provider) -> str:
         """The expression for ``p``'s value: inlined (see ``registry.INLINE``) or a call."""
-        nonlocal providers
+        where = HEADER_LOOKUPS.get(p)
+        if where is not None and where[0] in self.dicts:
+            return f"(_v if (_v := _d_{where[0]}.get({where[1]!r})) is None or _v.isascii() else wire_text(_v))"
         expr = INLINE.get(p)
         if expr is not None:
             return expr
-        name = f"p{providers}"
-        providers += 1
-        namespace[name] = p
+        name = f"p{self.count}"
+        self.count += 1
+        self.namespace[name] = p
         return f"{name}(ctx)"
 
+    def define(self, body: str) -> Callable[[FormatContext], Any]:
+        """``format_line(ctx)`` with ``body`` (the caller knows what it returns)."""
+        source = f"def format_line(ctx):\n    info = ctx.stream_info\n{self.prelude()}{body}"
+        exec(compile(source, "<access log format>", "exec"), self.namespace)  # noqa: S102 (our own source, see the docstring)
+        fn: Callable[[FormatContext], Any] = self.namespace["format_line"]
+        return fn
+
+
+def _providers(steps: Sequence[Step]) -> list[Provider]:
+    out: list[Provider] = []
+    for kind, data in steps:
+        if kind == VALUE:
+            out.append(data)
+        elif kind == STRING:
+            out.extend(p for p in data if not isinstance(p, str))
+    return out
+
+
+def _pieces_text(b: _Binder, pieces: Sequence[Any], empty: str) -> str:
+    """Literal pieces and providers as one text expression."""
+    inner = [repr(p) if isinstance(p, str) else _text_expr(b.bind(p), KINDS.get(p), empty) for p in pieces]
+    return f"''.join(({', '.join(inner)},))" if inner else "''"
+
+
+def compile_steps(steps: Sequence[Step], *, json: bool, empty: str, helpers: dict[str, Any]) -> Compiled:
+    """One function for ``steps``. ``helpers`` gives ``to_text`` (and, for JSON, ``enc`` and
+    ``json_value``)."""
+    b = _Binder(helpers, _providers(steps))
+    parts: list[str] = []
     for kind, data in steps:
         if kind == CONST:
             if data:
                 parts.append(repr(data))
         elif kind == VALUE:
-            name = bind(data)
+            name = b.bind(data)
             parts.append(_json_expr(name, KINDS.get(data)) if json else _text_expr(name, KINDS.get(data), empty))
         else:
-            inner = []
-            for piece in data:
-                if isinstance(piece, str):
-                    inner.append(repr(piece))
-                else:
-                    inner.append(_text_expr(bind(piece), KINDS.get(piece), empty))
-            parts.append(f"enc(''.join(({', '.join(inner)},)))" if inner else "enc('')")
+            parts.append(f"enc({_pieces_text(b, data, empty)})")
     if not parts:
         body = "''"
     elif len(parts) == 1:
         body = parts[0]
     else:
         body = f"''.join(({', '.join(parts)},))"
-    source = f"def format_line(ctx):\n    info = ctx.stream_info\n    return {body}\n"
-    exec(compile(source, "<access log format>", "exec"), namespace)  # noqa: S102 (our own source, see the docstring)
-    fn: Compiled = namespace["format_line"]
+    fn: Compiled = b.define(f"    return {body}\n")
+    return fn
+
+
+class _NotPlain(Exception):
+    """A value the fast JSON path leaves to the general one."""
+
+
+def _plain(value: Any) -> Any:
+    """``value`` if orjson writes it as Envoy does (text, an integer, a bool, null)."""
+    if value is None or type(value) in (str, int, bool):
+        return value
+    raise _NotPlain
+
+
+Node = tuple[str, Any]
+"""A JSON template node (see ``formatters.JsonFormatter``): ``("const", json_text)``,
+``("one", provider)``, ``("pieces", pieces)``, ``("list", nodes)``, ``("map", [(key_json + ":", node)])``."""
+
+
+def compile_json_tree(root: Node, fallback: Compiled, helpers: dict[str, Any]) -> Callable[[FormatContext], bytes] | None:
+    """The fast function for a JSON template: the line (newline included) as UTF-8 bytes, a
+    byte that was not UTF-8 as it came (``surrogateescape``, as the log file writes text). None
+    when a constant of the template is not plain JSON (then the general path is the only one).
+    ``helpers`` gives ``to_text``."""
+    providers: list[Provider] = []
+
+    def collect(node: Node) -> None:
+        kind, data = node
+        if kind == "one":
+            providers.append(data)
+        elif kind == "pieces":
+            providers.extend(p for p in data if not isinstance(p, str))
+        elif kind == "list":
+            for item in data:
+                collect(item)
+        elif kind == "map":
+            for _key, item in data:
+                collect(item)
+
+    collect(root)
+    b = _Binder({**helpers, "dumps": orjson.dumps, "NL": orjson.OPT_APPEND_NEWLINE, "plain": _plain,
+                 "NotPlain": _NotPlain, "fallback": fallback}, providers)  # fmt: skip
+
+    def expr(node: Node) -> str:
+        kind, data = node
+        if kind == "const":
+            return repr(json.loads(data))
+        if kind == "one":
+            call = b.bind(data)
+            return call if KINDS.get(data) is not None else f"plain({call})"
+        if kind == "pieces":
+            return _pieces_text(b, data, "-")
+        if kind == "list":
+            return f"[{', '.join(expr(item) for item in data)}]"
+        return "{" + ", ".join(f"{json.loads(key[:-1])!r}: {expr(item)}" for key, item in data) + "}"
+
+    try:
+        obj = expr(root)
+    except ValueError:  # a constant such as 'inf' (from a YAML .inf): not JSON orjson would write
+        return None
+    fn: Callable[[FormatContext], bytes] = b.define(
+        f"    try:\n        return dumps({obj}, option=NL)\n"
+        "    except (TypeError, NotPlain):  # (orjson's JSONEncodeError is a TypeError)\n"
+        "        return fallback(ctx).encode('utf-8', 'surrogateescape')\n"
+    )
     return fn

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from sluice.errors import ConfigError, UnsupportedError
-from sluice.formatter.codegen import CONST, VALUE, Compiled, compile_steps
+from sluice.formatter.codegen import CONST, VALUE, Compiled, Node, compile_json_tree, compile_steps
 from sluice.formatter.context import FormatContext
 from sluice.formatter.operators import Provider, Value
 from sluice.formatter.parser import Piece, parse
@@ -103,15 +103,10 @@ class TextFormatter:
         """``format(ctx) -> str``: the line (a compiled function, see ``codegen``)."""
 
 
-# A JSON template node: a constant (pre-serialised JSON), one provider (typed), pieces (a
-# string), an object (sorted (key-json, node) pairs) or a list of nodes.
-_Node = tuple[str, Any]
-
-
 class JsonFormatter:
     """A compiled ``json_format``: one sorted, compact JSON object per line."""
 
-    __slots__ = ("root", "omit_empty", "content_type", "program", "_compiled")
+    __slots__ = ("root", "omit_empty", "content_type", "program", "format", "format_bytes")
 
     def __init__(self, struct: Mapping[str, Any], path: str, *, omit_empty: bool = False,
                  content_type: str = "application/json") -> None:
@@ -121,9 +116,15 @@ class JsonFormatter:
         # Without omit_empty_values nothing is ever dropped: the tree flattens into constant
         # JSON text between values (one pass, no recursion per line).
         self.program: list[tuple[int, Any]] | None = None if omit_empty else self._flatten()
-        self._compiled: Compiled | None = (
-            None if self.program is None else compile_steps(self.program, json=True, empty="-", helpers=_HELPERS)
-        )
+        self.format: Compiled = self._render_line
+        """``format(ctx) -> str``: the line. Without omit_empty_values a compiled function
+        (see ``codegen``); with it, the tree is walked for each line."""
+        self.format_bytes: Callable[[FormatContext], bytes] | None = None
+        """The line as the log file writes it (UTF-8, surrogate escapes back to their bytes),
+        straight from orjson when the format allows (see ``codegen.compile_json_tree``)."""
+        if self.program is not None:
+            self.format = compile_steps(self.program, json=True, empty="-", helpers=_HELPERS)
+            self.format_bytes = compile_json_tree(self.root, self.format, _HELPERS)
 
     def _flatten(self) -> list[tuple[int, Any]]:
         steps: list[tuple[int, Any]] = []
@@ -132,7 +133,7 @@ class JsonFormatter:
         def const(piece: str) -> None:
             text.append(piece)
 
-        def walk(node: _Node) -> None:
+        def walk(node: Node) -> None:
             kind, data = node
             if kind == "const":
                 const(data)
@@ -161,7 +162,7 @@ class JsonFormatter:
         return steps
 
     # -- compile ----------------------------------------------------------------------------
-    def _compile(self, value: Any, path: str) -> _Node | None:
+    def _compile(self, value: Any, path: str) -> Node | None:
         if isinstance(value, str):
             if "%" not in value:
                 return ("const", _json_string(value))
@@ -183,7 +184,7 @@ class JsonFormatter:
             return ("list", [n for n in items if n is not None])
         raise ConfigError(f"{path}: a json_format value must be a string, number, bool, list or object")
 
-    def _compile_map(self, struct: Mapping[str, Any], path: str) -> _Node:
+    def _compile_map(self, struct: Mapping[str, Any], path: str) -> Node:
         fields = []
         for key in sorted(struct):
             node = self._compile(struct[key], f"{path}.{key}")
@@ -192,16 +193,14 @@ class JsonFormatter:
         return ("map", fields)
 
     # -- render -----------------------------------------------------------------------------
-    def format(self, ctx: FormatContext) -> str:
-        if self._compiled is not None:
-            return self._compiled(ctx)
+    def _render_line(self, ctx: FormatContext) -> str:
         out: list[str] = []
         if not self._render(self.root, ctx, out):
             out.append("{}")
         out.append("\n")
         return "".join(out)
 
-    def _render(self, node: _Node, ctx: FormatContext, out: list[str]) -> bool:
+    def _render(self, node: Node, ctx: FormatContext, out: list[str]) -> bool:
         """Append ``node``; False (nothing appended) when omit_empty drops it."""
         kind, data = node
         if kind == "const":

@@ -56,9 +56,9 @@ _INLINE_INFO = {
     "RESPONSE_CODE": "(info.response_code or 0)",
     "BYTES_RECEIVED": "info.bytes_received",
     "BYTES_SENT": "info.bytes_sent",
-    "DURATION": "info.duration_ms()",
+    "DURATION": "int(((info.last_downstream_tx or info.clock.monotonic()) - info.start_time) * 1000)",  # duration_ms()
     "PROTOCOL": "(info.protocol or None)",
-    "RESPONSE_FLAGS": "info.flags_short()",
+    "RESPONSE_FLAGS": "(info.flags_short() if info.flag_order else '-')",
     "UPSTREAM_REQUEST_ATTEMPT_COUNT": "info.attempt_count",
     "CONNECTION_ID": "info.connection_id",
     "ROUTE_NAME": "(info.route_name or None)",
@@ -66,10 +66,14 @@ _INLINE_INFO = {
     "UPSTREAM_CLUSTER_RAW": "(info.upstream_cluster or None)",
     "UPSTREAM_HOST": "info.upstream_host",
     "STREAM_ID": "info.request_id",
+    "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT": "(None if (_a := info.downstream_remote_address) is None else _a[0])",
+    "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT": "(None if (_a := info.downstream_local_address) is None else _a[0])",
 }
 _INLINE_REQUEST_PSEUDO = {":method": "_h.method", ":authority": "wire_text(_h.authority)",
                           "host": "wire_text(_h.authority)", ":path": "wire_text(_h.path or None)",
                           ":scheme": "(_h.scheme or None)"}  # fmt: skip
+_INLINE_REQUEST_RAW = {":method": "_h.method", ":authority": "_h.authority", "host": "_h.authority",
+                       ":path": "(_h.path or None)", ":scheme": "(_h.scheme or None)"}  # fmt: skip
 
 
 def _header_value(h: HeaderMap | None, name: str) -> str | None:
@@ -79,20 +83,42 @@ def _header_value(h: HeaderMap | None, name: str) -> str | None:
 
 INLINE_NAMESPACE: dict[str, Any] = {"header_value": _header_value, "default_time": default_time, "wire_text": wire_text}
 
+HEADER_LOOKUPS: weakref.WeakKeyDictionary[Provider, tuple[str, str]] = weakref.WeakKeyDictionary()
+"""Provider → (``"request_headers"`` or ``"response_headers"``, lowercase name) for a plain
+``%REQ(name)%`` / ``%RESP(name)%``: a format with several lookups in one map builds a dict
+of the map's first values once per line instead of scanning the entries for each."""
+
 
 def _inline(command: str, arg: str, max_length: int | None) -> str | None:
     if command in _INLINE_INFO:
         return _INLINE_INFO[command]
     if command == "START_TIME" and not arg:
         return "default_time(info.start_wall)"
-    if command in ("REQ", "RESP") and max_length is None and "?" not in arg:
-        name = arg.lower()
+    if command in ("REQ", "RESP") and max_length is None:
         attr = "ctx.request_headers" if command == "REQ" else "ctx.response_headers"
-        if command == "REQ" and name in _INLINE_REQUEST_PSEUDO:
-            return f"(None if (_h := {attr}) is None else {_INLINE_REQUEST_PSEUDO[name]})"
-        if name[:1] != ":" and name != "host" and name.isascii() and name.isprintable():
-            return f"header_value({attr}, {name!r})"
+        if "?" not in arg:
+            name = arg.lower()
+            if command == "REQ" and name in _INLINE_REQUEST_PSEUDO:
+                return f"(None if (_h := {attr}) is None else {_INLINE_REQUEST_PSEUDO[name]})"
+            if _plain_name(name):
+                return f"header_value({attr}, {name!r})"
+            return None
+        # %REQ(main?alt)%: the first present of the two (each a pseudo-header or a plain name).
+        main, alt = (_lookup(command, n.lower()) for n in arg.split("?", 1))
+        if main is not None and alt is not None:
+            return f"(None if (_h := {attr}) is None else wire_text(_a if (_a := {main}) is not None else {alt}))"
     return None
+
+
+def _plain_name(name: str) -> bool:
+    return bool(name) and name[:1] != ":" and name != "host" and name.isascii() and name.isprintable()
+
+
+def _lookup(command: str, name: str) -> str | None:
+    """An expression over the map ``_h`` for one header's raw value (None: not inlinable)."""
+    if command == "REQ" and name in _INLINE_REQUEST_RAW:
+        return _INLINE_REQUEST_RAW[name]
+    return f"_h.get({name!r})" if _plain_name(name) else None
 
 
 def build_provider(command: str, arg: str, max_length: int | None) -> Provider:
@@ -104,6 +130,8 @@ def build_provider(command: str, arg: str, max_length: int | None) -> Provider:
     expr = _inline(command, arg, max_length)
     if expr is not None:
         INLINE[provider] = expr
+        if expr.startswith("header_value("):
+            HEADER_LOOKUPS[provider] = ("request_headers" if command == "REQ" else "response_headers", arg.lower())
     return provider
 
 

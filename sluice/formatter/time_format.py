@@ -28,12 +28,15 @@ _last_second: list[Any] = [None, ""]
 def default_time(wall: float) -> str:
     """Envoy's ``AccessLogDateTimeFormatter``: ``%Y-%m-%dT%H:%M:%E3SZ`` in UTC."""
     secs = int(wall)
-    ms = int((wall - secs) * 1000)
     cache = _last_second
     if cache[0] != secs:
         cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
         cache[0] = secs
-    return f"{cache[1]}.{ms:03d}Z"
+    prefix: str = cache[1]
+    return prefix + _MILLIS[int((wall - secs) * 1000)]  # (wall - secs < 1: an index below 1000)
+
+
+_MILLIS = [f".{ms:03d}Z" for ms in range(1000)]
 
 
 def compile_time_format(fmt: str, *, local: bool = False) -> Callable[[float], str]:

@@ -246,5 +246,6 @@ class StreamInfo:
         return bool(self.response_flags & flag)
 
     def duration_ms(self) -> int:
+        # (formatter/registry.py inlines this expression for %DURATION%: keep the two alike)
         end = self.last_downstream_tx or self.clock.monotonic()
         return int((end - self.start_time) * 1000)

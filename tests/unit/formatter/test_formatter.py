@@ -338,6 +338,7 @@ def _rich_ctx() -> FormatContext:
     up = UpstreamTiming()
     up.first_tx, up.last_tx, up.first_rx, up.last_rx = 100.002, 100.003, 100.01, 100.019
     info.upstream_timing = up
+    info.upstream_host_metadata = {"ns": {"w": 3.0, "o": {"b": 1.5, "a": [1, 2.0]}}}
     req = RequestHeaders("GET", "/p?q", "h:1", [["user-agent", "ua"], ["x-request-id", "rid"], ["x-dup", "1"], ["x-dup", "2"]])
     resp = ResponseHeaders(503, [["content-type", "text/plain"]])
     return FormatContext(info, req, resp, HeaderMap([["grpc-status", "14"]]), log_type=AccessLogType.DownstreamEnd)
@@ -350,6 +351,9 @@ COMMANDS = [
     "%REQ(:SCHEME)%", "%REQ(USER-AGENT)%", "%REQ(X-DUP)%", "%REQ(X-NONE)%", "%RESP(CONTENT-TYPE)%", "%RESP(:STATUS)%",
     "%RESP(X-NONE)%", "%TRAILER(GRPC-STATUS)%", "%REQUEST_DURATION%", "%RESPONSE_DURATION%", "%DOWNSTREAM_REMOTE_PORT%",
     "%RESPONSE_FLAGS_LONG%", "%DOWNSTREAM_LOCAL_ADDRESS%", "%UPSTREAM_LOCAL_ADDRESS%", "%REQ(X-NONE?USER-AGENT):1%",
+    "%REQ(X-NONE?USER-AGENT)%", "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%", "%REQ(:PATH?X-DUP)%", "%REQ(X-DUP?:PATH)%",
+    "%REQ(:PROTOCOL?X-DUP)%", "%REQ(HOST?X-NONE)%", "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+    "%DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%", "%UPSTREAM_METADATA(ns:w)%", "%UPSTREAM_METADATA(ns)%",
 ]  # fmt: skip
 
 
@@ -368,3 +372,62 @@ def test_compiled_formats_agree_with_the_providers(command: str) -> None:
     assert doc == {"v": value}
     _, doc = as_json({"v": f"<{command}>"}, c)
     assert doc == {"v": "<" + ("-" if value is None else to_text(value)) + ">"}
+
+
+def test_json_fast_path_is_the_general_path() -> None:
+    """For the log file a json_format without omit_empty_values is encoded by orjson in one
+    call, to bytes; every value it would write differently (floats, structs, huge integers,
+    text that is not UTF-8) falls back to the general path, so the two always agree (and the
+    tree walker agrees with both)."""
+    struct = {f"k{i:02d}": c for i, c in enumerate(COMMANDS)} | {"n": {"lit": "x", "two": 2, "l": ["%REQ(X-DUP)%", 1.5]}}
+    f = compile_json(struct, "fmt")
+    fast = f.format_bytes
+    assert fast is not None and "dumps" in fast.__code__.co_names  # (the fast path is what is tested)
+
+    def same(c: FormatContext) -> str:
+        line = fast(c)
+        assert line == f.format(c).encode("utf-8", "surrogateescape")
+        assert f.format(c) == f._render_line(c)
+        return line.decode("utf-8", "surrogateescape")
+
+    c = _rich_ctx()
+    line = same(c)  # ns:w is 3.0 (written 3) and ns a struct: the general path's line
+    doc = json.loads(line)
+    w, ns = (f"k{COMMANDS.index(m):02d}" for m in ("%UPSTREAM_METADATA(ns:w)%", "%UPSTREAM_METADATA(ns)%"))
+    assert f'"{w}":3,' in line and doc[ns] == {"o": {"a": [1, 2.0], "b": 1.5}, "w": 3.0}
+    c.stream_info.upstream_host_metadata = None
+    line = same(c)  # now every value is plain: orjson's line
+    assert f'"{w}":null' in line and '"n":{"l":["1",1.5],"lit":"x","two":2}' in line
+    c.stream_info.bytes_sent = 2**70  # beyond orjson's 64 bits
+    assert str(2**70) in same(c)
+    req = RequestHeaders("GET", "/\xff", "h", [["user-agent", "\xc3\xa9 ok"], ["x-dup", "\xff"], ["x-dup", "2"]])
+    bad = FormatContext(c.stream_info, req, None)
+    assert "\\u00ff" in same(bad)  # not UTF-8: Envoy's escaping, from the general path
+    same(FormatContext(c.stream_info))  # no headers at all
+    assert compile_json(struct, "fmt", omit_empty=True).format_bytes is None  # (the tree walker only)
+
+
+def test_json_header_lookups_take_the_first_value() -> None:
+    req = RequestHeaders("GET", "/", "h", [["x-a", "1"], ["x-b", "b"], ["x-a", "2"], ["user-agent", "\xc3\xa9"]])
+    f = compile_json({"a": "%REQ(X-A)%", "b": "%REQ(X-B)%", "n": "%REQ(X-NONE)%", "u": "%REQ(USER-AGENT)%"}, "fmt")
+    assert f.format_bytes is not None
+    for line in (f.format(ctx(req=req)), f.format_bytes(ctx(req=req)).decode()):
+        assert json.loads(line) == {"a": "1", "b": "b", "n": None, "u": "é"}
+
+
+def test_a_constant_orjson_cannot_write_keeps_the_general_path() -> None:
+    f = compile_json({"inf": float("inf"), "c": "%RESPONSE_CODE%"}, "fmt")
+    assert f.format_bytes is None
+    line = f.format(ctx())
+    assert line == '{"c":0,"inf":inf}\n'  # (as before the fast path: not JSON, but unchanged)
+
+
+def test_orjson_escapes_every_code_point_as_the_general_path_does() -> None:
+    import json.encoder
+
+    import orjson
+
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000]
+    for i in range(0, len(chars), 4096):
+        s = "".join(chars[i : i + 4096])
+        assert orjson.dumps(s).decode() == json.encoder.encode_basestring(s), i
