@@ -72,6 +72,8 @@ class AccessLogFile:
         """Write without waiting for the tick (the first line, a full buffer)."""
         self._fd: int | None = None
         self._failing = False
+        self._lines = stats.write_buffered
+        self._bytes = stats.write_total_buffered
 
     def open(self) -> None:
         """Open (create) the file now, as Envoy does at config load (an unwritable path is a
@@ -95,18 +97,16 @@ class AccessLogFile:
 
     def write_bytes(self, data: bytes) -> None:
         """Append one line already encoded (a header value's non-UTF-8 bytes as they came)."""
-        n = len(data)
-        st = self._stats
+        # (once per request: the stat handles bumped in place rather than through inc())
         with self._lock:
             self._buffer.append(data)
-            self._buffered += n
-            # (once per request: the handles bumped in place rather than through inc())
-            st.write_buffered.value += 1
-            gauge = st.write_total_buffered
-            gauge.value += n
-            gauge.used = True
+            self._buffered += len(data)
+            self._lines.value += 1
+            self._bytes.value += len(data)
             if self._first or self._buffered > MIN_FLUSH_SIZE:
-                self._first = False
+                if self._first:
+                    self._first = False
+                    self._bytes.used = True
                 self._flush_now = True
                 self._wake.notify()
 

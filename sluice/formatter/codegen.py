@@ -17,14 +17,14 @@ namespace; no config text is ever evaluated.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
 
 from sluice.formatter.context import FormatContext
 from sluice.formatter.operators import Provider
-from sluice.formatter.registry import HEADER_LOOKUPS, INLINE, INLINE_NAMESPACE, KINDS
+from sluice.formatter.registry import HEADER_LOOKUPS, INLINE, INLINE_NAMESPACE, INLINE_RAW, KINDS
 
 Step = tuple[int, Any]
 """``(CONST, str)``, ``(VALUE, provider)`` (a JSON value, or text in a text format) or
@@ -38,6 +38,8 @@ def _text_expr(call: str, kind: str | None, empty: str) -> str:
     """A provider's value (``call``: its expression) as text (``empty`` when missing)."""
     if kind == "int":
         return f"str({call})"
+    if kind == "str!":
+        return call
     if kind == "str":
         return f"(_v if (_v := {call}) is not None else {empty!r})"
     if kind == "int?":
@@ -49,6 +51,8 @@ def _json_expr(call: str, kind: str | None) -> str:
     """A provider's value (``call``: its expression) as JSON (``null`` when missing)."""
     if kind == "int":
         return f"str({call})"
+    if kind == "str!":
+        return f"enc({call})"
     if kind == "str":
         return f"('null' if (_v := {call}) is None else enc(_v))"
     if kind == "int?":
@@ -59,15 +63,18 @@ def _json_expr(call: str, kind: str | None) -> str:
 class _Binder:
     """The namespace of one generated function and the expressions of its providers."""
 
-    def __init__(self, helpers: dict[str, Any], providers: Iterable[Provider]) -> None:
+    def __init__(self, helpers: dict[str, Any], providers: Iterable[Provider], *, raw: bool = False) -> None:
         self.namespace: dict[str, Any] = {**INLINE_NAMESPACE, **helpers}
+        self.raw = raw
+        """Header values as the parser gave them (see ``registry.INLINE_RAW``)."""
         self.count = 0
         lookups: dict[str, int] = {}
         for p in providers:
             where = HEADER_LOOKUPS.get(p)
             if where is not None:
                 lookups[where[0]] = lookups.get(where[0], 0) + 1
-        # A map read for two headers or more: its first values as one dict, built once a line.
+        # A map read for two headers or more: its first values as one dict, built once a line
+        # (for one header a scan of a few entries costs less than the dict).
         self.dicts = sorted(m for m, n in lookups.items() if n >= 2)
 
     def prelude(self) -> str:
@@ -77,11 +84,16 @@ class _Binder:
 
     def bind(self, p: Provider) -> str:
         """The expression for ``p``'s value: inlined (see ``registry.INLINE``) or a call."""
-        where = HEADER_LOOKUPS.get(p)
-        if where is not None and where[0] in self.dicts:
-            return f"(_v if (_v := _d_{where[0]}.get({where[1]!r})) is None or _v.isascii() else wire_text(_v))"
-        expr = INLINE.get(p)
+        expr = (self.raw and INLINE_RAW.get(p)) or INLINE.get(p)
         if expr is not None:
+            where = HEADER_LOOKUPS.get(p)
+            if where is not None and where[0] in self.dicts:
+                # (a lookup in the inlined expression: header_value(ctx.<map>, name) or _h.get(name))
+                if where[1] is None:
+                    return expr.replace("_h.get(", f"_d_{where[0]}.get(")
+                if self.raw:
+                    return f"_d_{where[0]}.get({where[1]!r})"
+                return f"(_w if (_w := _d_{where[0]}.get({where[1]!r})) is None or _w.isascii() else wire_text(_w))"
             return expr
         name = f"p{self.count}"
         self.count += 1
@@ -109,7 +121,9 @@ def _providers(steps: Sequence[Step]) -> list[Provider]:
 def _pieces_text(b: _Binder, pieces: Sequence[Any], empty: str) -> str:
     """Literal pieces and providers as one text expression."""
     inner = [repr(p) if isinstance(p, str) else _text_expr(b.bind(p), KINDS.get(p), empty) for p in pieces]
-    return f"''.join(({', '.join(inner)},))" if inner else "''"
+    if len(inner) <= 3:  # (a few pieces: concatenated, cheaper than a tuple and a join)
+        return f"({' + '.join(inner)})" if inner else "''"
+    return f"''.join(({', '.join(inner)},))"
 
 
 def compile_steps(steps: Sequence[Step], *, json: bool, empty: str, helpers: dict[str, Any]) -> Compiled:
@@ -173,8 +187,11 @@ def compile_json_tree(root: Node, fallback: Compiled, helpers: dict[str, Any]) -
                 collect(item)
 
     collect(root)
+    # With every constant ASCII, a line that is not came from a value (header bytes past ASCII,
+    # text from metadata): one check of the line then replaces a conversion per header value.
+    raw = all(_ascii_constants(root))
     b = _Binder({**helpers, "dumps": orjson.dumps, "NL": orjson.OPT_APPEND_NEWLINE, "plain": _plain,
-                 "NotPlain": _NotPlain, "fallback": fallback}, providers)  # fmt: skip
+                 "NotPlain": _NotPlain, "fallback": fallback}, providers, raw=raw)  # fmt: skip
 
     def expr(node: Node) -> str:
         kind, data = node
@@ -190,12 +207,45 @@ def compile_json_tree(root: Node, fallback: Compiled, helpers: dict[str, Any]) -
         return "{" + ", ".join(f"{json.loads(key[:-1])!r}: {expr(item)}" for key, item in data) + "}"
 
     try:
-        obj = expr(root)
+        if root[0] == "map" and len(root[1]) > _CONST_KEY_MAP_MAX:
+            # Python builds a literal of more than 15 pairs one pair at a time (growing the
+            # dict twice on the way): 15 in the literal, the rest stored into it, cost less.
+            head, rest = root[1][:_CONST_KEY_MAP_MAX], root[1][_CONST_KEY_MAP_MAX:]
+            build = f"        _o = {expr(('map', head))}\n" + "".join(
+                f"        _o[{json.loads(key[:-1])!r}] = {expr(item)}\n" for key, item in rest
+            )
+            obj = "_o"
+        else:
+            build, obj = "", expr(root)
     except ValueError:  # a constant such as 'inf' (from a YAML .inf): not JSON orjson would write
         return None
     fn: Callable[[FormatContext], bytes] = b.define(
-        f"    try:\n        return dumps({obj}, option=NL)\n"
+        f"    try:\n{build}        line = dumps({obj}, None, NL)\n"
         "    except (TypeError, NotPlain):  # (orjson's JSONEncodeError is a TypeError)\n"
         "        return fallback(ctx).encode('utf-8', 'surrogateescape')\n"
+        + ("    return line if line.isascii() else fallback(ctx).encode('utf-8', 'surrogateescape')\n" if raw else "    return line\n")
     )
     return fn
+
+
+_CONST_KEY_MAP_MAX = 15
+"""The most pairs CPython 3.11 builds a dict literal of at once (BUILD_CONST_KEY_MAP)."""
+
+
+def _ascii_constants(node: Node) -> Iterator[bool]:
+    """For each constant of a JSON template (keys, values, literal pieces): whether it is ASCII."""
+    kind, data = node
+    if kind == "const":
+        try:
+            yield orjson.dumps(json.loads(data)).isascii()
+        except (ValueError, TypeError):  # (not JSON orjson writes: compile_json_tree gives up anyway)
+            yield False
+    elif kind == "pieces":
+        yield from (p.isascii() for p in data if isinstance(p, str))
+    elif kind == "list":
+        for item in data:
+            yield from _ascii_constants(item)
+    elif kind == "map":
+        for key, item in data:
+            yield json.loads(key[:-1]).isascii()
+            yield from _ascii_constants(item)

@@ -44,7 +44,6 @@ class FormatContext:
         request_headers: RequestHeaders | None = None,
         response_headers: ResponseHeaders | None = None,
         response_trailers: HeaderMap | None = None,
-        *,
         local_reply_body: str = "",
         log_type: AccessLogType = AccessLogType.NotSet,
     ) -> None:

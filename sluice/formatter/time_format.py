@@ -21,22 +21,26 @@ _NEWLINE_SPEC = re.compile(r"%[-_0^#]*[1-9]*(E|O)?n")
 _FRACTION = re.compile(r"%([1-9]?)f")
 
 
-_last_second: list[Any] = [None, ""]
-"""The last whole second :func:`default_time` formatted (most lines share it)."""
+last_second: list[Any] = [None, ""]
+"""The last whole second :func:`default_time` formatted (most lines share it); the compiled
+formats read it inline (``registry``)."""
+
+
+def second_text(secs: int) -> str:
+    """The whole second ``secs`` as ``%Y-%m-%dT%H:%M:%S`` (UTC), kept in :data:`last_second`."""
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    last_second[0], last_second[1] = secs, text
+    return text
 
 
 def default_time(wall: float) -> str:
     """Envoy's ``AccessLogDateTimeFormatter``: ``%Y-%m-%dT%H:%M:%E3SZ`` in UTC."""
     secs = int(wall)
-    cache = _last_second
-    if cache[0] != secs:
-        cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
-        cache[0] = secs
-    prefix: str = cache[1]
-    return prefix + _MILLIS[int((wall - secs) * 1000)]  # (wall - secs < 1: an index below 1000)
+    prefix: str = last_second[1] if last_second[0] == secs else second_text(secs)
+    return prefix + MILLIS[int((wall - secs) * 1000)]  # (wall - secs < 1: an index below 1000)
 
 
-_MILLIS = [f".{ms:03d}Z" for ms in range(1000)]
+MILLIS = [f".{ms:03d}Z" for ms in range(1000)]
 
 
 def compile_time_format(fmt: str, *, local: bool = False) -> Callable[[float], str]:

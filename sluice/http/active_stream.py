@@ -597,8 +597,8 @@ class ActiveStream(FilterManager):
         """Every access logger of the connection manager, on one context (Envoy's ``log``)."""
         ctx = FormatContext(
             self.stream_info, None if self.headerless else self.request_headers, self.response_headers,
-            self.response_trailers, log_type=log_type,
-        )  # fmt: skip
+            self.response_trailers, "", log_type,
+        )  # fmt: skip (positional: this runs once per request)
         for logger in self.config.access_logs:
             logger.log(ctx)
 

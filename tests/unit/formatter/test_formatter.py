@@ -415,6 +415,25 @@ def test_json_header_lookups_take_the_first_value() -> None:
         assert json.loads(line) == {"a": "1", "b": "b", "n": None, "u": "é"}
 
 
+@pytest.mark.parametrize("key", ["ascii", "中文"])
+def test_header_bytes_past_ascii_give_the_general_paths_line(key: str) -> None:
+    """The fast path reads header values as the parser gave them and, when every constant is
+    ASCII, checks the finished line once: a value past ASCII (here in every kind of lookup:
+    pseudo-headers, a ``?`` fallback, the per-line dict, a single response lookup) sends the
+    line to the general path. With a constant past ASCII (a Chinese key) each value is
+    converted instead. Either way the bytes are the general path's."""
+    fmt = {key: "%REQ(:AUTHORITY)%", "p": "%REQ(:PATH)%", "o": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%", "a": "%REQ(X-A)%",
+           "b": "%REQ(X-B)%", "r": "%RESP(X-R)%", "t": "[%REQ(X-A)%]"}  # fmt: skip
+    f = compile_json(fmt, "fmt")
+    assert f.format_bytes is not None
+    assert ("wire_text" in f.format_bytes.__code__.co_names) is (not key.isascii())  # (which of the two is tested)
+    for value in ("plain", "\xff", "\xc3\xa9", "\xe4\xb8\xad"):
+        req = RequestHeaders("GET", "/" + value, value, [["x-a", value], ["x-b", "b" + value]])
+        resp = ResponseHeaders(200, [["x-r", value]])
+        c = FormatContext(StreamInfo(("127.0.0.1", 1), None, Clock()), req, resp)
+        assert f.format_bytes(c) == f.format(c).encode("utf-8", "surrogateescape"), value
+
+
 def test_a_constant_orjson_cannot_write_keeps_the_general_path() -> None:
     f = compile_json({"inf": float("inf"), "c": "%RESPONSE_CODE%"}, "fmt")
     assert f.format_bytes is None
