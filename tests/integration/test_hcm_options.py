@@ -17,6 +17,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -198,17 +199,21 @@ class Proxy:
 
 
 @pytest.fixture(scope="module")
-def pair(loop: LoopThread) -> Iterator[tuple[RecordingUpstream, dict[str, Proxy]]]:
-    up = RecordingUpstream(loop)
-    started: dict[str, Proxy] = {}
+def pair(loop: LoopThread) -> Iterator[dict[str, tuple[RecordingUpstream, Proxy]]]:
+    """Each proxy with an upstream of its own, so that a case runs through both at once."""
+    started: dict[str, tuple[RecordingUpstream, Proxy]] = {}
+    ups: list[RecordingUpstream] = []
     try:
         for kind in ("envoy", "sluice"):
-            started[kind] = Proxy(kind, up.port)
-        yield up, started
+            up = RecordingUpstream(loop)
+            ups.append(up)
+            started[kind] = (up, Proxy(kind, up.port))
+        yield started
     finally:
-        for p in started.values():
+        for _up, p in started.values():
             p.proc.stop()
-        up.server.stop()
+        for up in ups:
+            up.server.stop()
 
 
 VOLATILE = [
@@ -258,19 +263,23 @@ def _hcm_stats(proc: ProxyProcess) -> dict[str, int]:
     return {n: v for n, v in proc.stats().items() if HCM_STATS.search(n)}
 
 
+def _through(up: RecordingUpstream, proxy: Proxy, listener: str, data: bytes) -> dict[str, Any]:
+    before = _hcm_stats(proxy.proc)
+    start = len(up.received)
+    answer, closed = exchange(proxy.ports[listener], data)
+    time.sleep(0.15)  # the stream's stats are written when it is destroyed
+    after = _hcm_stats(proxy.proc)
+    delta = {n: v - before.get(n, 0) for n, v in after.items() if v != before.get(n, 0)}
+    upstream = _normalise(bytes(up.received[start:]).decode("latin-1"))
+    return {"answer": answer, "closed": closed, "upstream": upstream, "stats": delta}
+
+
 @pytest.mark.parametrize(("listener", "data"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_same_answer_forwarding_and_stats_as_envoy(pair: tuple[RecordingUpstream, dict[str, Proxy]], listener: str, data: bytes) -> None:
-    up, proxies = pair
-    seen: dict[str, Any] = {}
-    for kind, proxy in proxies.items():
-        before = _hcm_stats(proxy.proc)
-        start = len(up.received)
-        answer, closed = exchange(proxy.ports[listener], data)
-        time.sleep(0.15)  # the stream's stats are written when it is destroyed
-        after = _hcm_stats(proxy.proc)
-        delta = {n: v - before.get(n, 0) for n, v in after.items() if v != before.get(n, 0)}
-        upstream = _normalise(bytes(up.received[start:]).decode("latin-1"))
-        seen[kind] = {"answer": answer, "closed": closed, "upstream": upstream, "stats": delta}
+def test_same_answer_forwarding_and_stats_as_envoy(pair: dict[str, tuple[RecordingUpstream, Proxy]], listener: str, data: bytes) -> None:
+    # (both proxies at once: the case's waits for quiet overlap)
+    with ThreadPoolExecutor(2) as pool:
+        futures = {kind: pool.submit(_through, up, proxy, listener, data) for kind, (up, proxy) in pair.items()}
+        seen = {kind: f.result() for kind, f in futures.items()}
     assert seen["envoy"]["answer"], "Envoy answered nothing: the case tests nothing"
     for key in ("answer", "closed", "upstream", "stats"):
         assert seen["sluice"][key] == seen["envoy"][key], key
