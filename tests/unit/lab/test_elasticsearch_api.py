@@ -167,6 +167,27 @@ def test_cat_indices_text_and_json(es: Running) -> None:
     assert es.call("GET", "/_cluster/health/cat-empty")[1]["status"] == "green"
 
 
+def test_cat_docs_count_only_refreshed_documents(es: Running) -> None:
+    # As ES: _cat/indices and _cat/shards count what the last refresh made searchable.
+    es.call("PUT", "/nrt-docs", {"settings": {"number_of_replicas": 0, "refresh_interval": "-1"}})
+
+    def counts() -> tuple[str, str]:
+        row = es.call("GET", "/_cat/indices/nrt-docs?format=json&h=docs.count")[1][0]
+        shard = es.call("GET", "/_cat/shards/nrt-docs?format=json&h=docs")[1][0]
+        return row["docs.count"], shard["docs"]
+
+    es.bulk([{"index": {"_index": "nrt-docs", "_id": "1"}}, {"x": 1}], "/_bulk")
+    assert counts() == ("0", "0")
+    es.call("POST", "/nrt-docs/_refresh")
+    assert counts() == ("1", "1")
+    es.bulk([{"index": {"_index": "nrt-docs", "_id": "2"}}, {"x": 2}, {"index": {"_index": "nrt-docs"}}, {"x": 3},
+             {"delete": {"_index": "nrt-docs", "_id": "1"}}], "/_bulk")
+    assert counts() == ("0", "0")  # the deleted one is gone at once (deliberate difference), the new ones not yet in
+    es.call("POST", "/nrt-docs/_refresh")
+    assert counts() == ("2", "2")
+    assert es.call("GET", "/nrt-docs/_count")[1]["count"] == 2
+
+
 # --- _bulk ----------------------------------------------------------------------------------------
 
 

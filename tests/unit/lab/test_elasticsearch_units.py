@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sluice.lab.backends.elasticsearch import cat, dsl, jsonfmt, lucene
+from sluice.lab.backends.elasticsearch import cat, documents, dsl, jsonfmt, lucene
 from sluice.lab.backends.elasticsearch.analysis import tokens
 from sluice.lab.backends.elasticsearch.datemath import DateError, DateFormat, parse_math, parse_tz, resolve_index_name
 from sluice.lab.backends.elasticsearch.documents import MappingBox, filter_source, parse
@@ -137,6 +137,51 @@ def test_dynamic_mapping_rules_and_strictness() -> None:
         parse(strict, {"b": 1}, "3")
     with pytest.raises(EsError, match="Limit of total fields \\[2\\] has been exceeded"):
         parse(MappingBox(Mapping(), 2), {"a": 1, "b": 2, "c": 3}, "4")
+
+
+def _walked(box: MappingBox, src: dict[str, Any]) -> Any:
+    """``parse`` by the general walk alone (no shape plan), as an outcome to compare."""
+    p = documents._Parse(box, "1")
+    try:
+        p.walk(src, "")
+        row = p.row()
+    except EsError as exc:
+        box.rollback_doc()
+        return exc.to_dict()
+    box.commit_doc()
+    return row.values, row.k, row.cols, row.explicit, row.ncols
+
+
+def _planned(box: MappingBox, src: dict[str, Any]) -> Any:
+    try:
+        row = parse(box, src, "1")
+    except EsError as exc:
+        return exc.to_dict()
+    return row.values, row.k, row.cols, row.explicit, row.ncols
+
+
+def test_shape_plans_index_as_the_walk_does() -> None:
+    spec = {"dynamic_templates": [{"kw": {"match": "k*", "mapping": {"type": "keyword", "ignore_above": 4}}}],
+            "properties": {"@timestamp": {"type": "date"}, "off": {"type": "object", "enabled": False}}}
+    first = {"@timestamp": "2022-07-09T02:05:11.123Z", "msg": "GET /x", "kx": "abc", "n": 5, "q\"k": "v", "dot.ted": "w",
+             "off": {"any": [1]}, "o": {"p": "q", "deep": {"r": 1}}}
+    variants: list[dict[str, Any]] = [
+        {},  # the same values
+        {"msg": "y" * 300, "kx": "abcdef"},  # beyond ignore_above: no doc value, no exact term
+        {"n": 2**63 - 1}, {"n": -(2**63)}, {"n": 2**63},  # the last: out of range for a long, an error
+        {"@timestamp": "2022-07-09"}, {"@timestamp": "2022-07-09T02:05:11+02:00"}, {"@timestamp": "nope"},
+        {"@timestamp": "2022-13-09T02:05:11.123Z"},
+        {"off": {"other": "x"}}, {"off": 1}, {"o": {"p": "q", "deep": {"r": "1"}}}, {"o": {"deep": {"r": 1}, "p": "q"}},
+        {"n": "5"}, {"n": None}, {"msg": ["a", "b"]}, {"kx": 1.5}, {"o": {"p": "q", "deep": {"r": 1}, "new": 1}},
+    ]
+    published = MappingBox(Mapping(spec), 1000)
+    parse(published, first, "0")  # maps the fields
+    for change in variants:
+        doc = {**first, **change}
+        a, b = MappingBox(published.mapping, 1000), MappingBox(published.mapping.copy(), 1000)
+        assert _planned(a, doc) == _walked(b, doc), change
+        assert a.mapping.to_json() == b.mapping.to_json() and a.mapping.layout() == b.mapping.layout()
+    assert any(p is not None for plans in published.mapping.shapes.values() for p in plans)  # (the plan was used)
 
 
 def test_source_filtering() -> None:

@@ -46,43 +46,22 @@ def parse_bulk(body: bytes, *, default_index: str | None = None, params: dict[st
     ops: list[Op] = []
     i, n = 0, len(lines) - 1  # the text after the last newline is empty
     require_alias = params.get("require_alias", "false").lower() in ("", "true")
-    seen: dict[bytes, Any] = {}
+    seen: dict[bytes, tuple[str, str | None, str | None, dict[str, Any]]] = {}
     while i < n:
         raw = lines[i].strip()
         lineno = i + 1
         i += 1
         if not raw:
             continue
-        action = seen.get(raw)
-        if action is None:
-            try:
-                action = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise _bad(lineno, f"expected START_OBJECT but found [{_first_token(raw)}]") from None
+        # Filebeat repeats one action line: check it once per request. What is kept is only
+        # what a valid line yields (an invalid one fails the whole request at its first use).
+        known = seen.get(raw)
+        if known is None:
+            known = _action(raw, lineno, default_index, require_alias)
             if len(seen) < 64:
-                seen[raw] = action  # Filebeat repeats one action line: parse it once (never mutated)
-        if not isinstance(action, dict):
-            raise _bad(lineno, f"expected START_OBJECT but found [{_token(action)}]")
-        if len(action) != 1:
-            if not action:
-                raise _bad(lineno, "expected FIELD_NAME but found [END_OBJECT]")
-            raise _bad(lineno, "expected END_OBJECT but found [FIELD_NAME]")
-        name, meta = next(iter(action.items()))
-        if name not in ACTIONS:
-            raise _bad(lineno, f"expected field [create], [delete], [index] or [update] but found [{name}]")
-        if not isinstance(meta, dict):
-            raise _bad(lineno, f"expected START_OBJECT but found [{_token(meta)}]")
-        for key in meta:
-            if key not in _META:
-                raise EsError(400, "illegal_argument_exception", f"Action/metadata line [{lineno}] contains an unknown parameter [{key}]")
-        index = meta.get("_index", default_index)
-        doc_id = meta.get("_id")
-        extra: dict[str, Any] = {k: meta[k] for k in ("if_seq_no", "if_primary_term", "version", "version_type", "op_type") if k in meta}
-        if meta.get("require_alias", require_alias):
-            extra["require_alias"] = True
-        if doc_id is not None and not isinstance(doc_id, str):
-            doc_id = str(doc_id)
-        op = Op(name, str(index) if index is not None else None, doc_id, None, extra)
+                seen[raw] = known
+        name, index, doc_id, extra = known
+        op = Op(name, index, doc_id, None, dict(extra) if extra else {})
         if name != "delete":
             if i >= n:
                 raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: source is missing;")
@@ -98,6 +77,36 @@ def parse_bulk(body: bytes, *, default_index: str | None = None, params: dict[st
     if not ops:
         raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: no requests added;")
     return ops
+
+
+def _action(raw: bytes, lineno: int, default_index: str | None, require_alias: bool) -> tuple[str, str | None, str | None, dict[str, Any]]:
+    """One action line: (action, index, id, the item's parameters), or the request's 400."""
+    try:
+        action = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise _bad(lineno, f"expected START_OBJECT but found [{_first_token(raw)}]") from None
+    if not isinstance(action, dict):
+        raise _bad(lineno, f"expected START_OBJECT but found [{_token(action)}]")
+    if len(action) != 1:
+        if not action:
+            raise _bad(lineno, "expected FIELD_NAME but found [END_OBJECT]")
+        raise _bad(lineno, "expected END_OBJECT but found [FIELD_NAME]")
+    name, meta = next(iter(action.items()))
+    if name not in ACTIONS:
+        raise _bad(lineno, f"expected field [create], [delete], [index] or [update] but found [{name}]")
+    if not isinstance(meta, dict):
+        raise _bad(lineno, f"expected START_OBJECT but found [{_token(meta)}]")
+    for key in meta:
+        if key not in _META:
+            raise EsError(400, "illegal_argument_exception", f"Action/metadata line [{lineno}] contains an unknown parameter [{key}]")
+    index = meta.get("_index", default_index)
+    doc_id = meta.get("_id")
+    extra: dict[str, Any] = {k: meta[k] for k in ("if_seq_no", "if_primary_term", "version", "version_type", "op_type") if k in meta}
+    if meta.get("require_alias", require_alias):
+        extra["require_alias"] = True
+    if doc_id is not None and not isinstance(doc_id, str):
+        doc_id = str(doc_id)
+    return name, str(index) if index is not None else None, doc_id, extra
 
 
 def _first_token(raw: bytes) -> str:

@@ -195,14 +195,15 @@ INDICES = [
 ]
 
 
-def indices_table(metas: list[Any], health: str | None = None) -> Table:
+def indices_table(metas: list[Any], docs: dict[str, int], health: str | None = None) -> Table:
+    """``docs``: each index's refreshed documents (``Store.searchable_docs``)."""
     rows = []
     for m in metas:
         if health and m.health != health:
             continue
         size = ByteSize(m.store_bytes)
         rows.append({"health": m.health, "status": "open", "index": m.name, "uuid": m.uuid, "pri": m.shards, "rep": m.replicas,
-                     "docs.count": m.docs, "docs.deleted": 0, "creation.date": m.created,
+                     "docs.count": docs.get(m.name, 0), "docs.deleted": 0, "creation.date": m.created,
                      "creation.date.string": DateFormat.of("strict_date_optional_time").format(m.created), "store.size": size,
                      "pri.store.size": size})
     return Table(INDICES, rows)
@@ -334,10 +335,12 @@ SHARDS = [Col("index", ("i", "idx")), Col("shard", ("s", "sh"), True), Col("prir
           Col("state", ("st",)), Col("docs", ("d", "dc"), True), Col("store", ("sto",), True), Col("ip"), Col("node", ("n",))]
 
 
-def shards_table(metas: list[Any], ip: str, node: str) -> Table:
+def shards_table(metas: list[Any], docs: dict[str, int], ip: str, node: str) -> Table:
+    """``docs``: as for :func:`indices_table`."""
     rows = []
     for m in metas:
-        rows.append({"index": m.name, "shard": 0, "prirep": "p", "state": "STARTED", "docs": m.docs, "store": ByteSize(m.store_bytes),
+        rows.append({"index": m.name, "shard": 0, "prirep": "p", "state": "STARTED", "docs": docs.get(m.name, 0),
+                     "store": ByteSize(m.store_bytes),
                      "ip": ip, "node": node})
         for _ in range(m.replicas):
             rows.append({"index": m.name, "shard": 0, "prirep": "r", "state": "UNASSIGNED"})

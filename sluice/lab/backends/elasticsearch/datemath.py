@@ -43,8 +43,11 @@ def parse_tz(text: str) -> tzinfo:
         raise DateError(f"Unknown time-zone ID: {text}") from None
 
 
+_MS = timedelta(milliseconds=1)
+
+
 def to_ms(dt: datetime) -> int:
-    return (dt - _EPOCH) // timedelta(milliseconds=1)
+    return (dt - _EPOCH) // _MS
 
 
 def from_ms(ms: int, tz: tzinfo = UTC) -> datetime:
@@ -112,13 +115,22 @@ def _fields_to_ms(f: dict[str, int], offset: str | None, round_up: bool, tz: tzi
     return to_ms(dt)
 
 
-def _parse_iso(text: str, round_up: bool, tz: tzinfo | None) -> int:
+def full_iso_ms(text: str) -> int | None:
+    """Epoch milliseconds of Filebeat's and Kibana's layout, every field present
+    (``2022-07-09T02:00:11.123Z``), by the C parser; None for any other text (an ISO parse
+    reads it by the general rules)."""
     if len(text) == 24 and text[-1] == "Z" and text[10] == "T" and text[19] == ".":
-        # Filebeat's and Kibana's layout, every field present: the C parser.
         try:
-            return to_ms(datetime.fromisoformat(text))
+            return (datetime.fromisoformat(text) - _EPOCH) // _MS
         except ValueError:
             pass
+    return None
+
+
+def _parse_iso(text: str, round_up: bool, tz: tzinfo | None) -> int:
+    ms = full_iso_ms(text)
+    if ms is not None:
+        return ms
     m = _ISO.fullmatch(text)
     if not m or len(m.group(1).lstrip("+-")) != 4 and not m.group(1).startswith(("+", "-")):
         raise DateError(text)
@@ -263,6 +275,8 @@ class DateFormat:
         if not self.names:
             raise DateError("empty date format")
         self._patterns: dict[str, _Pattern] = {}
+        self.iso_first = self.names[0] in _ISO_NAMES
+        """The first format is ISO 8601: a :func:`full_iso_ms` value is what :meth:`parse` returns."""
         for name in self.names:
             if name in _ISO_NAMES or name in ("epoch_millis", "epoch_second"):
                 continue

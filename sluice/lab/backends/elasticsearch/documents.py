@@ -12,13 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from itertools import compress
+from operator import itemgetter, le
 from typing import Any
 
 import orjson
 
 from sluice.lab.backends.elasticsearch import analysis
 from sluice.lab.backends.elasticsearch.analysis import TEXT_COLUMNS
-from sluice.lab.backends.elasticsearch.datemath import DateFormat
+from sluice.lab.backends.elasticsearch.datemath import DateFormat, full_iso_ms
 from sluice.lab.backends.elasticsearch.errors import EsError
 from sluice.lab.backends.elasticsearch.mapping import Field, Mapping, mapper_parsing, to_bool, to_date, to_double, to_long, to_string
 
@@ -313,6 +315,9 @@ class _Parse:
 def parse(box: MappingBox, source: dict[str, Any], doc_id: str) -> Row:
     """Doc values and FTS5 text of ``source`` (raises ``mapper_parsing_exception``, leaving the
     box's mapping as it was before this document)."""
+    row = _planned(box.mapping, source)
+    if row is not None:
+        return row
     p = _Parse(box, doc_id)
     try:
         p.walk(source, "")
@@ -322,6 +327,215 @@ def parse(box: MappingBox, source: dict[str, Any], doc_id: str) -> Row:
         raise
     box.commit_doc()
     return row
+
+
+# --- documents of a known shape -------------------------------------------------------------------
+#
+# Filebeat sends the same document shape (keys, value types, nesting) over and over. For a shape
+# whose every value takes one of the walk's fast branches, what the walk does depends only on the
+# shape, except for the values themselves: a plan made once per shape (and mapping version)
+# reproduces the walk's Row — the same values, the same ``k`` terms in the same order, the same
+# columns — with a few C-level checks instead of the per-key work. A value the plan cannot take
+# as it is (an integer beyond 64 bits, a date that does not parse) sends the document to the walk,
+# which handles or rejects it.
+
+MAX_SHAPES = 256
+"""Top-level key sets with plans, per mapping version; documents with other keys are walked."""
+MAX_PLANS = 4
+"""Plans (or failed attempts) per top-level key set."""
+
+
+def _planned(mapping: Mapping, source: dict[str, Any]) -> Row | None:
+    """``source``'s Row by a plan of its shape, or None: walk it."""
+    plans = mapping.shapes
+    if mapping.shapes_fields != len(mapping.fields):
+        # Fields are only ever added (an existing path keeps its Field): a plan made with
+        # fewer fields may miss a sub-field, so plans last as long as the field count.
+        plans.clear()
+        mapping.shapes_fields = len(mapping.fields)
+    keys = tuple(source)
+    tried: list[_Plan | None] | None = plans.get(keys)
+    if tried is None:
+        if len(plans) >= MAX_SHAPES:
+            return None
+        tried = plans[keys] = []
+    for plan in tried:
+        if plan is not None:
+            flat = plan.match(source)
+            if flat is not None:
+                return plan.row(flat, mapping.next_col - 1)
+    if len(tried) >= MAX_PLANS:
+        return None
+    plan = _compile(mapping, source)
+    tried.append(plan)
+    if plan is None:
+        return None
+    flat = plan.match(source)
+    return None if flat is None else plan.row(flat, mapping.next_col - 1)
+
+
+class _Plan:
+    """The walk of one document shape, as indices into the document's values: the top-level
+    ones, then those of each object in :attr:`nested` order (and a ``None`` after them all, for
+    the columns no field fills)."""
+
+    __slots__ = ("nested", "types", "cols", "kw", "kw_nums", "kw_limits", "exact", "longs", "long_nums", "long_terms", "dates",
+                 "k", "explicit")
+
+    def __init__(self, nested: list[tuple[int, tuple[str, ...]]], types: list[type], cols: list[int],
+                 kw: list[tuple[int, int, int]], exact: list[tuple[int, int, int, int]], longs: list[tuple[int, int, int]],
+                 dates: list[tuple[int, Field]], k: list[str | None], explicit: bool) -> None:
+        self.nested = tuple(nested)
+        """(value, its keys): the objects walked into, each after the one holding it."""
+        self.types = tuple(types)
+        self.cols = itemgetter(*cols)
+        # Keyword doc values (value, field number, ignore_above), read in one pass each way.
+        self.kw = _getter([i for i, _, _ in kw])
+        self.kw_nums = tuple(num for _, num, _ in kw)
+        self.kw_limits = tuple(limit for _, _, limit in kw)
+        self.exact = tuple(exact)
+        """(value, field number, ignore_above, slot in ``k``): keyword doc values with exact terms."""
+        self.longs = _getter([i for i, _, _ in longs])
+        self.long_nums = tuple(num for _, num, _ in longs)
+        self.long_terms = tuple((j, num, slot) for j, (_, num, slot) in enumerate(longs) if slot >= 0)
+        """(position among the longs, field number, slot in ``k``)."""
+        self.dates = tuple((i, f, (f.fmt or DateFormat.of(None)).iso_first) for i, f in dates)
+        self.k = k
+        """``k``'s terms as the walk appends them: presence markers, None where a value's exact
+        term goes (left out when the value is not indexed)."""
+        self.explicit = explicit
+
+    def match(self, source: dict[str, Any]) -> list[Any] | None:
+        """The document's values if it has this shape (its top-level keys are known to match)."""
+        flat: list[Any] = [*source.values()]
+        for i, keys in self.nested:
+            sub = flat[i]
+            if type(sub) is not dict or tuple(sub) != keys:
+                return None
+            flat += sub.values()
+        if tuple(map(type, flat)) != self.types:
+            return None
+        flat.append(None)
+        return flat
+
+    def row(self, flat: list[Any], ncols: int) -> Row | None:
+        kws = self.kw(flat)
+        values: dict[int, Any] = dict(compress(zip(self.kw_nums, kws, strict=True), map(le, map(len, kws), self.kw_limits)))
+        k = self.k.copy()
+        for i, num, limit, slot in self.exact:
+            v = flat[i]
+            if len(v) <= limit:
+                values[num] = v
+                k[slot] = f"{num}x{v.encode().hex()}"
+        if self.long_nums:
+            longs = self.longs(flat)
+            if min(longs) < -(1 << 63) or max(longs) >= 1 << 63:
+                return None
+            values.update(zip(self.long_nums, longs, strict=True))
+            for j, num, slot in self.long_terms:
+                k[slot] = f"{num}x{str(longs[j]).encode().hex()}"
+        for i, f, iso in self.dates:
+            v = flat[i]
+            ms = full_iso_ms(v) if iso else None
+            if ms is None:
+                try:
+                    ms = to_date(v, f)
+                except ValueError:
+                    return None
+            values[f.num] = ms
+        return Row(values, " ".join(filter(None, k)), list(self.cols(flat)), self.explicit, ncols)
+
+
+def _getter(indices: list[int]) -> Callable[[list[Any]], tuple[Any, ...]]:
+    """The values at ``indices``, always as a tuple (``itemgetter`` of one index is not)."""
+    if len(indices) > 1:
+        return itemgetter(*indices)
+    return lambda flat: tuple(flat[i] for i in indices)
+
+
+def _compile(mapping: Mapping, source: dict[str, Any]) -> _Plan | None:
+    """The plan of ``source``'s shape under ``mapping``, or None when some value of it needs
+    the walk's general path (a new or unmapped field, an array, a null, a coercion, a key the
+    general path checks, a field met twice). Mirrors :meth:`_Parse.walk` branch for branch."""
+    fields = mapping.fields
+    nested: list[tuple[int, tuple[str, ...]]] = []
+    types: list[type] = []
+    cols: list[int] = [-1] * (TEXT_COLUMNS + 1)
+    kw: list[tuple[int, int, int]] = []
+    exact: list[tuple[int, int, int, int]] = []
+    longs: list[tuple[int, int, int]] = []
+    dates: list[tuple[int, Field]] = []
+    k: list[str | None] = []
+    nums: set[int] = set()
+    explicit = False
+
+    def walk(obj: dict[str, Any], prefix: str, base: int) -> bool:
+        nonlocal explicit
+        for j, (key, value) in enumerate(obj.items()):
+            i = base + j
+            path = prefix + key
+            f = fields.get(path)
+            if f is None:
+                return False
+            t = type(value)
+            types[i] = t
+            if t is str and f.kind != "date":
+                plan = f.fast if f.fast_ready else mapping.string_plan(f)
+                if plan is None:
+                    return False
+                col, marker, kwn, limit, is_exact = plan
+                if col:
+                    if cols[col] >= 0:
+                        return False
+                    cols[col] = i
+                    k.append(marker)
+                    if "." in key or '"' in key:
+                        explicit = True
+                if kwn:
+                    if kwn in nums:
+                        return False
+                    nums.add(kwn)
+                    if is_exact:
+                        exact.append((i, kwn, limit, len(k)))
+                        k.append(None)
+                    else:
+                        kw.append((i, kwn, limit))
+            elif t is str:
+                # The walk's general path for a date string: the key's checks, then leaf().
+                if f.subfields or not f.doc_values or f.exact or f.num in nums or not _plain_key(key):
+                    return False
+                nums.add(f.num)
+                dates.append((i, f))
+            elif t is int:
+                if not (f.kind == "long" and f.type == "long" and f.doc_values and not f.subfields) or f.num in nums:
+                    return False
+                nums.add(f.num)
+                if f.exact:
+                    longs.append((i, f.num, len(k)))
+                    k.append(None)
+                else:
+                    longs.append((i, f.num, -1))
+            elif t is dict and f.kind == "object":
+                if f.enabled:
+                    start = len(types)
+                    nested.append((i, tuple(value)))
+                    types.extend([object] * len(value))
+                    if not walk(value, path + ".", start):
+                        return False
+            else:
+                return False
+        return True
+
+    types.extend([object] * len(source))
+    if not walk(source, "", 0):
+        return None
+    end = len(types)  # the None after the values
+    return _Plan(nested, types, [end if c < 0 else c for c in cols], kw, exact, longs, dates, k, explicit)
+
+
+def _plain_key(key: str) -> bool:
+    """The key passes :meth:`_Parse.check_key`."""
+    return bool(key.strip()) and key.strip(".") == key and ".." not in key
 
 
 # --- views of a stored document -----------------------------------------------------------------

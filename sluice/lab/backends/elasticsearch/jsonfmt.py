@@ -81,11 +81,10 @@ def _pretty(v: Any, level: int, out: list[str]) -> None:
 
 def filter_path(obj: Any, spec: str) -> Any:
     """``FilterPath`` as ES applies it to a response (arrays are transparent)."""
-    includes = [p.split(".") for p in spec.split(",") if p and not p.startswith("-")]
-    excludes = [p[1:].split(".") for p in spec.split(",") if p.startswith("-") and len(p) > 1]
+    root, excludes = _compiled(spec)
     result = obj
-    if includes:
-        kept = _include(obj, includes)
+    if root is not None:
+        kept = _include(obj, root)
         result = kept if kept is not _NOTHING else {}
     if excludes:
         result = _exclude(result, excludes)
@@ -93,6 +92,59 @@ def filter_path(obj: Any, spec: str) -> Any:
 
 
 _NOTHING = object()
+_MAX_SPECS = 64
+_MAX_KEYS = 256
+"""Transitions kept per state: a ``**`` or ``*`` state sees every key of a search's sources."""
+
+
+class _State:
+    """The include paths still to match below one level of a response, with the next state
+    for each key seen (the same keys recur in every item of a bulk answer, so each key is
+    matched against the patterns once per distinct filter, not once per item)."""
+
+    __slots__ = ("paths", "whole", "trans")
+
+    def __init__(self, paths: list[list[str]]) -> None:
+        self.paths = paths
+        self.whole = any(not p for p in paths)
+        self.trans: dict[str, _State | None] = {}
+
+    def step(self, key: str) -> _State | None:
+        nxt = self.trans.get(key, _UNSEEN)
+        if nxt is not _UNSEEN:
+            return nxt
+        rest: list[list[str]] = []
+        for p in self.paths:
+            head = p[0]
+            if head == "**":
+                rest.append(p)  # ** may swallow this level…
+                if len(p) > 1 and _match(p[1], key):
+                    rest.append(p[2:])  # …or end here
+            elif _match(head, key):
+                rest.append(p[1:])
+        state = _State(rest) if rest else None
+        if len(self.trans) < _MAX_KEYS:
+            self.trans[key] = state
+        return state
+
+
+_UNSEEN = _State([])
+"""A key not looked at yet (a sentinel, never a real state)."""
+_SPECS: dict[str, tuple[_State | None, list[list[str]]]] = {}
+
+
+def _compiled(spec: str) -> tuple[_State | None, list[list[str]]]:
+    """A ``filter_path`` value, split once per distinct value (clients send the same one with
+    every request)."""
+    got = _SPECS.get(spec)
+    if got is None:
+        includes = [p.split(".") for p in spec.split(",") if p and not p.startswith("-")]
+        excludes = [p[1:].split(".") for p in spec.split(",") if p.startswith("-") and len(p) > 1]
+        got = (_State(includes) if includes else None, excludes)
+        if len(_SPECS) >= _MAX_SPECS:
+            _SPECS.clear()
+        _SPECS[spec] = got
+    return got
 
 
 def _match(pattern: str, key: str) -> bool:
@@ -105,27 +157,22 @@ def _match(pattern: str, key: str) -> bool:
     return fnmatchcase(key, pattern.replace("[", "[[]").replace("?", "[?]"))
 
 
-def _include(v: Any, paths: list[list[str]]) -> Any:
-    if any(not p for p in paths):
+def _include(v: Any, state: _State) -> Any:
+    if state.whole:
         return v
     if isinstance(v, list):
-        items = [x for x in (_include(i, paths) for i in v) if x is not _NOTHING]
+        items = [x for x in (_include(i, state) for i in v) if x is not _NOTHING]
         return items if items else _NOTHING
     if not isinstance(v, dict):
         return _NOTHING
     out: dict[str, Any] = {}
+    trans = state.trans
     for k, item in v.items():
-        rest: list[list[str]] = []
-        for p in paths:
-            head = p[0]
-            if head == "**":
-                rest.append(p)  # ** may swallow this level…
-                if len(p) > 1 and _match(p[1], k):
-                    rest.append(p[2:])  # …or end here
-            elif _match(head, k):
-                rest.append(p[1:])
-        if rest:
-            kept = _include(item, rest)
+        nxt = trans.get(k, _UNSEEN)
+        if nxt is _UNSEEN:
+            nxt = state.step(k)
+        if nxt is not None:
+            kept = _include(item, nxt)
             if kept is not _NOTHING:
                 out[k] = kept
     return out if out else _NOTHING

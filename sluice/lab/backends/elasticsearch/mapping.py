@@ -137,6 +137,11 @@ class Mapping:
         self.props: dict[str, Any] = {}
         self.fields: dict[str, Field] = {}
         self.total_fields_limit = TOTAL_FIELDS_LIMIT
+        self.shapes: dict[tuple[str, ...], list[Any]] = {}
+        """Top-level keys → indexing plans of documents with them (:mod:`.documents`: a cache
+        for this version)."""
+        self.shapes_fields = 0
+        """The field count the plans were made with."""
         saved = (layout or {}).get("fields", {})
         self.next_num = max([int(v[0]) for v in saved.values()] + [0]) + 1
         self.next_col = max([int(v[2]) for v in saved.values() if len(v) > 2] + [0]) + 1
@@ -326,6 +331,8 @@ class Mapping:
         twin.next_num = self.next_num
         twin.next_col = self.next_col
         twin.total_fields_limit = self.total_fields_limit
+        twin.shapes = {}
+        twin.shapes_fields = 0
         return twin
 
     # --- reading ------------------------------------------------------------------------------

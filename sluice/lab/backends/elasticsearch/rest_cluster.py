@@ -322,7 +322,8 @@ def cat_root(app: App, ctx: Ctx) -> Text:
 def cat_indices(app: App, ctx: Ctx) -> Text:
     indices = app.store.indices()
     names = resolve.resolve(indices, ctx.vars.get("index"), expand_wildcards=ctx.params.get("expand_wildcards", "all"))
-    return _cat(cat.indices_table([indices[n] for n in names], ctx.params.get("health")), ctx)
+    metas = [indices[n] for n in names]
+    return _cat(cat.indices_table(metas, app.store.searchable_docs(metas), ctx.params.get("health")), ctx)
 
 
 def cat_health(app: App, ctx: Ctx) -> Text:
@@ -355,7 +356,8 @@ def cat_shards(app: App, ctx: Ctx) -> Text:
     indices = app.store.indices()
     names = resolve.resolve(indices, ctx.vars.get("index"), expand_wildcards="all")
     host = app.http_address.rpartition(":")[0]
-    return _cat(cat.shards_table([indices[n] for n in names], host, app.settings.node_name), ctx)
+    metas = [indices[n] for n in names]
+    return _cat(cat.shards_table(metas, app.store.searchable_docs(metas), host, app.settings.node_name), ctx)
 
 
 def cat_master(app: App, ctx: Ctx) -> Text:

@@ -36,6 +36,7 @@ is unsearchable (not its old version) until the next refresh.
 from __future__ import annotations
 
 import base64
+import binascii
 import fcntl
 import os
 import re
@@ -62,6 +63,7 @@ GONE_COLS = ", ".join(analysis.COLUMNS)
 """``es_gone`` keeps the FTS5 values ``k, t1 … t32`` of a buried document."""
 VERSION_CREATED = "7140299"
 DV_KINDS = ("keyword", "long", "double", "date", "bool")
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def es_uuid() -> str:
@@ -347,7 +349,8 @@ class Store:
         self._id_seq = (self._id_seq + 1) & 0xFFFFFF
         ms = int(time.time() * 1000)
         raw = ms.to_bytes(6, "big") + self._id_seq.to_bytes(3, "big") + self._id_node
-        return base64.urlsafe_b64encode(raw).decode()
+        # base64.urlsafe_b64encode without its two Python-level wrappers (one id per document).
+        return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).decode()
 
     def create_tables(self, db: sqlite3.Connection, num: int) -> None:
         # _x, _k, _t: what the refresher indexes (see refresh.text_values).
@@ -470,6 +473,32 @@ class Store:
                 if dropped:
                     wdb.execute(f"DELETE FROM es_dropped WHERE num IN ({', '.join('?' * len(dropped))})", dropped)
             self.gone_applied = applied
+
+    def searchable_docs(self, metas: list[IndexMeta]) -> dict[str, int]:
+        """Index name → its documents as of the last refresh (what a search sees, and what ES's
+        ``docs`` stats count: a document indexed since is not counted yet)."""
+        out: dict[str, int] = {}
+        tails: list[tuple[IndexMeta, int]] = []
+        for meta in metas:
+            hwm = self.hwm(meta)
+            if hwm == 0:
+                out[meta.name] = 0
+            elif meta.next_rowid - 1 <= hwm:
+                out[meta.name] = meta.docs  # all of this snapshot's rows are refreshed
+            else:
+                tails.append((meta, hwm))
+        if tails:
+            # The rows since the refresh are few (a refresh interval's worth): count those, in
+            # one snapshot with the index's total.
+            with self.read() as db:
+                for meta, hwm in tails:
+                    row = db.execute("SELECT docs FROM es_indices WHERE num = ?", (meta.num,)).fetchone()
+                    if row is None:  # deleted meanwhile
+                        out[meta.name] = 0
+                        continue
+                    tail = db.execute(f"SELECT count(*) FROM d{meta.num} WHERE rowid > ?", (hwm,)).fetchone()[0]
+                    out[meta.name] = int(row[0]) - int(tail)
+        return out
 
     def pending(self) -> list[IndexMeta]:
         refreshed = self.refreshed

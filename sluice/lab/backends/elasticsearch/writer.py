@@ -83,20 +83,24 @@ def prepare(store: Store, ops: list[Op]) -> None:
     GIL). A document that needs a mapping change, or whose mapping has changed by the time the
     lock is held, is parsed again under the lock."""
     indices = store.indices()
+    boxes: dict[str, _ReadOnlyBox] = {}  # one per index: a read-only box never changes state
     for op in ops:
         if op.error is not None or op.action not in ("index", "create") or not op.source or not op.index:
             continue
-        meta = indices.get(op.index)
-        if meta is None:
-            continue
+        box = boxes.get(op.index)
+        if box is None:
+            meta = indices.get(op.index)
+            if meta is None:
+                continue
+            box = boxes[op.index] = _ReadOnlyBox(meta.mapping, meta.total_fields_limit)
         try:
             src = orjson.loads(op.source)
             if not isinstance(src, dict):
                 continue
-            row = documents.parse(_ReadOnlyBox(meta.mapping, meta.total_fields_limit), src, op.id or "_")
+            row = documents.parse(box, src, op.id or "_")
         except Exception:  # noqa: BLE001 - any trouble: the locked path reports it properly
             continue
-        op.prepared = (meta.mapping, row, op.source.strip())
+        op.prepared = (box.published, row, op.source.strip())
 
 
 class Writer:
@@ -141,6 +145,8 @@ class Writer:
     def _target(self, op: Op) -> str:
         if not op.index:
             raise EsError(400, "action_request_validation_exception", "Validation Failed: 1: index is missing;")
+        if op.index[0] != "<":
+            return op.index  # not date math (which is <…>): skip reading the clock
         return resolve.date_math(op.index)
 
     def _work(self, db: sqlite3.Connection, works: dict[str, _Work], op: Op) -> _Work:
@@ -214,16 +220,10 @@ class Writer:
         w.columns = self.store.add_columns(db, replace(w.meta, columns=w.columns), mapping)
 
     def _index(self, db: sqlite3.Connection, w: _Work, op: Op) -> dict[str, Any]:
-        auto = op.id is None
-        doc_id = op.id if op.id is not None else self.store.new_id()
-        if not auto and (not doc_id or len(doc_id.encode()) > 512):
-            raise EsError(400, "illegal_argument_exception",
-                          "if _id is specified it must not be empty" if not doc_id else
-                          f"id [{doc_id}] is too long, must be no longer than 512 bytes but was: {len(doc_id.encode())}")
-        op.id = doc_id
-        create = op.action == "create" or op.params.get("op_type") == "create"
-        raw, row = self._parse_source(db, w, op, doc_id)
-        if auto:
+        if op.id is None:
+            # A new id: nothing to look up, the row is queued for the next executemany.
+            doc_id = op.id = self.store.new_id()
+            raw, row = self._parse_source(db, w, op, doc_id)
             w.seq += 1
             rowid = w.next_rowid
             w.next_rowid += 1
@@ -231,6 +231,13 @@ class Writer:
             w.docs += 1
             w.size += len(raw)
             return self._ok(w, doc_id, 1, "created", 201)
+        doc_id = op.id
+        if not doc_id or len(doc_id.encode()) > 512:
+            raise EsError(400, "illegal_argument_exception",
+                          "if _id is specified it must not be empty" if not doc_id else
+                          f"id [{doc_id}] is too long, must be no longer than 512 bytes but was: {len(doc_id.encode())}")
+        create = op.action == "create" or op.params.get("op_type") == "create"
+        raw, row = self._parse_source(db, w, op, doc_id)
         self._flush(db, w)
         old = self._lookup(db, w, doc_id)
         if old is not None:
@@ -354,7 +361,7 @@ class Writer:
             return
         cols = sorted(w.columns)
         db.executemany(_insert_sql(w.meta.num, cols),
-                       [(r, i, 1, s, raw, *_fts(row), *[v.get(c) for c in cols]) for r, i, s, raw, v, row in w.pending])
+                       [(r, i, 1, s, raw, *_fts(row), *map(v.get, cols)) for r, i, s, raw, v, row in w.pending])
         w.pending.clear()
 
 
