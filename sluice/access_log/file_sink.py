@@ -67,7 +67,8 @@ class AccessLogFile:
         self._thread: threading.Thread | None = None
         self._exit = False
         self._reopen = False
-        self._first = True
+        self._flush_at = 0
+        """Buffered bytes past which the flush thread is woken: 0 until the first line."""
         self._flush_now = False
         """Write without waiting for the tick (the first line, a full buffer)."""
         self._fd: int | None = None
@@ -98,15 +99,16 @@ class AccessLogFile:
     def write_bytes(self, data: bytes) -> None:
         """Append one line already encoded (a header value's non-UTF-8 bytes as they came)."""
         # (once per request: the stat handles bumped in place rather than through inc())
+        n = len(data)
         with self._lock:
             self._buffer.append(data)
-            self._buffered += len(data)
+            self._buffered += n
             self._lines.value += 1
-            self._bytes.value += len(data)
-            if self._first or self._buffered > MIN_FLUSH_SIZE:
-                if self._first:
-                    self._first = False
-                    self._bytes.used = True
+            self._bytes.value += n
+            if self._buffered > self._flush_at:
+                # (the first line at once, then past MIN_FLUSH_SIZE)
+                self._flush_at = MIN_FLUSH_SIZE
+                self._bytes.used = True
                 self._flush_now = True
                 self._wake.notify()
 

@@ -102,7 +102,13 @@ class _Binder:
 
     def define(self, body: str) -> Callable[[FormatContext], Any]:
         """``format_line(ctx)`` with ``body`` (the caller knows what it returns)."""
-        source = f"def format_line(ctx):\n    info = ctx.stream_info\n{self.prelude()}{body}"
+        text = f"{self.prelude()}{body}"
+        hoisted = ""
+        for m in ("request_headers", "response_headers"):
+            if text.count(f"ctx.{m}") >= 2:  # (read once into a local)
+                text = text.replace(f"ctx.{m}", f"_{m}")
+                hoisted += f"    _{m} = ctx.{m}\n"
+        source = f"def format_line(ctx):\n    info = ctx.stream_info\n{hoisted}{text}"
         exec(compile(source, "<access log format>", "exec"), self.namespace)  # noqa: S102 (our own source, see the docstring)
         fn: Callable[[FormatContext], Any] = self.namespace["format_line"]
         return fn
