@@ -61,6 +61,8 @@ from sluice.stats.sinks.fanout import HistogramFanout
 from sluice.stats.sinks.snapshot import take_snapshot
 from sluice.stats.sinks.statsd import StatsdSinkConfig, TcpStatsdSink, UdpStatsdSink, parse_config
 from sluice.tasks import sleep, spawn
+from sluice.tracing.decision import Sampling, TracingConfig
+from sluice.tracing.request_id import UuidRequestId
 from sluice.upstream.cluster_manager import ClusterManager
 from sluice.upstream.resolver import local_alias
 from sluice.version import version_int
@@ -401,6 +403,11 @@ class Server:
             access_log_on_tunnel=msg.access_log_options.flush_log_on_tunnel_successfully_established,
         )
         hcm.internal_networks = internal_networks(msg)
+        request_id = UuidRequestId.from_proto(msg, path)
+        if msg.HasField("tracing"):
+            hcm.tracing = TracingConfig(Sampling.from_hcm(msg.tracing), request_id)
+            hcm.runtime = self.runtime
+        hcm.always_set_request_id = msg.always_set_request_id_in_response
         ctx = FilterContext(
             store=self.store,
             runtime=self.runtime,

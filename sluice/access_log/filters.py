@@ -18,6 +18,7 @@ from sluice.http.headers import RequestHeaders
 from sluice.http.stream_info import FLAG_CODES
 from sluice.route.matching import HeaderMatcher
 from sluice.runtime import DENOMINATORS, Runtime
+from sluice.tracing.request_id import TRACED
 
 
 class Filter(Protocol):
@@ -86,14 +87,13 @@ class NotHealthCheckFilter:
 
 
 class TraceableFilter:
-    """True when the tracing decision traced the request. Sluice has no tracer yet (a config
-    with ``tracing`` is refused), so nothing is traced: Envoy without a tracer logs nothing
-    through this filter either (observed with 1.40)."""
+    """True when the tracing decision traced the request (``TracerUtility::shouldTraceRequest``):
+    sampled or forced. Without ``tracing`` on the HCM nothing is (observed with 1.40)."""
 
     __slots__ = ()
 
     def evaluate(self, ctx: FormatContext) -> bool:
-        return False
+        return ctx.stream_info.trace_reason in TRACED
 
 
 class RuntimeFilter:

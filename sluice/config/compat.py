@@ -46,6 +46,7 @@ from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.extensions.request_id.uuid.v3 import uuid_pb2
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
@@ -70,6 +71,7 @@ _EXTENSIONS_BY_NAME: dict[str, type[Message]] = {
     "envoy.zipkin": zipkin_pb2.ZipkinConfig,
     "envoy.stat_sinks.statsd": stats_pb2.StatsdSink,
     "envoy.statsd": stats_pb2.StatsdSink,
+    "envoy.request_id.uuid": uuid_pb2.UuidRequestIdConfig,
 }
 
 # Messages that appear only by @type (per-route configs); listing them keeps the import honest.

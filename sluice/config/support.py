@@ -112,7 +112,13 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
            "normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "upgrade_configs",
            # HTTP/1 codec errors close the connection whatever it says (checked with Envoy
            # 1.40); on HTTP/2 it decides between a stream reset and the connection's GOAWAY.
-           "stream_error_on_invalid_http_message", "http2_protocol_options", "access_log", "access_log_options"},
+           "stream_error_on_invalid_http_message", "http2_protocol_options", "access_log", "access_log_options",
+           # tracing: the decision (sluice/tracing/); a provider (spans) is refused below
+           "tracing", "request_id_extension", "always_set_request_id_in_response"},
+    _HCM + ".Tracing": {"client_sampling", "random_sampling", "overall_sampling", "verbose", "max_path_tag_length",
+                        "spawn_upstream_span"},  # (the last three shape spans: no-ops without a provider)
+    "envoy.extensions.filters.network.http_connection_manager.v3.RequestIDExtension": {"typed_config"},
+    "envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig": {"pack_trace_reason", "use_request_id_for_trace_sampling"},
     _HCM + ".HcmAccessLogOptions": {"access_log_flush_interval", "flush_access_log_on_new_request",
                                     "flush_log_on_tunnel_successfully_established"},
     # access logs (sluice/access_log/, sluice/formatter/)
@@ -189,7 +195,8 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
                                           "retry_policy", "include_request_attempt_count",
                                           "include_attempt_count_in_response"},
     "envoy.config.route.v3.Route": {"name", "match", "route", "redirect", "direct_response", "typed_per_filter_config",
-                                    *_HEADER_FIELDS},
+                                    "tracing", *_HEADER_FIELDS},
+    "envoy.config.route.v3.Tracing": {"client_sampling", "random_sampling", "overall_sampling"},
     # typed_per_filter_config map entries (their values: SUPPORTED_PER_FILTER_CONFIGS)
     **{f"envoy.config.route.v3.{m}.TypedPerFilterConfigEntry": {"key", "value"}
        for m in ("RouteConfiguration", "VirtualHost", "Route")},
@@ -299,6 +306,7 @@ SUPPORTED_EXTENSIONS: Final[frozenset[str]] = frozenset({
     "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
     "type.googleapis.com/envoy.config.metrics.v3.StatsdSink",
     f"type.googleapis.com/{_UPSTREAM_HTTP}",  # a cluster's typed_extension_protocol_options
+    "type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig",
 })
 
 # The typed_per_filter_config values (route, virtual host, route configuration) Sluice applies;
@@ -321,7 +329,7 @@ EXTENSION_KINDS: Final[Mapping[str, str]] = {
 
 # Unsupported fields better summed up in one line than field by field: full field name → summary.
 _FIELD_SUMMARIES: Final[Mapping[str, Callable[[Any], str]]] = {
-    f"{_HCM}.tracing": lambda t: f"tracing ({t.provider.name or 'no provider'})",
+    f"{_HCM}.Tracing.provider": lambda p: f"tracing ({p.name})",
     # (the filters are implemented ones, mostly: what is missing is a filter chain per upgrade)
     f"{_HCM}.UpgradeConfig.filters": lambda f: "an upgrade's own HTTP filter chain (filters)",
 }

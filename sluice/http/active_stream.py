@@ -27,6 +27,7 @@ from sluice.http.date import http_date
 from sluice.http.filter_manager import FilterManager
 from sluice.http.headers import HeaderMap, RequestHeaders, ResponseHeaders
 from sluice.http.stream_info import ResponseFlag, StreamInfo
+from sluice.tracing import decision as tracing_decision
 
 if TYPE_CHECKING:
     from sluice.codec.http2 import ServerCodec as Http2ServerCodec
@@ -46,7 +47,7 @@ class ActiveStream(FilterManager):
         "response_started", "response_complete", "close_connection", "_chunked", "_head",
         "_http10", "codec_error", "_pending_body", "_started", "response_headers",
         "_idle_timeout", "_idle_timer", "last_activity", "_req_timer", "_dur_timer", "tunnel",
-        "stream_id", "h2", "_now", "_charged", "response_trailers", "headerless", "_alog_timer",
+        "stream_id", "h2", "_now", "_charged", "response_trailers", "headerless", "_alog_timer", "rid_in_response",
     )  # fmt: skip
 
     def __init__(
@@ -83,6 +84,7 @@ class ActiveStream(FilterManager):
         self.codec_error = False
         self.headerless = False
         self._alog_timer: Any = None
+        self.rid_in_response = False
         """A codec error before the request head was complete: its request headers are a
         placeholder, and the access log sees none (Envoy logs ``"- - HTTP/1.1"``)."""
         """Refused by the codec: reset when its connection closes (``downstream_rq_rx_reset``)."""
@@ -207,6 +209,9 @@ class ActiveStream(FilterManager):
         upgrade = not connect and "upgrade" in names and util.is_upgrade(headers)
         internal, close = util.mutate_request_headers(cfg, headers, self.stream_info, upgrade, names)
         self.is_internal = internal
+        # (mutateResponseHeaders: always_set_request_id_in_response, or a forced trace, which
+        # only an internal request keeps)
+        self.rid_in_response = cfg.always_set_request_id or (internal and "x-envoy-force-trace" in names)
         if close:
             self.close_connection = True
         if cfg.route_table is not None and not connect:
@@ -222,6 +227,8 @@ class ActiveStream(FilterManager):
                 if self.route.using_new_timeouts:
                     self._refresh_duration_timeout()
         self.route_resolved = True
+        if cfg.tracing is not None and not connect:
+            self._decide_tracing(headers)
         if upgrade and self.route is not None and upgrades.allowed(headers, self.route.upgrades, cfg.upgrade_configs):
             self.tunnel = upgrades.Tunnel(self)
         elif upgrade:
@@ -468,6 +475,10 @@ class ActiveStream(FilterManager):
             entries.append(["date", http_date()])
         if not server_set:
             entries.append(["server", cfg.server_name])
+        if self.rid_in_response:
+            rid = self.request_headers.get("x-request-id")
+            if rid is not None:
+                headers.set("x-request-id", rid)
         if logs.http_debug:
             debug_log.encoding_headers(self, headers, end_stream)
         if self.h2 is not None:
@@ -592,6 +603,18 @@ class ActiveStream(FilterManager):
         server = cfg.server
         if server is not None:
             server.on_stream_complete(self)
+
+    def _decide_tracing(self, headers: RequestHeaders) -> None:
+        """Envoy's tracing decision, once the route is known: packed into the x-request-id
+        (which %STREAM_ID% then prints), counted in ``tracing.*``."""
+        cfg = self.config
+        assert cfg.tracing is not None and cfg.runtime is not None and cfg.tracing_stats is not None
+        reason = tracing_decision.decide(headers, cfg.tracing, self.route.tracing if self.route else None, cfg.runtime, cfg.rng)
+        info = self.stream_info
+        info.trace_reason = reason
+        if info.request_id is not None:
+            info.request_id = headers.get("x-request-id")
+        tracing_decision.charge(reason, cfg.tracing_stats)
 
     def log_access(self, log_type: AccessLogType) -> None:
         """Every access logger of the connection manager, on one context (Envoy's ``log``)."""

@@ -18,7 +18,9 @@ from sluice.stats.blocks import HcmTracingStats, Http1CodecStats, HttpConnManage
 if TYPE_CHECKING:
     from sluice.access_log import AccessLogInstance
     from sluice.route.table import RouteTable
+    from sluice.runtime import Runtime
     from sluice.stats.store import Counter, Store
+    from sluice.tracing.decision import TracingConfig
 
 FilterFactory = Callable[[Any], Any]
 """Makes one filter per stream from the filter's callbacks (see :mod:`sluice.http.filter`)."""
@@ -105,6 +107,12 @@ class HcmConfig:
         self.skip_xff_append = skip_xff_append
         self.internal_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
         """``internal_address_config.cidr_ranges`` (set by the server; see :func:`internal_networks`)."""
+        self.tracing: TracingConfig | None = None
+        """``tracing`` (set by the server): the tracing decision is made for each request."""
+        self.runtime: Runtime | None = None
+        """The server's runtime (set with ``tracing``: its sampling keys)."""
+        self.always_set_request_id = False
+        """``always_set_request_id_in_response`` (set by the server)."""
         self.rng = rng or random.Random()
         self.server = server
         self.local_address_ip = local_address_ip

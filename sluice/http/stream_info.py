@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 
 from sluice.clock import REAL, TimeSource
+from sluice.tracing.request_id import Reason
 
 
 class ResponseFlag(enum.IntFlag):
@@ -158,6 +159,7 @@ class StreamInfo:
         "downstream_local_address",
         "protocol",
         "request_id",
+        "trace_reason",
         "attempt_count",
         "upstream_timing",
         "downstream_direct_remote_address",
@@ -205,6 +207,8 @@ class StreamInfo:
         self.downstream_local_address = local
         self.protocol = "HTTP/1.1"
         self.request_id: str | None = None
+        self.trace_reason = Reason.NotTraceable
+        """The tracing decision (``sluice.tracing.decision``; NotTraceable without ``tracing``)."""
         self.attempt_count = 0
         self.upstream_timing: UpstreamTiming | None = None
         """The latest attempt's timing (each attempt has its own; a retry replaces it)."""

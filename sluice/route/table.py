@@ -26,6 +26,7 @@ from sluice.route.matching import (
 )
 from sluice.route.retry_policy import RetryPolicy
 from sluice.runtime import DENOMINATORS, Runtime
+from sluice.tracing.decision import Sampling
 
 if TYPE_CHECKING:
     from sluice.http.headers import HeaderMap, RequestHeaders, ResponseHeaders
@@ -246,6 +247,7 @@ class RouteEntry:
         "response_chain",
         "cors",
         "typed_cors",
+        "tracing",
     )
 
     def __init__(self, r: Any, path: str, vhost: VirtualHost) -> None:
@@ -265,6 +267,8 @@ class RouteEntry:
             if r.match.HasField("runtime_fraction")
             else None
         )
+        self.tracing = Sampling.from_route(r.tracing) if r.HasField("tracing") else None
+        """The route's ``tracing`` sampling (its custom_tags are refused: spans come later)."""
         self.mutations = (
             HeaderMutations(r.request_headers_to_add, r.request_headers_to_remove, path, "request"),
             HeaderMutations(r.response_headers_to_add, r.response_headers_to_remove, path, "response"),

@@ -139,7 +139,7 @@ def test_validate_part1_seed_configs_unchanged() -> None:
 def test_validate_names_unimplemented_features() -> None:
     r = run_cli("--mode", "validate", "-c", str(SEED / "zipkin-tracing" / "front_envoy" / "envoy-config.yaml"))
     assert r.returncode == 1
-    assert ".tracing: tracing (envoy.tracers.zipkin) is not implemented yet" in r.stderr
+    assert ".tracing.provider: tracing (envoy.tracers.zipkin) is not implemented yet" in r.stderr
 
 
 def test_validate_fault_injection_configs() -> None:

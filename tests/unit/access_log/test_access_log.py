@@ -22,6 +22,7 @@ from sluice.http.headers import HeaderMap, RequestHeaders, ResponseHeaders
 from sluice.http.stream_info import ResponseFlag, StreamInfo
 from sluice.runtime import Runtime
 from sluice.stats.store import Store
+from sluice.tracing.request_id import Reason
 
 FILE = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
 STDOUT = "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
@@ -294,3 +295,12 @@ def test_a_failing_write_is_counted_and_traffic_goes_on(tmp_path: Path, caplog: 
     assert env.store.value("filesystem.write_failed") >= 1
     assert env.store.value("filesystem.write_total_buffered") == 0
     assert sum("write failed" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_traceable_filter_logs_what_the_tracing_decision_traced(tmp_path: Path) -> None:
+    """``traceable_filter``: sampled or forced requests (the decision, ``sluice.tracing``)."""
+    ctxs = [stream(200), stream(201), stream(202), stream(203)]
+    for ctx, reason in zip(ctxs, (Reason.Sampling, Reason.ClientForced, Reason.ServiceForced, Reason.NotTraceable), strict=True):
+        ctx.stream_info.trace_reason = reason
+    out = tmp_path / "f.log"
+    assert logged(Env(tmp_path), logger_doc(out, "{traceable_filter: {}}"), ctxs, out) == ["200 -", "201 -", "202 -"]

@@ -40,7 +40,7 @@ def test_fault_injection_is_fully_supported() -> None:
 
 def test_zipkin_names_the_tracer() -> None:
     lines = lines_for(LABS / "zipkin-tracing" / "front_envoy" / "envoy-config.yaml")
-    assert f"{HCM_PATH}.tracing: tracing (envoy.tracers.zipkin) is not implemented yet" in lines
+    assert f"{HCM_PATH}.tracing.provider: tracing (envoy.tracers.zipkin) is not implemented yet" in lines
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,121 @@
+"""The tracing decision of Envoy's connection manager
+(``ConnectionManagerUtility::mutateTracingRequestHeader`` and ``chargeTracingStats``): made once
+the route is known, from the request id's packed status, ``x-client-trace-id``,
+``x-envoy-force-trace`` (which reaches here only on an internal request: the external one had
+it removed) and the HCM's (or the route's) sampling fractions with their runtime keys
+``tracing.client_enabled``, ``tracing.random_sampling`` and ``tracing.global_enabled``. The
+decision is packed back into the x-request-id and counted in ``http.<prefix>.tracing.*``.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any
+
+from sluice.runtime import DENOMINATORS
+from sluice.tracing.request_id import Reason, UuidRequestId
+
+if TYPE_CHECKING:
+    from sluice.http.headers import RequestHeaders
+    from sluice.runtime import Runtime
+    from sluice.stats.blocks import HcmTracingStats
+
+Fraction = tuple[int, int]
+"""(numerator, denominator) of an ``envoy.type.v3.FractionalPercent``."""
+
+def fractional(p: Any) -> Fraction:
+    """A ``FractionalPercent`` message as (numerator, denominator)."""
+    return p.numerator, DENOMINATORS.get(p.denominator, 100)
+
+
+class Sampling:
+    """Client, random and overall sampling: the HCM's ``tracing`` or a route's ``tracing``."""
+
+    __slots__ = ("client", "random", "overall")
+
+    def __init__(self, client: Fraction, random_: Fraction, overall: Fraction) -> None:
+        self.client = client
+        self.random = random_
+        self.overall = overall
+
+    @classmethod
+    def from_hcm(cls, t: Any) -> Sampling:
+        """HCM ``tracing``: ``Percent`` values; client out of 100 (the numerator truncated, as
+        Envoy's ``set_numerator``), random and overall out of 10 000, rounded."""
+
+        def ten_thousand(field: str) -> Fraction:
+            return (round(getattr(t, field).value * 100) if t.HasField(field) else 10_000), 10_000
+
+        client = (int(t.client_sampling.value) if t.HasField("client_sampling") else 100), 100
+        return cls(client, ten_thousand("random_sampling"), ten_thousand("overall_sampling"))
+
+    @classmethod
+    def from_route(cls, t: Any) -> Sampling:
+        """A route's ``tracing``: ``FractionalPercent`` values, 100 % when unset."""
+
+        def field(name: str) -> Fraction:
+            return fractional(getattr(t, name)) if t.HasField(name) else (100, 100)
+
+        return cls(field("client_sampling"), field("random_sampling"), field("overall_sampling"))
+
+
+class TracingConfig:
+    """An HCM's tracing: its sampling and request-id extension."""
+
+    __slots__ = ("sampling", "request_id")
+
+    def __init__(self, sampling: Sampling, request_id: UuidRequestId) -> None:
+        self.sampling = sampling
+        self.request_id = request_id
+
+
+def decide(
+    headers: RequestHeaders, cfg: TracingConfig, route_sampling: Sampling | None, runtime: Runtime, rng: random.Random
+) -> Reason:
+    """The trace reason for a request, its x-request-id updated (``mutateTracingRequestHeader``)."""
+    ext = cfg.request_id
+    if not ext.use_for_sampling:
+        return Reason.Sampling
+    rid = headers.get("x-request-id")
+    value = ext.integer(rid)
+    if rid is None or value is None:
+        return Reason.NotTraceable
+    result = value % 10_000
+    s = route_sampling or cfg.sampling
+    reason = ext.reason(rid)  # (a request already traced keeps its status)
+    if reason is Reason.NotTraceable:
+        if headers.get("x-client-trace-id") is not None and runtime.feature_enabled(
+            "tracing.client_enabled", *s.client, rng.getrandbits(64)
+        ):
+            reason = Reason.ClientForced
+        elif headers.get("x-envoy-force-trace") is not None:
+            reason = Reason.ServiceForced
+        elif runtime.feature_enabled("tracing.random_sampling", *s.random, result):
+            reason = Reason.Sampling
+        if reason is not Reason.NotTraceable:
+            rid = _set(headers, ext, rid, reason)
+    if reason is not Reason.NotTraceable and not runtime.feature_enabled("tracing.global_enabled", *s.overall, result):
+        reason = Reason.NotTraceable
+        _set(headers, ext, rid, reason)
+    return reason
+
+
+def _set(headers: RequestHeaders, ext: UuidRequestId, rid: str, reason: Reason) -> str:
+    new = ext.with_reason(rid, reason)
+    if new != rid:
+        headers.set("x-request-id", new)
+    return new
+
+
+def charge(reason: Reason, stats: HcmTracingStats) -> None:
+    """``ConnectionManagerImpl::chargeTracingStats``."""
+    if reason is Reason.ClientForced:
+        stats.client_enabled.inc()
+    elif reason is Reason.HealthCheck:
+        stats.health_check.inc()
+    elif reason is Reason.Sampling:
+        stats.random_sampling.inc()
+    elif reason is Reason.ServiceForced:
+        stats.service_forced.inc()
+    else:
+        stats.not_traceable.inc()
