@@ -17,13 +17,17 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from sluice.lab import compose
-from sluice.lab.backends.filebeat import app
+from sluice.lab.backends.filebeat import app, http11
+from sluice.lab.backends.filebeat.elasticsearch import PublishError, Worker
+from sluice.lab.backends.filebeat.event import Event, StateUpdate
 from sluice.lab.backends.filebeat.logs import Log
+from sluice.lab.backends.filebeat.pipeline import Acker, MemQueue, Stats
+from sluice.tasks import spawn
 
 REPO = Path(__file__).resolve().parents[3]
 LABS = REPO / "labs"
@@ -657,3 +661,101 @@ def test_bulk_item_results_429_retried_409_duplicate_400_dropped(es: FakeES, tmp
     assert run.logged("Failed to publish events: temporary bulk send failure")
     assert run.logged('Cannot index event {"@timestamp"') and run.logged("(status=400)")
     assert run.logged("dropping event!")
+
+
+# --- stopping while the output retries ----------------------------------------------------------------
+
+
+def test_stop_as_a_bulk_response_arrives_ends_the_beat(es: FakeES, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The beat cancels its output worker in the same loop iteration as the 503 to a _bulk
+    # arrives. asyncio.wait_for (Python 3.11) dropped that cancellation, and the worker retried
+    # forever: "beat did not stop" under CPU load.
+    env, logs = lab_env("accesslog-with-efk", tmp_path)
+    (logs / "front-envoy-access.log").write_text("l1\nl2\n")
+    es.bulk_http_status = 503
+    holder: dict[str, Running] = {}
+    triggered = threading.Event()
+    exchange = http11.Connection._exchange
+
+    async def exchange_then_stop(conn: http11.Connection, method: str, target: str, headers: Any, body: bytes | None) -> Any:
+        resp = await exchange(conn, method, target, headers, body)
+        run = holder.get("run")
+        if target.startswith("/_bulk") and run is not None and not triggered.is_set():
+            triggered.set()
+            worker = next(t for t in asyncio.all_tasks() if t.get_name() == "output:0")
+            run.beat.stop()
+            deadline = time.monotonic() + 10
+            while not worker.cancelling() and time.monotonic() < deadline:
+                await asyncio.sleep(0)  # hand the response back just as the worker is cancelled
+        return resp
+
+    monkeypatch.setattr(http11.Connection, "_exchange", exchange_then_stop)
+    run = holder["run"] = Running(accesslog_argv(es), env)
+    try:
+        assert triggered.wait(10), "no _bulk request"
+    finally:
+        run.stop()
+    assert run.rc == 0 and run.logged("filebeat stopped.")
+    assert registry_offsets(tmp_path / "root").get("/logs/envoy/front-envoy-access.log", 0) == 0
+
+
+def test_http_request_cancelled_as_its_response_arrives_is_cancelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def main() -> None:
+        conn = http11.Connection("127.0.0.1", 9)
+        answer: asyncio.Future[http11.Response] = asyncio.get_running_loop().create_future()
+
+        async def connect() -> None:
+            pass
+
+        async def exchange(*args: Any) -> http11.Response:
+            return await answer
+
+        monkeypatch.setattr(conn, "_connect", connect)
+        monkeypatch.setattr(conn, "_exchange", exchange)
+        task = spawn(conn.request("POST", "/_bulk", headers={}), name="request")
+        for _ in range(3):
+            await asyncio.sleep(0)
+        answer.set_result(http11.Response(503, "Service Unavailable", {}, b""))
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def test_worker_stops_retrying_once_the_queue_closes() -> None:
+    # Even without its cancellation, a worker must not retry past shutdown; what it could not
+    # send stays unacknowledged.
+    class Failing:
+        connected = True
+        calls = 0
+
+        async def connect(self) -> None:
+            pass
+
+        async def publish(self, events: list[Event]) -> list[Event]:
+            self.calls += 1
+            raise PublishError("failed to perform any bulk index operations: 503 Service Unavailable", events)
+
+        def close(self) -> None:
+            pass
+
+    async def main() -> None:
+        client = Failing()
+        queue = MemQueue(16, 1, 0.0)
+        states: list[StateUpdate] = []
+        acker = Acker(states.extend, Stats())
+        worker = Worker(cast(Any, client), queue, acker, Log(stream=io.StringIO()), bulk_max_size=50, backoff_init=0.001, backoff_max=0.002)
+        queue.put_nowait(Event(0, {"message": "x"}, None, StateUpdate("k", "/f", 2)))
+        task = spawn(worker.run(), name="output:0")
+        deadline = time.monotonic() + 5
+        while client.calls < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        assert client.calls >= 2
+        queue.close()
+        done, _ = await asyncio.wait({task}, timeout=2)
+        task.cancel()
+        assert done, "the worker kept retrying after the queue closed"
+        assert states == [] and acker.outstanding == 1
+
+    asyncio.run(main())

@@ -351,8 +351,12 @@ class Beat:
     def stop(self) -> None:
         """Ask a running beat to stop (from any thread)."""
         self._stop_requested = True
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+        loop, event = self._loop, self._stop
+        if loop is not None and event is not None:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:
+                pass  # the run has already ended and closed its loop
 
     async def run(self, *, metrics: bool = False, metrics_period: float = 30.0) -> int:
         self._loop = asyncio.get_running_loop()
@@ -398,15 +402,14 @@ class Beat:
                 t.cancel()
             for inp in self.inputs:
                 await inp.stop()
-            await asyncio.gather(*input_tasks, return_exceptions=True)
+            await _cancel_and_wait(input_tasks)
             log.info("crawler", "Crawler stopped")
             if not self.once and self.shutdown_timeout > 0:
                 await self._drain(self.shutdown_timeout)
         finally:
             stop_wait.cancel()
             self.queue.close()
-            for t in tasks:
-                t.cancel()
+            await _cancel_and_wait(tasks)
             for t, result in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True), strict=True):
                 if isinstance(result, Exception):
                     log.error("", f"{t.get_name()} stopped on an error: {result!r}")
@@ -476,6 +479,17 @@ class Beat:
             self.log.info(
                 "monitoring", f"Non-zero metrics in the last {config.format_duration(period)}", monitoring={"metrics": _nonzero(m)}
             )
+
+
+async def _cancel_and_wait(tasks: list[asyncio.Task[Any]], recancel_after: float = 0.5) -> None:
+    """Cancel ``tasks`` and wait until every one has ended. A task still running
+    ``recancel_after`` seconds later is cancelled again: a cancellation can be lost (see
+    :mod:`.http11`), and one lost cancellation must not keep the beat from stopping."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=recancel_after)
 
 
 def _nonzero(d: dict[str, Any]) -> dict[str, Any]:

@@ -341,6 +341,10 @@ class Worker:
         self.name = f"backoff({client})"
 
     async def run(self) -> None:
+        """Publish batches until the queue closes. Stopping cancels this task. Once the queue is
+        closed the worker also stops retrying by itself (libbeat's backoff ``Wait`` returns false
+        once ``done`` is closed), so a lost cancellation cannot keep it going. A batch that was
+        not sent stays unacknowledged."""
         try:
             while True:
                 batch = await self.queue.get(self.bulk_max_size)
@@ -349,8 +353,10 @@ class Worker:
                 seq = self.acker.register()
                 pending = batch
                 while True:
-                    if not self.client.connected:
-                        await self._connect()
+                    if self.queue.closed:
+                        return
+                    if not self.client.connected and not await self._connect():
+                        return
                     try:
                         await self.client.publish(pending)
                     except PublishError as exc:
@@ -365,9 +371,12 @@ class Worker:
         finally:
             self.client.close()
 
-    async def _connect(self) -> None:
+    async def _connect(self) -> bool:
+        """Connect, retrying with the backoff; ``False`` when the queue closed meanwhile."""
         attempts = 0
         while True:
+            if self.queue.closed:
+                return False
             if attempts == 0:
                 self.log.info("publisher_pipeline_output", f"Connecting to {self.name}")
             else:
@@ -385,7 +394,7 @@ class Worker:
                 continue
             self.backoff.reset()
             self.log.info("publisher_pipeline_output", f"Connection to {self.name} established")
-            return
+            return True
 
 
 def es_settings(cfg: Section) -> tuple[list[str], int, int, float, float]:

@@ -3,6 +3,11 @@ one per host for Filebeat's single output worker.
 
 Errors read as Go's do, since Filebeat logs them: ``Get "http://es:9200": dial tcp
 127.0.0.1:9200: connect: connection refused``.
+
+Timeouts use ``asyncio.timeout`` in the calling task, not ``asyncio.wait_for``: on Python 3.11
+``wait_for`` returns the result, dropping the cancellation, when its task is cancelled in
+the same loop iteration as the response arrives. A beat stopping then would keep its output
+worker retrying forever.
 """
 
 from __future__ import annotations
@@ -77,7 +82,8 @@ class Connection:
         addr = await self._resolve()
         shown = f"[{addr}]:{self.port}" if ":" in addr else f"{addr}:{self.port}"
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(addr, self.port), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                reader, writer = await asyncio.open_connection(addr, self.port)
         except TimeoutError:
             raise HTTPError(f"dial tcp {shown}: i/o timeout") from None
         except OSError as exc:
@@ -95,7 +101,8 @@ class Connection:
             if fresh:
                 await self._connect()
             try:
-                return await asyncio.wait_for(self._exchange(method, target, headers, body), self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    return await self._exchange(method, target, headers, body)
             except TimeoutError:
                 self.close()
                 raise HTTPError("context deadline exceeded (Client.Timeout exceeded while awaiting headers)") from None
