@@ -338,6 +338,9 @@ class Server:
             f.typed_config.Unpack(hcm_msg)
             lstats = ListenerStats.declare(self.store, listener_stat_name(ip, port))
             hcm = self._build_hcm(hcm_msg, f"{fpath}.typed_config", listener_stat_name(ip, port))
+            # (traffic_direction OUTBOUND makes the HCM's spans egress: see TracingConfig)
+            if hcm.tracing is not None:
+                hcm.tracing.egress = lc.traffic_direction == 2
             access_logs = build_access_logs(
                 lc.access_log, f"{path}.access_log", files=self.access_log_files, runtime=self.runtime, rng=self.rng
             )

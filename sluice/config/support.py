@@ -97,7 +97,7 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
     "envoy.config.metrics.v3.StatsSink": {"name", "typed_config"},
     "envoy.config.metrics.v3.StatsdSink": {"address", "tcp_cluster_name", "prefix"},
     # listeners
-    "envoy.config.listener.v3.Listener": {"name", "address", "filter_chains", "access_log"},
+    "envoy.config.listener.v3.Listener": {"name", "address", "filter_chains", "access_log", "traffic_direction"},
     "envoy.config.listener.v3.FilterChain": {"filters"},
     "envoy.config.listener.v3.Filter": {"name", "typed_config"},
     "envoy.config.core.v3.Address": {"socket_address"},
@@ -195,7 +195,8 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
                                           "retry_policy", "include_request_attempt_count",
                                           "include_attempt_count_in_response"},
     "envoy.config.route.v3.Route": {"name", "match", "route", "redirect", "direct_response", "typed_per_filter_config",
-                                    "tracing", *_HEADER_FIELDS},
+                                    "tracing", "decorator", *_HEADER_FIELDS},
+    "envoy.config.route.v3.Decorator": {"operation", "propagate"},
     "envoy.config.route.v3.Tracing": {"client_sampling", "random_sampling", "overall_sampling"},
     # typed_per_filter_config map entries (their values: SUPPORTED_PER_FILTER_CONFIGS)
     **{f"envoy.config.route.v3.{m}.TypedPerFilterConfigEntry": {"key", "value"}

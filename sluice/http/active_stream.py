@@ -48,6 +48,7 @@ class ActiveStream(FilterManager):
         "_http10", "codec_error", "_pending_body", "_started", "response_headers",
         "_idle_timeout", "_idle_timer", "last_activity", "_req_timer", "_dur_timer", "tunnel",
         "stream_id", "h2", "_now", "_charged", "response_trailers", "headerless", "_alog_timer", "rid_in_response",
+        "decorated",
     )  # fmt: skip
 
     def __init__(
@@ -85,6 +86,8 @@ class ActiveStream(FilterManager):
         self.headerless = False
         self._alog_timer: Any = None
         self.rid_in_response = False
+        self.decorated: str | None = None
+        """The route decorator's operation for the response's x-envoy-decorator-operation."""
         """A codec error before the request head was complete: its request headers are a
         placeholder, and the access log sees none (Envoy logs ``"- - HTTP/1.1"``)."""
         """Refused by the codec: reset when its connection closes (``downstream_rq_rx_reset``)."""
@@ -228,7 +231,7 @@ class ActiveStream(FilterManager):
                     self._refresh_duration_timeout()
         self.route_resolved = True
         if cfg.tracing is not None and not connect:
-            self._decide_tracing(headers)
+            self.decorated = tracing_decision.trace_request(self, headers)
         if upgrade and self.route is not None and upgrades.allowed(headers, self.route.upgrades, cfg.upgrade_configs):
             self.tunnel = upgrades.Tunnel(self)
         elif upgrade:
@@ -479,6 +482,8 @@ class ActiveStream(FilterManager):
             rid = self.request_headers.get("x-request-id")
             if rid is not None:
                 headers.set("x-request-id", rid)
+        if cfg.tracing is not None:
+            tracing_decision.decorate_response(headers, cfg.tracing, self.decorated)
         if logs.http_debug:
             debug_log.encoding_headers(self, headers, end_stream)
         if self.h2 is not None:
@@ -603,18 +608,6 @@ class ActiveStream(FilterManager):
         server = cfg.server
         if server is not None:
             server.on_stream_complete(self)
-
-    def _decide_tracing(self, headers: RequestHeaders) -> None:
-        """Envoy's tracing decision, once the route is known: packed into the x-request-id
-        (which %STREAM_ID% then prints), counted in ``tracing.*``."""
-        cfg = self.config
-        assert cfg.tracing is not None and cfg.runtime is not None and cfg.tracing_stats is not None
-        reason = tracing_decision.decide(headers, cfg.tracing, self.route.tracing if self.route else None, cfg.runtime, cfg.rng)
-        info = self.stream_info
-        info.trace_reason = reason
-        if info.request_id is not None:
-            info.request_id = headers.get("x-request-id")
-        tracing_decision.charge(reason, cfg.tracing_stats)
 
     def log_access(self, log_type: AccessLogType) -> None:
         """Every access logger of the connection manager, on one context (Envoy's ``log``)."""

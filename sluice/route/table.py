@@ -248,6 +248,7 @@ class RouteEntry:
         "cors",
         "typed_cors",
         "tracing",
+        "decorator",
     )
 
     def __init__(self, r: Any, path: str, vhost: VirtualHost) -> None:
@@ -269,6 +270,12 @@ class RouteEntry:
         )
         self.tracing = Sampling.from_route(r.tracing) if r.HasField("tracing") else None
         """The route's ``tracing`` sampling (its custom_tags are refused: spans come later)."""
+        self.decorator = (
+            (r.decorator.operation, r.decorator.propagate.value if r.decorator.HasField("propagate") else True)
+            if r.HasField("decorator")
+            else None
+        )
+        """``decorator``: (operation, propagate), for the span's name and x-envoy-decorator-operation."""
         self.mutations = (
             HeaderMutations(r.request_headers_to_add, r.request_headers_to_remove, path, "request"),
             HeaderMutations(r.response_headers_to_add, r.response_headers_to_remove, path, "response"),

@@ -16,7 +16,8 @@ from sluice.runtime import DENOMINATORS
 from sluice.tracing.request_id import Reason, UuidRequestId
 
 if TYPE_CHECKING:
-    from sluice.http.headers import RequestHeaders
+    from sluice.http.active_stream import ActiveStream
+    from sluice.http.headers import RequestHeaders, ResponseHeaders
     from sluice.runtime import Runtime
     from sluice.stats.blocks import HcmTracingStats
 
@@ -60,13 +61,37 @@ class Sampling:
 
 
 class TracingConfig:
-    """An HCM's tracing: its sampling and request-id extension."""
+    """An HCM's tracing: its sampling, request-id extension and direction."""
 
-    __slots__ = ("sampling", "request_id")
+    __slots__ = ("sampling", "request_id", "egress")
 
-    def __init__(self, sampling: Sampling, request_id: UuidRequestId) -> None:
+    def __init__(self, sampling: Sampling, request_id: UuidRequestId, egress: bool = False) -> None:
         self.sampling = sampling
         self.request_id = request_id
+        self.egress = egress
+        """The listener's ``traffic_direction`` is OUTBOUND (Envoy's operation name Egress;
+        INBOUND and UNSPECIFIED are Ingress)."""
+
+
+DECORATOR_HEADER = "x-envoy-decorator-operation"
+
+
+def decorate_request(headers: RequestHeaders, cfg: TracingConfig, decorator: tuple[str, bool] | None) -> str | None:
+    """The route ``decorator``'s effect on the request (``traceRequest``): egress sends the
+    decorator's operation upstream when it propagates; ingress takes the caller's operation
+    from the header (a non-empty one then overrides the decorator) and removes the header. The
+    operation the response should carry (ingress, propagating, not overridden), or None."""
+    operation = decorator[0] if decorator is not None and decorator[1] else None
+    if cfg.egress:
+        if operation is not None:
+            headers.set(DECORATOR_HEADER, operation)
+        return None
+    override = headers.get(DECORATOR_HEADER)
+    if override is not None:
+        headers.remove(DECORATOR_HEADER)
+        if override:
+            return None
+    return operation
 
 
 def decide(
@@ -119,3 +144,27 @@ def charge(reason: Reason, stats: HcmTracingStats) -> None:
         stats.service_forced.inc()
     else:
         stats.not_traceable.inc()
+
+
+def trace_request(stream: ActiveStream, headers: RequestHeaders) -> str | None:
+    """Envoy's ``traceRequest`` for a stream whose route is known (its HCM has ``tracing``):
+    the decision, packed into the x-request-id (which %STREAM_ID% then prints) and counted,
+    then the decorator's part; returns what :func:`decorate_response` needs."""
+    cfg = stream.config
+    assert cfg.tracing is not None and cfg.runtime is not None and cfg.tracing_stats is not None
+    route = stream.route
+    reason = decide(headers, cfg.tracing, route.tracing if route else None, cfg.runtime, cfg.rng)
+    info = stream.stream_info
+    info.trace_reason = reason
+    if info.request_id is not None:
+        info.request_id = headers.get("x-request-id")
+    charge(reason, cfg.tracing_stats)
+    return decorate_request(headers, cfg.tracing, route.decorator if route else None)
+
+
+def decorate_response(headers: ResponseHeaders, cfg: TracingConfig, operation: str | None) -> None:
+    """The decorator's operation to the caller (ingress), or the upstream's taken out (egress)."""
+    if operation is not None:
+        headers.set(DECORATOR_HEADER, operation)
+    elif cfg.egress:
+        headers.remove(DECORATOR_HEADER)

@@ -10,7 +10,9 @@ the response's header names in order, and the ``tracing.*`` counters it moved. L
 digits, so supplied ids are deterministic cases); overall sampling 0 %; ``pack_trace_reason:
 false``; no tracing at all; and an internal client (loopback in ``internal_address_config``),
 with and without tracing, whose ``x-envoy-force-trace`` is kept (a forced trace, and the
-x-request-id in the response even without tracing). Then the runtime keys ``tracing.random_sampling``, ``tracing.global_enabled``
+x-request-id in the response even without tracing); and route ``decorator`` operations, ingress
+(the caller's operation from the header, the decorator's back in the response) and egress
+(``traffic_direction: OUTBOUND``: the decorator's operation sent upstream). Then the runtime keys ``tracing.random_sampling``, ``tracing.global_enabled``
 and ``tracing.client_enabled`` through ``/runtime_modify``.
 """
 
@@ -41,12 +43,14 @@ LISTENERS = {
     # (tracing or not) puts the x-request-id in the response.
     "internal": f"tracing: {{}}\n{INTERNAL}",
     "internal_notracing": INTERNAL,
+    "egress": "tracing: {}",  # (traffic_direction OUTBOUND: see DIRECTIONS)
 }
+DIRECTIONS = {"egress": "OUTBOUND", "internal": "INBOUND"}
 
 LISTENER = """
   - name: {name}
     address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
-    filter_chains:
+{direction}    filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
@@ -59,6 +63,8 @@ LISTENER = """
               routes:
               - {{match: {{prefix: /rs0}}, route: {{cluster: app}}, tracing: {{random_sampling: {{numerator: 0}}}}}}
               - {{match: {{prefix: /client0}}, route: {{cluster: app}}, tracing: {{client_sampling: {{numerator: 0}}}}}}
+              - {{match: {{prefix: /decorated}}, route: {{cluster: app}}, decorator: {{operation: checkAvailability}}}}
+              - {{match: {{prefix: /quiet}}, route: {{cluster: app}}, decorator: {{operation: q, propagate: false}}}}
               - {{match: {{prefix: /}}, route: {{cluster: app}}}}
           http_filters:
           - name: envoy.filters.http.router
@@ -97,7 +103,24 @@ REQUESTS: list[tuple[str, list[tuple[str, str]]]] = [
     ("/rs0", []),
     ("/rs0", [("x-client-trace-id", "abc")]),
     ("/client0", [("x-client-trace-id", "abc")]),
+    # route decorators: x-envoy-decorator-operation upstream (egress) or back (ingress)
+    ("/decorated", []),
+    ("/decorated", [("x-envoy-decorator-operation", "fromclient")]),
+    ("/decorated", [("x-envoy-decorator-operation", "")]),
+    ("/decorated/resp-op", []),  # (the upstream answers with its own operation)
+    ("/quiet", [("x-envoy-decorator-operation", "fromclient")]),
+    ("/plain/resp-op", [("x-envoy-decorator-operation", "x")]),
 ]
+
+
+class DecoratingApp(ProbeApp):
+    """The probe app, answering ``x-envoy-decorator-operation: upop`` on paths with ``resp-op``."""
+
+    def respond(self, rec: Any, local_ip: str) -> tuple[int, list[tuple[str, str]], bytes, float]:
+        status, headers, body, delay = super().respond(rec, local_ip)
+        if "resp-op" in rec.path:
+            headers = [*headers, ("X-Envoy-Decorator-Operation", "upop")]
+        return status, headers, body, delay
 
 
 def _mask(value: str | None, supplied: str | None) -> str | None:
@@ -111,7 +134,10 @@ class Proxy:
     def __init__(self, kind: str, app_port: int) -> None:
         self.ports = {name: free_port() for name in LISTENERS}
         listeners = "".join(
-            LISTENER.format(name=name, port=self.ports[name], extra="".join(f"          {line}\n" for line in extra.splitlines()))
+            LISTENER.format(
+                name=name, port=self.ports[name], extra="".join(f"          {line}\n" for line in extra.splitlines()),
+                direction=f"    traffic_direction: {DIRECTIONS[name]}\n" if name in DIRECTIONS else "",
+            )
             for name, extra in LISTENERS.items()
         )
         self.proc = ProxyProcess(kind, yaml.safe_load(CONFIG.format(admin=free_port(), listeners=listeners, app=app_port))).start()
@@ -128,16 +154,17 @@ class Proxy:
         return {
             "status": resp.status,
             "upstream_rid": _mask(upstream.get("x-request-id"), supplied),
-            "upstream_trace_headers": sorted(k for k in upstream if "trace" in k),
+            "upstream_trace_headers": sorted((k, v) for k, v in upstream.items() if "trace" in k or "decorator" in k),
             "response_rid": _mask(resp.header("x-request-id"), supplied),
             "response_names": [k.lower() for k, _ in resp.headers],
+            "response_decorator": resp.header("x-envoy-decorator-operation"),
             "tracing": {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)},
         }
 
 
 @pytest.fixture(scope="module")
 def proxies(loop: LoopThread) -> Iterator[dict[str, Proxy]]:
-    app = ProbeApp("probe", plain=True)
+    app = DecoratingApp("probe", plain=True)
     loop.run(app.start("127.0.0.1", 0))
     started: dict[str, Proxy] = {}
     try:
@@ -159,7 +186,7 @@ def _both(proxies: dict[str, Proxy], listener: str, path: str, headers: list[tup
 @pytest.mark.parametrize("listener", list(LISTENERS))
 def test_the_decision_ids_and_counters_are_envoys(proxies: dict[str, Proxy], listener: str) -> None:
     for path, headers in REQUESTS:
-        if listener == "half" and path == "/" and not ({"x-request-id", "x-client-trace-id", "x-forwarded-for"} & dict(headers).keys()):
+        if listener == "half" and not path.startswith("/rs0") and not ({"x-request-id", "x-client-trace-id"} & dict(headers).keys()):
             continue  # (sampled at random on a random id: the ids given are the cases here)
         got = _both(proxies, listener, path, headers)
         assert got["envoy"]["status"] == 200, got["envoy"]

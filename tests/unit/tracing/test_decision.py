@@ -8,7 +8,7 @@ from typing import Any
 
 from sluice.http.headers import RequestHeaders
 from sluice.runtime import Layer, Runtime
-from sluice.tracing.decision import Sampling, TracingConfig, decide
+from sluice.tracing.decision import Sampling, TracingConfig, decide, decorate_request
 from sluice.tracing.request_id import Reason, UuidRequestId
 
 RID = "11111111-2222-4333-8444-555555555555"
@@ -100,3 +100,18 @@ def test_client_sampling_is_random_within_bounds() -> None:
 def test_without_using_the_id_every_request_is_sampled_and_left_alone() -> None:
     h = request()
     assert run(h, use_for_sampling=False) is Reason.Sampling and h.get("x-request-id") == RID
+
+
+def test_the_decorator_goes_upstream_on_egress_and_back_on_ingress() -> None:
+    egress = TracingConfig(ALL, UuidRequestId(), egress=True)
+    h = request(("x-envoy-decorator-operation", "client"))
+    assert decorate_request(h, egress, ("op", True)) is None and h.get("x-envoy-decorator-operation") == "op"
+    h = request(("x-envoy-decorator-operation", "client"))
+    assert decorate_request(h, egress, ("op", False)) is None and h.get("x-envoy-decorator-operation") == "client"
+    ingress = TracingConfig(ALL, UuidRequestId())
+    h = request(("x-envoy-decorator-operation", "client"))
+    assert decorate_request(h, ingress, ("op", True)) is None  # (the caller's operation wins)
+    assert "x-envoy-decorator-operation" not in h
+    h = request(("x-envoy-decorator-operation", ""))
+    assert decorate_request(h, ingress, ("op", True)) == "op" and "x-envoy-decorator-operation" not in h
+    assert decorate_request(request(), ingress, ("op", False)) is None
