@@ -62,20 +62,26 @@ class Proxy:
     """``python -m sluice`` with stderr in a file, read while it runs and after it exits."""
 
     def __init__(self, tmp: Path, upstream: int, dead: int, *flags: str) -> None:
-        self.port, self.admin = free_port(), free_port()
         self.dead = dead
-        cfg = tmp / "envoy.yaml"
-        cfg.write_text(config(self.port, self.admin, upstream, dead))
         self.log_path = tmp / "stderr.log"
-        with self.log_path.open("wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sluice", "-c", str(cfg), *flags],
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                stdin=subprocess.DEVNULL,
-                env=dict(os.environ),
-            )
-        ready = wait_until(lambda: "starting main dispatch loop" in self.text() or self.proc.poll() is not None, 30)
+        for attempt in range(3):
+            # (free_port's port can be taken by another process before the proxy binds it:
+            # then new ports, as ProxyProcess does)
+            self.port, self.admin = free_port(), free_port()
+            cfg = tmp / "envoy.yaml"
+            cfg.write_text(config(self.port, self.admin, upstream, dead))
+            with self.log_path.open("wb") as err:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "sluice", "-c", str(cfg), *flags],
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    stdin=subprocess.DEVNULL,
+                    env=dict(os.environ),
+                )
+            ready = wait_until(lambda: "starting main dispatch loop" in self.text() or self.proc.poll() is not None, 30)
+            if self.proc.poll() is not None and "address already in use" in self.text() and attempt < 2:
+                continue
+            break
         assert ready and self.proc.poll() is None, self.text()
 
     def text(self) -> str:
