@@ -9,6 +9,7 @@ import contextlib
 import itertools
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -33,7 +34,37 @@ def envoy_binary() -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
+_PORT_LOW = 20000
+_ports = random.Random(os.getpid() * 1_000_003 + time.time_ns())
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on for a server the test starts. Taken from below the kernel's
+    ephemeral range (32768 up, by default) when there is room: a port the kernel picked with
+    bind(0) is in that range, where any outgoing connection (a proxy's to its upstream) can take
+    it as its local port before the server binds it (EADDRINUSE). Never the same port twice in
+    one test process."""
+    if _EPHEMERAL_LOW - _PORT_LOW >= 1000:
+        for _ in range(50):
+            port = _ports.randrange(_PORT_LOW, _EPHEMERAL_LOW)
+            if port in _handed_out:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])

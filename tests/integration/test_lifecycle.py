@@ -14,17 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
+from harness import free_port
 
 from sluice.lab.apps.demoapp import App
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "labs"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def config(listen: int, admin: int, upstream: int) -> str:
