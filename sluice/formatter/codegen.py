@@ -177,25 +177,12 @@ def compile_json_tree(root: Node, fallback: Compiled, helpers: dict[str, Any]) -
     byte that was not UTF-8 as it came (``surrogateescape``, as the log file writes text). None
     when a constant of the template is not plain JSON (then the general path is the only one).
     ``helpers`` gives ``to_text``."""
-    providers: list[Provider] = []
-
-    def collect(node: Node) -> None:
-        kind, data = node
-        if kind == "one":
-            providers.append(data)
-        elif kind == "pieces":
-            providers.extend(p for p in data if not isinstance(p, str))
-        elif kind == "list":
-            for item in data:
-                collect(item)
-        elif kind == "map":
-            for _key, item in data:
-                collect(item)
-
-    collect(root)
+    nodes = list(_nodes(root))
+    providers = [p for kind, data in nodes if kind in ("one", "pieces") for p in (data if kind == "pieces" else [data])
+                 if not isinstance(p, str)]  # fmt: skip
     # With every constant ASCII, a line that is not came from a value (header bytes past ASCII,
     # text from metadata): one check of the line then replaces a conversion per header value.
-    raw = all(_ascii_constants(root))
+    raw = all(_ascii(kind, data) for kind, data in nodes)
     b = _Binder({**helpers, "dumps": orjson.dumps, "NL": orjson.OPT_APPEND_NEWLINE, "plain": _plain,
                  "NotPlain": _NotPlain, "fallback": fallback}, providers, raw=raw)  # fmt: skip
 
@@ -238,20 +225,28 @@ _CONST_KEY_MAP_MAX = 15
 """The most pairs CPython 3.11 builds a dict literal of at once (BUILD_CONST_KEY_MAP)."""
 
 
-def _ascii_constants(node: Node) -> Iterator[bool]:
-    """For each constant of a JSON template (keys, values, literal pieces): whether it is ASCII."""
+def _nodes(node: Node) -> Iterator[Node]:
+    """Every node of a JSON template, a map's keys as ``("key", key_json)`` nodes."""
+    yield node
     kind, data = node
-    if kind == "const":
-        try:
-            yield orjson.dumps(json.loads(data)).isascii()
-        except (ValueError, TypeError):  # (not JSON orjson writes: compile_json_tree gives up anyway)
-            yield False
-    elif kind == "pieces":
-        yield from (p.isascii() for p in data if isinstance(p, str))
-    elif kind == "list":
+    if kind == "list":
         for item in data:
-            yield from _ascii_constants(item)
+            yield from _nodes(item)
     elif kind == "map":
         for key, item in data:
-            yield json.loads(key[:-1]).isascii()
-            yield from _ascii_constants(item)
+            yield ("key", key)
+            yield from _nodes(item)
+
+
+def _ascii(kind: str, data: Any) -> bool:
+    """Whether a node's constants (a key, a constant value, literal pieces) are ASCII as orjson writes them."""
+    if kind == "key":
+        return bool(json.loads(data[:-1]).isascii())
+    if kind == "const":
+        try:
+            return orjson.dumps(json.loads(data)).isascii()
+        except (ValueError, TypeError):  # (not JSON orjson writes: compile_json_tree gives up anyway)
+            return False
+    if kind == "pieces":
+        return all(p.isascii() for p in data if isinstance(p, str))
+    return True
