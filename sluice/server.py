@@ -54,6 +54,7 @@ from sluice.stats.blocks import (
     RuntimeStats,
     ServerStats,
     WatchdogStats,
+    ZipkinTracerStats,
 )
 from sluice.stats.matcher import store_for
 from sluice.stats.sinks import Sink
@@ -62,7 +63,9 @@ from sluice.stats.sinks.snapshot import take_snapshot
 from sluice.stats.sinks.statsd import StatsdSinkConfig, TcpStatsdSink, UdpStatsdSink, parse_config
 from sluice.tasks import sleep, spawn
 from sluice.tracing.decision import Sampling, TracingConfig
+from sluice.tracing.http_span import custom_tags
 from sluice.tracing.request_id import UuidRequestId
+from sluice.tracing.zipkin_driver import ZipkinDriver
 from sluice.upstream.cluster_manager import ClusterManager
 from sluice.upstream.resolver import local_alias
 from sluice.version import version_int
@@ -252,6 +255,9 @@ class Server:
             self._histogram_fanout.attach(self.store)
         self.access_log_files = AccessLogFileManager(self.store, self.options.file_flush_interval_s)
         """Every access-log file, one per path, shared by the loggers that name it."""
+        self.tracers: dict[bytes, ZipkinDriver] = {}
+        """The Zipkin drivers, one per distinct provider config (Envoy's tracer manager)."""
+        self.zipkin_stats: ZipkinTracerStats | None = None
         self.listeners: list[Listener] = []
         config_log.info("loading %d listener(s)", len(bootstrap.static_resources.listeners))
         self._build_listeners()
@@ -410,6 +416,7 @@ class Server:
         if msg.HasField("tracing"):
             hcm.tracing = TracingConfig(Sampling.from_hcm(msg.tracing), request_id)
             hcm.runtime = self.runtime
+            self._tracing_provider(msg.tracing, hcm.tracing, f"{path}.tracing")
         hcm.always_set_request_id = msg.always_set_request_id_in_response
         ctx = FilterContext(
             store=self.store,
@@ -441,6 +448,32 @@ class Server:
         return hcm
 
     # -- lifecycle ----------------------------------------------------------------------
+    def _tracing_provider(self, t: Any, tracing: TracingConfig, path: str) -> None:
+        """An HCM's span settings and its provider's driver, shared by equal provider configs."""
+        if t.HasField("max_path_tag_length"):
+            tracing.max_path_tag_length = t.max_path_tag_length.value
+        tracing.custom_tags = custom_tags(t.custom_tags, f"{path}.custom_tags")
+        if not t.HasField("provider"):
+            return  # (Envoy's null tracer: the decision only)
+        for field, what in (("verbose", "verbose span logs"), ("spawn_upstream_span", "upstream spans")):
+            value = getattr(t, field)
+            if getattr(value, "value", value):
+                raise UnsupportedError(f"{path}.{field}: {what} ({field}) are not implemented yet")
+        if not t.provider.typed_config.type_url.endswith("/envoy.config.trace.v3.ZipkinConfig"):
+            raise UnsupportedError(f"{path}.provider: tracer '{t.provider.name}' is not implemented yet")
+        key = t.provider.SerializeToString(deterministic=True)
+        driver = self.tracers.get(key)
+        if driver is None:
+            if self.zipkin_stats is None:
+                self.zipkin_stats = ZipkinTracerStats.declare(self.store, "tracing.zipkin.")
+            driver = ZipkinDriver.from_proto(
+                unpack_any(t.provider.typed_config), f"{path}.provider.typed_config",
+                get_cluster=self.cluster_manager.get, runtime=self.runtime, stats=self.zipkin_stats, rng=self.rng,
+                clock=self.clock, node_id=self.service_node, service_cluster=self.service_cluster, local_ip=self.local_ip,
+            )  # fmt: skip
+            self.tracers[key] = driver
+        tracing.driver = driver
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
@@ -448,6 +481,8 @@ class Server:
         if not self.bootstrap.stats_flush_on_admin:
             # As Envoy: the flush timer is armed at start, before the clusters initialize.
             self._flush_handle = self.clock.call_later(self.stats_flush_interval_s, self._flush_timer)
+        for driver in self.tracers.values():
+            driver.reporter.start(self.clock.call_later)
         await self.cluster_manager.initialize()
         upstream_log.info("cm init: all clusters initialized")
         log.info("all clusters initialized. initializing init manager")
@@ -600,6 +635,16 @@ class Server:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        # Divergence from Envoy (which exits with its span buffer): buffered spans go out, and
+        # the collector gets up to 1 s to take them.
+        for driver in self.tracers.values():
+            driver.reporter.stop_timer()
+            driver.reporter.flush()
+        deadline = clock.monotonic() + 1.0
+        while any(d.reporter.in_flight for d in self.tracers.values()) and clock.monotonic() < deadline:
+            await sleep(clock, 0.02)
+        for driver in self.tracers.values():
+            driver.reporter.stop()
         self.cluster_manager.stop()
         if self.admin is not None:
             await self.admin.stop()

@@ -113,10 +113,18 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
            # HTTP/1 codec errors close the connection whatever it says (checked with Envoy
            # 1.40); on HTTP/2 it decides between a stream reset and the connection's GOAWAY.
            "stream_error_on_invalid_http_message", "http2_protocol_options", "access_log", "access_log_options",
-           # tracing: the decision (sluice/tracing/); a provider (spans) is refused below
+           # tracing: the decision and the Zipkin tracer (sluice/tracing/)
            "tracing", "request_id_extension", "always_set_request_id_in_response"},
+    # (verbose and spawn_upstream_span are refused by the server when there is a provider)
     _HCM + ".Tracing": {"client_sampling", "random_sampling", "overall_sampling", "verbose", "max_path_tag_length",
-                        "spawn_upstream_span"},  # (the last three shape spans: no-ops without a provider)
+                        "spawn_upstream_span", "custom_tags", "provider"},
+    "envoy.config.trace.v3.Tracing.Http": {"name", "typed_config"},
+    "envoy.config.trace.v3.ZipkinConfig": {"collector_cluster", "collector_endpoint", "trace_id_128bit",
+                                           "shared_span_context", "collector_endpoint_version", "collector_hostname"},
+    "envoy.type.tracing.v3.CustomTag": {"tag", "literal", "environment", "request_header"},
+    "envoy.type.tracing.v3.CustomTag.Literal": {"value"},
+    "envoy.type.tracing.v3.CustomTag.Environment": {"name", "default_value"},
+    "envoy.type.tracing.v3.CustomTag.Header": {"name", "default_value"},
     "envoy.extensions.filters.network.http_connection_manager.v3.RequestIDExtension": {"typed_config"},
     "envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig": {"pack_trace_reason", "use_request_id_for_trace_sampling"},
     _HCM + ".HcmAccessLogOptions": {"access_log_flush_interval", "flush_access_log_on_new_request",
@@ -308,6 +316,7 @@ SUPPORTED_EXTENSIONS: Final[frozenset[str]] = frozenset({
     "type.googleapis.com/envoy.config.metrics.v3.StatsdSink",
     f"type.googleapis.com/{_UPSTREAM_HTTP}",  # a cluster's typed_extension_protocol_options
     "type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig",
+    "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig",
 })
 
 # The typed_per_filter_config values (route, virtual host, route configuration) Sluice applies;
@@ -330,7 +339,6 @@ EXTENSION_KINDS: Final[Mapping[str, str]] = {
 
 # Unsupported fields better summed up in one line than field by field: full field name → summary.
 _FIELD_SUMMARIES: Final[Mapping[str, Callable[[Any], str]]] = {
-    f"{_HCM}.Tracing.provider": lambda p: f"tracing ({p.name})",
     # (the filters are implemented ones, mostly: what is missing is a filter chain per upgrade)
     f"{_HCM}.UpgradeConfig.filters": lambda f: "an upgrade's own HTTP filter chain (filters)",
 }

@@ -32,6 +32,7 @@ from sluice.tracing import decision as tracing_decision
 if TYPE_CHECKING:
     from sluice.codec.http2 import ServerCodec as Http2ServerCodec
     from sluice.http.conn_manager import ConnectionManager
+    from sluice.tracing.zipkin_span import Span
 
 log = logging.getLogger("sluice.http")
 
@@ -48,7 +49,7 @@ class ActiveStream(FilterManager):
         "_http10", "codec_error", "_pending_body", "_started", "response_headers",
         "_idle_timeout", "_idle_timer", "last_activity", "_req_timer", "_dur_timer", "tunnel",
         "stream_id", "h2", "_now", "_charged", "response_trailers", "headerless", "_alog_timer", "rid_in_response",
-        "decorated",
+        "decorated", "span",
     )  # fmt: skip
 
     def __init__(
@@ -87,6 +88,8 @@ class ActiveStream(FilterManager):
         self._alog_timer: Any = None
         self.rid_in_response = False
         self.decorated: str | None = None
+        self.span: Span | None = None
+        """The stream's Zipkin span (an HCM with a tracing provider), finished when it ends."""
         """The route decorator's operation for the response's x-envoy-decorator-operation."""
         """A codec error before the request head was complete: its request headers are a
         placeholder, and the access log sees none (Envoy logs ``"- - HTTP/1.1"``)."""
@@ -602,6 +605,8 @@ class ActiveStream(FilterManager):
             # Envoy logs when the stream is destroyed (AccessLogType DownstreamEnd), before
             # the filters go.
             self.log_access(AccessLogType.DownstreamEnd)
+        if self.span is not None:
+            tracing_decision.finish_span(self)
         self.destroy_filters()
         if self.tunnel is not None:
             self.tunnel.on_destroy()

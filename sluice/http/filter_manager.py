@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from sluice.http.stream_info import StreamInfo
     from sluice.http.upgrade import Tunnel
     from sluice.route.table import RouteEntry
+    from sluice.tracing.zipkin_span import Span
 
 log = logging.getLogger("sluice.http")
 
@@ -108,6 +109,10 @@ class ActiveStreamFilter:
     def destroyed(self) -> bool:
         return self.parent.destroyed
 
+    @property
+    def active_span(self) -> Span | None:
+        """The stream's span (Envoy's ``activeSpan``), whose context the router sends upstream."""
+        return self.parent.span
 
     @property
     def decoder_buffer_limit(self) -> int:
@@ -228,6 +233,7 @@ class FilterManager:
     is_internal: bool
     request_headers_end_stream: bool
     tunnel: Tunnel | None
+    span: Span | None
 
     def init_filter_manager(self) -> None:
         self.filters: list[Any] = []

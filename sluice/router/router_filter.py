@@ -1,14 +1,12 @@
 """The router: Envoy's terminal HTTP filter (``envoy.filters.http.router``).
 
-decode_headers: no route → 404 (NR); direct_response and redirect answered locally; otherwise
-pick the cluster (``cluster``, ``cluster_header`` or ``weighted_clusters``), finalise the request
-headers (timeout header, header mutations route → vhost → route config, path and host
-rewrites), pick a host and start an :class:`UpstreamRequest`; mirror policies start shadows.
-The route timeout (default 15 s) runs from the end of the request to the end of the response:
-expiry before the response started gives ``504 upstream request timeout`` (UT), after it a reset.
-A gRPC request on a route with ``max_grpc_timeout`` takes its timeout from its ``grpc-timeout``
-and has it rewritten upstream; a route with ``max_stream_duration`` has no route timeout (the
-connection manager's stream duration governs): ``timeouts.py``.
+decode_headers: no route → 404 (NR); direct_response and redirect answered locally; otherwise pick
+the cluster (``cluster``, ``cluster_header`` or ``weighted_clusters``), finalise the request headers
+(timeout header, header mutations route → vhost → route config, path and host rewrites), pick a
+host, start the mirror policies' shadows, put the stream span's B3 context in the headers and
+start an :class:`UpstreamRequest`. The route timeout (default 15 s) runs from the end of the
+request to the end of the response: expiry before the response started gives ``504 upstream
+request timeout`` (UT), after it a reset. ``max_grpc_timeout`` and ``max_stream_duration``: ``timeouts.py``.
 
 Retries (``retry.py`` decides, the router acts): a route with a ``retry_policy`` (or an internal
 request with ``x-envoy-retry-on``) gets a :class:`RetryState`; each response head and each reset
@@ -238,8 +236,9 @@ class Router:
                             cb.call_later(self._timeout, s.cancel)
         if logs.router_debug:
             debug_log.route_decision(cb, host.address, headers)
-        # The first attempt sends the downstream headers as finalised here (nothing changes them
-        # afterwards); a retry sends its own copy (_do_retry).
+        if (span := cb.active_span) is not None:  # (after the shadows' copies, as Envoy's onPoolReady)
+            span.inject(headers)
+        # The first attempt sends the downstream headers as finalised here; a retry its own copy.
         up = UpstreamRequest(self, cluster, host, headers, end_stream, False, cb.tunnel is not None, info.protocol)
         self.upstream = up
         info.upstream_timing = up

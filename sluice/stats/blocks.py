@@ -332,6 +332,22 @@ class HcmTracingStats(StatsBlock):
 
 
 @block
+class ZipkinTracerStats(StatsBlock):
+    """``tracing.zipkin.*`` (ZIPKIN_TRACER_STATS): one set for the server, whatever number of
+    Zipkin providers its connection managers have."""
+
+    TAGS: ClassVar[tuple[str, ...]] = ()
+
+    # counters
+    reports_dropped: Counter
+    reports_failed: Counter
+    reports_sent: Counter
+    reports_skipped_no_cluster: Counter
+    spans_sent: Counter
+    timer_flushed: Counter
+
+
+@block
 class RouterStats(StatsBlock):
     """``http.<stat_prefix>.*`` of the router filter (ALL_ROUTER_STATS), made with each router
     filter's config; Envoy's async client (health checks, StatsD over TCP...) has its own under

@@ -13,13 +13,17 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from sluice.runtime import DENOMINATORS
-from sluice.tracing.request_id import Reason, UuidRequestId
+from sluice.tracing.http_span import finalize_downstream_span
+from sluice.tracing.request_id import TRACED, Reason, UuidRequestId
 
 if TYPE_CHECKING:
     from sluice.http.active_stream import ActiveStream
     from sluice.http.headers import RequestHeaders, ResponseHeaders
     from sluice.runtime import Runtime
     from sluice.stats.blocks import HcmTracingStats
+    from sluice.tracing.http_span import CustomTag
+    from sluice.tracing.zipkin_driver import ZipkinDriver
+    from sluice.tracing.zipkin_span import Span
 
 Fraction = tuple[int, int]
 """(numerator, denominator) of an ``envoy.type.v3.FractionalPercent``."""
@@ -61,9 +65,10 @@ class Sampling:
 
 
 class TracingConfig:
-    """An HCM's tracing: its sampling, request-id extension and direction."""
+    """An HCM's tracing: its sampling, request-id extension and direction, and its provider's
+    driver (None: Envoy's null tracer, the decision without spans)."""
 
-    __slots__ = ("sampling", "request_id", "egress")
+    __slots__ = ("sampling", "request_id", "egress", "driver", "max_path_tag_length", "custom_tags")
 
     def __init__(self, sampling: Sampling, request_id: UuidRequestId, egress: bool = False) -> None:
         self.sampling = sampling
@@ -71,16 +76,24 @@ class TracingConfig:
         self.egress = egress
         """The listener's ``traffic_direction`` is OUTBOUND (Envoy's operation name Egress;
         INBOUND and UNSPECIFIED are Ingress)."""
+        self.driver: ZipkinDriver | None = None
+        self.max_path_tag_length = 256
+        self.custom_tags: list[tuple[str, CustomTag]] = []
 
 
 DECORATOR_HEADER = "x-envoy-decorator-operation"
 
 
-def decorate_request(headers: RequestHeaders, cfg: TracingConfig, decorator: tuple[str, bool] | None) -> str | None:
-    """The route ``decorator``'s effect on the request (``traceRequest``): egress sends the
-    decorator's operation upstream when it propagates; ingress takes the caller's operation
-    from the header (a non-empty one then overrides the decorator) and removes the header. The
-    operation the response should carry (ingress, propagating, not overridden), or None."""
+def decorate_request(
+    headers: RequestHeaders, cfg: TracingConfig, decorator: tuple[str, bool] | None, span: Span | None = None
+) -> str | None:
+    """The route ``decorator``'s effect on the request (``traceRequest``): the span takes the
+    decorator's operation as its name; egress sends the operation upstream when it propagates;
+    ingress takes the caller's operation from the header (a non-empty one then renames the
+    span and overrides the decorator) and removes the header. The operation the response
+    should carry (ingress, propagating, not overridden), or None."""
+    if span is not None and decorator is not None and decorator[0]:
+        span.set_operation(decorator[0])
     operation = decorator[0] if decorator is not None and decorator[1] else None
     if cfg.egress:
         if operation is not None:
@@ -90,6 +103,8 @@ def decorate_request(headers: RequestHeaders, cfg: TracingConfig, decorator: tup
     if override is not None:
         headers.remove(DECORATOR_HEADER)
         if override:
+            if span is not None:
+                span.set_operation(override)
             return None
     return operation
 
@@ -159,7 +174,29 @@ def trace_request(stream: ActiveStream, headers: RequestHeaders) -> str | None:
     if info.request_id is not None:
         info.request_id = headers.get("x-request-id")
     charge(reason, cfg.tracing_stats)
-    return decorate_request(headers, cfg.tracing, route.decorator if route else None)
+    tracing = cfg.tracing
+    span = None
+    if tracing.driver is not None:
+        span = stream.span = tracing.driver.start_span(headers, info.start_wall, reason in TRACED, tracing.egress)
+    return decorate_request(headers, tracing, route.decorator if route else None, span)
+
+
+def finish_span(stream: ActiveStream) -> None:
+    """The stream is done: its span gets its tags and goes to the reporter
+    (``finalizeDownstreamSpan``, from the stream's destructor in Envoy)."""
+    span = stream.span
+    tracing = stream.config.tracing
+    assert span is not None and tracing is not None
+    stream.span = None
+    finalize_downstream_span(
+        span,
+        None if stream.headerless else stream.request_headers,
+        stream.response_headers,
+        stream.response_trailers,
+        stream.stream_info,
+        tracing.max_path_tag_length,
+        tracing.custom_tags,
+    )
 
 
 def decorate_response(headers: ResponseHeaders, cfg: TracingConfig, operation: str | None) -> None:

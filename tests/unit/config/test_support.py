@@ -38,9 +38,10 @@ def test_fault_injection_is_fully_supported() -> None:
         assert lines_for(LABS / "fault-injection" / name) == []
 
 
-def test_zipkin_names_the_tracer() -> None:
-    lines = lines_for(LABS / "zipkin-tracing" / "front_envoy" / "envoy-config.yaml")
-    assert f"{HCM_PATH}.tracing.provider: tracing (envoy.tracers.zipkin) is not implemented yet" in lines
+@pytest.mark.parametrize("lab", ["zipkin-tracing", "jaeger-tracing"])
+@pytest.mark.parametrize("service", ["front_envoy", "service_a", "service_b", "service_c"])
+def test_the_tracing_labs_zipkin_tracer_is_supported(lab: str, service: str) -> None:
+    assert lines_for(LABS / lab / service / "envoy-config.yaml") == []
 
 
 @pytest.mark.parametrize(

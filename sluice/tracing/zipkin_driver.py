@@ -1,0 +1,119 @@
+"""``envoy.tracers.zipkin`` (``envoy.config.trace.v3.ZipkinConfig``): the driver that starts a
+stream's span from its B3 headers, with its tracer and reporter.
+
+Connection managers whose providers have the same config share one driver (Envoy's tracer
+manager caches them by config), so one buffer and one flush timer serve them all — the zipkin
+lab's service-a sends the spans of its three listeners in one POST.
+
+Supported: ``collector_cluster``, ``collector_endpoint``, ``collector_endpoint_version``
+``HTTP_JSON`` and ``HTTP_PROTO``, ``collector_hostname``, ``trace_id_128bit``,
+``shared_span_context``. ``GRPC`` (which Envoy 1.40 itself does not survive),
+``collector_service``, ``split_spans_for_request`` and ``trace_context_option`` are named as
+not implemented.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sluice.errors import ConfigError, UnsupportedError
+from sluice.tracing import b3
+from sluice.tracing.zipkin_reporter import ZipkinReporter
+from sluice.tracing.zipkin_span import Span, ZipkinTracer
+
+if TYPE_CHECKING:
+    from sluice.clock import TimeSource
+    from sluice.http.headers import RequestHeaders
+    from sluice.runtime import Runtime
+    from sluice.stats.blocks import ZipkinTracerStats
+    from sluice.upstream.cluster import Cluster
+
+HTTP_JSON = 1
+HTTP_PROTO = 2
+GRPC = 3
+
+_DEPRECATED_VERSION = (
+    "type envoy.config.trace.v3.ZipkinConfig Using the default now-deprecated value DEPRECATED_AND_UNAVAILABLE_DO_NOT_USE "
+    "for enum 'envoy.config.trace.v3.ZipkinConfig.collector_endpoint_version' from file zipkin.proto. This enum value "
+    "will be removed from Envoy soon so a non-default value must now be explicitly set."
+)
+
+
+class ZipkinDriver:
+    """One Zipkin provider: its tracer (ids, spans) and its reporter (buffer, POSTs)."""
+
+    def __init__(self, tracer: ZipkinTracer, reporter: ZipkinReporter, node_id: str) -> None:
+        self.tracer = tracer
+        self.reporter = reporter
+        self.node_id = node_id
+
+    @classmethod
+    def from_proto(
+        cls,
+        cfg: Any,
+        path: str,
+        *,
+        get_cluster: Callable[[str], Cluster | None],
+        runtime: Runtime,
+        stats: ZipkinTracerStats,
+        rng: random.Random,
+        clock: TimeSource,
+        node_id: str,
+        service_cluster: str,
+        local_ip: str,
+    ) -> ZipkinDriver:
+        if cfg.HasField("collector_service"):
+            raise UnsupportedError(f"{path}.collector_service: collector_service (an HttpService) is not implemented yet")
+        version = cfg.collector_endpoint_version
+        if version == 0:
+            raise ConfigError(f"{path}.collector_endpoint_version: {_DEPRECATED_VERSION}")
+        if version == GRPC:
+            raise UnsupportedError(f"{path}.collector_endpoint_version: GRPC is not implemented (HTTP_JSON and HTTP_PROTO are)")
+        if not cfg.collector_cluster or not cfg.collector_endpoint:
+            raise ConfigError(f"{path}: collector_cluster and collector_endpoint must be specified when not using collector_service")
+        if get_cluster(cfg.collector_cluster) is None:
+            raise ConfigError(f"{path}.collector_cluster: envoy.tracers.zipkin: unknown cluster '{cfg.collector_cluster}'")
+        shared = cfg.shared_span_context.value if cfg.HasField("shared_span_context") else True
+        reporter = ZipkinReporter(
+            cfg.collector_cluster,
+            get_cluster,
+            cfg.collector_hostname or cfg.collector_cluster,
+            cfg.collector_endpoint,
+            version == HTTP_PROTO,
+            shared,
+            runtime,
+            stats,
+            local_ip,
+        )
+        tracer = ZipkinTracer(
+            service_cluster,
+            local_ip,
+            rng,
+            cfg.trace_id_128bit,
+            shared,
+            reporter.report,
+            lambda: int(clock.wall() * 1_000_000),
+            lambda: int(clock.monotonic() * 1_000_000),
+        )
+        return cls(tracer, reporter, node_id)
+
+    def start_span(self, headers: RequestHeaders, start_wall: float, traced: bool, egress: bool) -> Span | None:
+        """``Driver::startSpan`` (named after the authority until a decorator renames it), then
+        the tracer's ``node_id`` tag; None for B3 headers that do not parse (a null span)."""
+        sampled = b3.extract_sampled(headers)
+        decision = traced if sampled is None else sampled
+        name = headers.authority or ""
+        timestamp = int(start_wall * 1_000_000)
+        try:
+            ctx = b3.extract_context(headers, decision)
+        except b3.ExtractorError:
+            return None
+        if ctx is None:
+            span = self.tracer.start_root(egress, name, timestamp, decision)
+        else:
+            span = self.tracer.start_child(egress, name, timestamp, ctx)
+        span.single_header = b3.B3 in headers
+        span.set_tag("node_id", self.node_id)
+        return span
