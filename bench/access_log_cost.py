@@ -83,7 +83,9 @@ def harness_pair(with_log: Path, without: Path, rounds: int, batch: int) -> tupl
     return out[0], out[1]
 
 
-def instructions(with_log: Path, without: Path, tmp: Path) -> None:
+def instructions(
+    with_log: Path, without: Path, tmp: Path, names: tuple[str, str] = ("logger", "none"), what: str = "the logger", target: float = 1.10
+) -> None:
     """Instructions per request of each config under callgrind (see the module docstring)."""
     if shutil.which("valgrind") is None:
         raise SystemExit("--instructions needs valgrind (Debian: apt-get install -y valgrind)")
@@ -99,12 +101,12 @@ def instructions(with_log: Path, without: Path, tmp: Path) -> None:
 
     with ThreadPoolExecutor(2) as pool:  # (two at a time: one per core here)
         per = {}
-        for name, cfg in (("logger", with_log), ("none", without)):
+        for name, cfg in zip(names, (with_log, without), strict=True):
             low, high = pool.map(lambda n, cfg=cfg: count(cfg, n), (1000, 3000))
             per[name] = (high - low) / 2000
-    print(f"instructions per request: JSON access log on {per['logger']:,.0f}, none {per['none']:,.0f}")
-    cost, ratio = per["logger"] - per["none"], per["logger"] / per["none"]
-    print(f"cost of the logger : {cost:+,.0f} instructions/request, ratio {ratio:.3f} (target <= 1.10)")
+    on, off = per[names[0]], per[names[1]]
+    print(f"instructions per request: {names[0]} {on:,.0f}, {names[1]} {off:,.0f}")
+    print(f"cost of {what} : {on - off:+,.0f} instructions/request, ratio {on / off:.3f} (target <= {target:.2f})")
 
 
 def _load(proxy: run_bench.Proxy, duration: float, cpu: int | None) -> tuple[int, int, int]:
@@ -119,8 +121,12 @@ def _concurrently(jobs: list[Callable[[], tuple[int, int, int]]]) -> list[tuple[
         return list(pool.map(lambda job: job(), jobs))
 
 
-def wire(with_log: Path, without: Path, tmp: Path, rounds: int, duration: float) -> None:
-    """Both configs as real processes under wrk (see the module docstring)."""
+def wire(
+    with_log: Path, without: Path, tmp: Path, rounds: int, duration: float,
+    names: tuple[str, str] = ("logger", "none"), what: str = "the logger", target: float = 1.10,
+) -> dict[str, list[float]]:
+    """Both configs as real processes under wrk (see the module docstring); CPU µs per request
+    of each, by round."""  # fmt: skip
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if shutil.which("wrk") is None or not os.access(nginx, os.X_OK):
         raise SystemExit("--wire needs wrk and nginx (Debian: apt-get install -y wrk nginx)")
@@ -134,7 +140,7 @@ def wire(with_log: Path, without: Path, tmp: Path, rounds: int, duration: float)
     proxies: list[run_bench.Proxy] = []
     try:
         run_bench.wait_ready(upstream, nginx_proc, "nginx")
-        for name, seed in (("logger", with_log), ("none", without)):
+        for name, seed in zip(names, (with_log, without), strict=True):
             lport, aport = run_bench.free_port(), run_bench.free_port()
             cfg = run_bench.localize_config(seed, listen_port=lport, admin_port=aport, upstream_port=upstream, tmp=tmp, for_envoy=False)
             path = tmp / f"{name}.yaml"
@@ -142,7 +148,7 @@ def wire(with_log: Path, without: Path, tmp: Path, rounds: int, duration: float)
             proxy = run_bench.Proxy(name, [sys.executable, "-m", "sluice", "-c", str(path), "-l", "warning"], lport)
             proxies.append(proxy)
             proxy.start(proxy_cpu, tmp)
-        per_req: dict[str, list[float]] = {"logger": [], "none": []}
+        per_req: dict[str, list[float]] = {names[0]: [], names[1]: []}
         for r in range(rounds):
             # Both at once, on the same core: whatever else the machine does hits both alike.
             got = _concurrently([lambda p=p: _load(p, 1.0, load_cpu) for p in proxies])  # warm up
@@ -151,18 +157,18 @@ def wire(with_log: Path, without: Path, tmp: Path, rounds: int, duration: float)
                 if errors or not requests:
                     raise SystemExit(f"{proxy.name}: {errors} errors in {requests} requests")
                 per_req[proxy.name].append(ticks / run_bench.CLK_TCK * 1e6 / requests)
-            print(f"  round {r + 1}: logger {per_req['logger'][-1]:.1f} us/request, none {per_req['none'][-1]:.1f}", flush=True)
+            print(f"  round {r + 1}: {names[0]} {per_req[names[0]][-1]:.1f} us/request, {names[1]} {per_req[names[1]][-1]:.1f}", flush=True)
     finally:
         for proxy in proxies:
             proxy.stop()
         run_bench.stop_process(nginx_proc)
-    ratios = [a / b for a, b in zip(per_req["logger"], per_req["none"], strict=True)]
-    a, b = statistics.median(per_req["logger"]), statistics.median(per_req["none"])
-    lines = (tmp / "access.log").read_text(encoding="utf-8").count("\n")
-    print(f"wire, JSON access log on : median {a:.1f} us CPU/request (user + system, all threads)")
-    print(f"wire, no access log      : median {b:.1f} us CPU/request")
-    print(f"wire, cost of the logger : {a - b:+.1f} us/request; ratio {statistics.median(ratios):.3f} "
-          f"(median of {rounds} rounds; range {min(ratios):.3f}-{max(ratios):.3f}; target <= 1.10); {lines} lines written")  # fmt: skip
+    ratios = [a / b for a, b in zip(per_req[names[0]], per_req[names[1]], strict=True)]
+    a, b = statistics.median(per_req[names[0]]), statistics.median(per_req[names[1]])
+    print(f"wire, {names[0]} : median {a:.1f} us CPU/request (user + system, all threads)")
+    print(f"wire, {names[1]} : median {b:.1f} us CPU/request")
+    print(f"wire, cost of {what} : {a - b:+.1f} us/request; ratio {statistics.median(ratios):.3f} "
+          f"(median of {rounds} rounds; range {min(ratios):.3f}-{max(ratios):.3f}; target <= {target:.2f})")  # fmt: skip
+    return per_req
 
 
 def main() -> None:
@@ -178,6 +184,8 @@ def main() -> None:
         with_log, without = configs(Path(d))
         if args.wire:
             wire(with_log, without, Path(d), args.wire_rounds, args.duration)
+            lines = (Path(d) / "access.log").read_text(encoding="utf-8").count("\n")
+            print(f"{lines} lines written")
             return
         if args.instructions:
             instructions(with_log, without, Path(d))

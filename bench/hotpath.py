@@ -44,6 +44,8 @@ RESP = (
     b"Content-Type: text/plain\r\nContent-Length: 14\r\nConnection: keep-alive\r\n\r\nServerName: x\n"
 )
 
+COLLECTOR_RESP = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
+
 
 class FakeTransport:
     def __init__(self, sink: list[bytes], peer: tuple[str, int]) -> None:
@@ -94,18 +96,24 @@ async def harness(config: str | None) -> Callable[[int], Awaitable[None]]:
     dconn = server._connection(server.listeners[0])
     dconn.connection_made(FakeTransport(down_out, ("127.0.0.1", 40000)))
     upconns = []
+    collectors = []
+    # A tracing provider's collector cluster gets its own fake connection, answered 202.
+    collector_names = {d.reporter.cluster_name for d in server.tracers.values()}
     for cluster in server.cluster_manager.clusters.values():
         for host in cluster.hosts:
             pool = cluster.pool_for(host)
             uc = UpstreamConnection(pool)
             uc.connection_made(FakeTransport(up_out, (host.ip, host.port)))
             pool.idle.append(uc)
-            upconns.append(uc)
+            (collectors if cluster.name in collector_names else upconns).append(uc)
 
     async def run(n: int) -> None:
         for i in range(n):
             if i % 8 == 0:
                 await asyncio.sleep(0)
+            for c in collectors:
+                if c.handler is not None:  # (a batch of spans was POSTed)
+                    c.data_received(COLLECTOR_RESP)
             dconn.data_received(REQ)
             uc = next(c for c in upconns if c.handler is not None)
             up_out.clear()

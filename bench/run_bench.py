@@ -222,6 +222,7 @@ http {{
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location /hostname {{ default_type text/plain; return 200 "{body}"; }}
+        location /api/v2/spans {{ return 202; }}
         location / {{ default_type text/plain; return 200 "{body}"; }}
     }}
 }}

@@ -455,10 +455,9 @@ class Server:
         tracing.custom_tags = custom_tags(t.custom_tags, f"{path}.custom_tags")
         if not t.HasField("provider"):
             return  # (Envoy's null tracer: the decision only)
-        for field, what in (("verbose", "verbose span logs"), ("spawn_upstream_span", "upstream spans")):
-            value = getattr(t, field)
-            if getattr(value, "value", value):
-                raise UnsupportedError(f"{path}.{field}: {what} ({field}) are not implemented yet")
+        tracing.verbose = t.verbose
+        if t.spawn_upstream_span.value:
+            raise UnsupportedError(f"{path}.spawn_upstream_span: upstream spans (spawn_upstream_span) are not implemented yet")
         if not t.provider.typed_config.type_url.endswith("/envoy.config.trace.v3.ZipkinConfig"):
             raise UnsupportedError(f"{path}.provider: tracer '{t.provider.name}' is not implemented yet")
         key = t.provider.SerializeToString(deterministic=True)

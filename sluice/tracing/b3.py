@@ -27,6 +27,7 @@ SAMPLED = "x-b3-sampled"
 _MAX_B3 = 32 + 1 + 16 + 3 + 16  # traceid128-spanid-1-parentid
 _SAMPLED_POS = {1: 0, 35: 34, 51: 50, 52: 34, 68: 50}
 _FLAGS = frozenset("10d")
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 class ExtractorError(Exception):
@@ -46,16 +47,29 @@ class SpanContext:
         self.sampled = sampled
 
 
-def extract_sampled(headers: RequestHeaders) -> bool | None:
+NAMES = frozenset({B3, TRACE_ID, SPAN_ID, PARENT_SPAN_ID, SAMPLED})
+
+
+def scan(headers: RequestHeaders) -> dict[str, str]:
+    """The B3 headers of a request, each name's first value (Envoy reads only the first: the
+    headers are untrusted), found in one pass."""
+    found: dict[str, str] = {}
+    for k, v in headers.entries:
+        if k in NAMES and k not in found:
+            found[k] = v
+    return found
+
+
+def extract_sampled(found: dict[str, str]) -> bool | None:
     """The caller's sampling decision (``extractSampled``); None when it made none (the local
     decision then stands)."""
-    b3 = headers.get(B3)
+    b3 = found.get(B3)
     if b3 is not None:
         pos = _SAMPLED_POS.get(len(b3))
         if pos is None or b3[pos] not in _FLAGS:
             return None
         return b3[pos] != "0"
-    value = headers.get(SAMPLED)
+    value = found.get(SAMPLED)
     if value is None:
         return None
     # (older Zipkin tracers send "true")
@@ -63,19 +77,22 @@ def extract_sampled(headers: RequestHeaders) -> bool | None:
 
 
 def _hex(text: str, what: str) -> int:
+    if len(text) == 16 and _HEX.issuperset(text):
+        return int(text, 16)  # (the usual id; Python's int would also take "_" and spaces)
     value = strtoull16(text)
     if value is None:
         raise ExtractorError(f"Invalid input: invalid {what} {text}")
     return value
 
 
-def extract_context(headers: RequestHeaders, sampled: bool) -> SpanContext | None:
-    """The caller's span (``extractSpanContext``), None when the headers carry none."""
-    b3 = headers.get(B3)
+def extract_context(found: dict[str, str], sampled: bool) -> SpanContext | None:
+    """The caller's span (``extractSpanContext``, from :func:`scan`'s headers), None when the
+    headers carry none."""
+    b3 = found.get(B3)
     if b3 is not None:
         return _from_b3(b3, sampled)
-    trace = headers.get(TRACE_ID)
-    span = headers.get(SPAN_ID)
+    trace = found.get(TRACE_ID)
+    span = found.get(SPAN_ID)
     if trace is None or span is None:
         return None
     high = 0
@@ -84,7 +101,7 @@ def extract_context(headers: RequestHeaders, sampled: bool) -> SpanContext | Non
     else:
         low = _hex(trace, "trace id")
     span_id = _hex(span, "span id")
-    parent = headers.get(PARENT_SPAN_ID)
+    parent = found.get(PARENT_SPAN_ID)
     parent_id = _hex(parent, "parent span id") if parent else 0
     return SpanContext(high, low, span_id, parent_id, sampled)
 
@@ -150,6 +167,20 @@ def inject(
     not one of its inline headers does (seen in the order the upstream receives them)."""
     trace = trace_id_hex(high, trace_id)
     flag = "1" if sampled else "0"
+    entries = headers.entries
+    present = False
+    for e in entries:
+        if e[0] in NAMES:
+            present = True
+            break
+    if not single and not present:
+        # (the usual request: nothing to replace)
+        entries.append([TRACE_ID, trace])
+        entries.append([SPAN_ID, hex64(span_id)])
+        if parent_id:
+            entries.append([PARENT_SPAN_ID, hex64(parent_id)])
+        entries.append([SAMPLED, flag])
+        return
     if single:
         value = f"{trace}-{hex64(span_id)}-{flag}"
         _replace(headers, B3, f"{value}-{hex64(parent_id)}" if parent_id else value)
@@ -162,10 +193,8 @@ def inject(
 
 
 def _replace(headers: RequestHeaders, name: str, value: str) -> None:
-    entries = headers.entries
-    for e in entries:
+    for e in headers.entries:
         if e[0] == name:
             headers.remove(name)
             break
-    entries = headers.entries
-    entries.append([name, value])
+    headers.entries.append([name, value])

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from sluice.runtime import DENOMINATORS
 from sluice.tracing.http_span import finalize_downstream_span
-from sluice.tracing.request_id import TRACED, Reason, UuidRequestId
+from sluice.tracing.request_id import Reason, UuidRequestId
 
 if TYPE_CHECKING:
     from sluice.http.active_stream import ActiveStream
     from sluice.http.headers import RequestHeaders, ResponseHeaders
+    from sluice.http.stream_info import StreamInfo
     from sluice.runtime import Runtime
     from sluice.stats.blocks import HcmTracingStats
     from sluice.tracing.http_span import CustomTag
@@ -68,7 +69,7 @@ class TracingConfig:
     """An HCM's tracing: its sampling, request-id extension and direction, and its provider's
     driver (None: Envoy's null tracer, the decision without spans)."""
 
-    __slots__ = ("sampling", "request_id", "egress", "driver", "max_path_tag_length", "custom_tags")
+    __slots__ = ("sampling", "request_id", "egress", "driver", "max_path_tag_length", "custom_tags", "verbose")
 
     def __init__(self, sampling: Sampling, request_id: UuidRequestId, egress: bool = False) -> None:
         self.sampling = sampling
@@ -79,6 +80,8 @@ class TracingConfig:
         self.driver: ZipkinDriver | None = None
         self.max_path_tag_length = 256
         self.custom_tags: list[tuple[str, CustomTag]] = []
+        self.verbose = False
+        """``verbose``: the stream's moments logged on its span."""
 
 
 DECORATOR_HEADER = "x-envoy-decorator-operation"
@@ -110,9 +113,15 @@ def decorate_request(
 
 
 def decide(
-    headers: RequestHeaders, cfg: TracingConfig, route_sampling: Sampling | None, runtime: Runtime, rng: random.Random
+    headers: RequestHeaders,
+    cfg: TracingConfig,
+    route_sampling: Sampling | None,
+    runtime: Runtime,
+    rng: random.Random,
+    info: StreamInfo | None = None,
 ) -> Reason:
-    """The trace reason for a request, its x-request-id updated (``mutateTracingRequestHeader``)."""
+    """The trace reason for a request, its x-request-id updated (``mutateTracingRequestHeader``;
+    and ``info.request_id``, which %STREAM_ID% prints, when it has one)."""
     ext = cfg.request_id
     if not ext.use_for_sampling:
         return Reason.Sampling
@@ -133,17 +142,19 @@ def decide(
         elif runtime.feature_enabled("tracing.random_sampling", *s.random, result):
             reason = Reason.Sampling
         if reason is not Reason.NotTraceable:
-            rid = _set(headers, ext, rid, reason)
+            rid = _set(headers, ext, rid, reason, info)
     if reason is not Reason.NotTraceable and not runtime.feature_enabled("tracing.global_enabled", *s.overall, result):
         reason = Reason.NotTraceable
-        _set(headers, ext, rid, reason)
+        _set(headers, ext, rid, reason, info)
     return reason
 
 
-def _set(headers: RequestHeaders, ext: UuidRequestId, rid: str, reason: Reason) -> str:
+def _set(headers: RequestHeaders, ext: UuidRequestId, rid: str, reason: Reason, info: StreamInfo | None) -> str:
     new = ext.with_reason(rid, reason)
     if new != rid:
         headers.set("x-request-id", new)
+        if info is not None and info.request_id is not None:
+            info.request_id = new
     return new
 
 
@@ -168,16 +179,15 @@ def trace_request(stream: ActiveStream, headers: RequestHeaders) -> str | None:
     cfg = stream.config
     assert cfg.tracing is not None and cfg.runtime is not None and cfg.tracing_stats is not None
     route = stream.route
-    reason = decide(headers, cfg.tracing, route.tracing if route else None, cfg.runtime, cfg.rng)
     info = stream.stream_info
+    reason = decide(headers, cfg.tracing, route.tracing if route else None, cfg.runtime, cfg.rng, info)
     info.trace_reason = reason
-    if info.request_id is not None:
-        info.request_id = headers.get("x-request-id")
     charge(reason, cfg.tracing_stats)
     tracing = cfg.tracing
     span = None
     if tracing.driver is not None:
-        span = stream.span = tracing.driver.start_span(headers, info.start_wall, reason in TRACED, tracing.egress)
+        traced = reason is Reason.Sampling or reason is Reason.ClientForced or reason is Reason.ServiceForced  # (TRACED)
+        span = stream.span = tracing.driver.start_span(headers, info.start_wall, traced, tracing.egress)
     return decorate_request(headers, tracing, route.decorator if route else None, span)
 
 
@@ -196,6 +206,7 @@ def finish_span(stream: ActiveStream) -> None:
         stream.stream_info,
         tracing.max_path_tag_length,
         tracing.custom_tags,
+        tracing.verbose,
     )
 
 

@@ -71,6 +71,31 @@ def _grpc_response_tags(span: Span, headers: HeaderMap) -> None:
         span.set_tag("error", "true")
 
 
+_READ = frozenset({
+    "x-request-id", "x-envoy-original-path", "x-forwarded-proto", "x-envoy-downstream-service-cluster", "user-agent",
+    "x-client-trace-id", "content-type", "grpc-timeout",
+})  # fmt: skip
+
+
+# ``verbose``: the stream's moments as span logs (Envoy's ``annotateVerbose``), in this order.
+_VERBOSE: tuple[tuple[str, Callable[[StreamInfo], float | None]], ...] = (
+    ("last_downstream_rx_byte_received", lambda i: i.request_complete),
+    ("first_upstream_tx_byte_sent", lambda i: i.upstream_timing.first_tx if i.upstream_timing else None),
+    ("last_upstream_tx_byte_sent", lambda i: i.upstream_timing.last_tx if i.upstream_timing else None),
+    ("first_upstream_rx_byte_received", lambda i: i.upstream_timing.first_rx if i.upstream_timing else None),
+    ("last_upstream_rx_byte_received", lambda i: i.upstream_timing.last_rx if i.upstream_timing else None),
+    ("first_downstream_tx_byte_sent", lambda i: i.first_downstream_tx),
+    ("last_downstream_tx_byte_sent", lambda i: i.last_downstream_tx),
+)
+
+
+def annotate_verbose(span: Span, info: StreamInfo) -> None:
+    for event, moment in _VERBOSE:
+        t = moment(info)
+        if t is not None:
+            span.log(int((info.start_wall + (t - info.start_time)) * 1_000_000), event)
+
+
 def finalize_downstream_span(
     span: Span,
     request: RequestHeaders | None,
@@ -79,47 +104,50 @@ def finalize_downstream_span(
     info: StreamInfo,
     max_path_tag_length: int,
     tags: list[tuple[str, CustomTag]],
+    verbose: bool = False,
 ) -> None:
-    set_tag = span.set_tag
+    out = span.tags
     if request is not None:
-        rid = request.get("x-request-id")
-        if rid is not None:
-            set_tag("guid:x-request-id", rid)
-        path = request.get("x-envoy-original-path") or request.path
-        if path is not None:
-            proto = request.get("x-forwarded-proto") or ""
-            set_tag("http.url", f"{proto}://{request.authority or ''}{path[:max_path_tag_length]}")
-        set_tag("http.method", request.method)
-        set_tag("downstream_cluster", request.get("x-envoy-downstream-service-cluster") or "-")
-        set_tag("user_agent", request.get("user-agent") or "-")
-        set_tag("http.protocol", info.protocol or "-")
+        # The request headers read in one pass (first values); tags set straight into the
+        # span's dict, an empty value left out as Span.set_tag does.
+        h: dict[str, str] = {}
+        for k, v in request.entries:
+            if k in _READ and k not in h:
+                h[k] = v
+        if h.get("x-request-id"):
+            out["guid:x-request-id"] = h["x-request-id"]
+        path = h.get("x-envoy-original-path") or request.path
+        out["http.url"] = f"{h.get('x-forwarded-proto', '')}://{request.authority or ''}{path[:max_path_tag_length]}"
+        if request.method:
+            out["http.method"] = request.method
+        out["downstream_cluster"] = h.get("x-envoy-downstream-service-cluster") or "-"
+        out["user_agent"] = h.get("user-agent") or "-"
+        out["http.protocol"] = info.protocol or "-"
         peer = info.downstream_direct_remote_address
-        if peer is not None:
-            set_tag("peer.address", peer[0])
-        client = request.get("x-client-trace-id")
-        if client is not None:
-            set_tag("guid:x-client-trace-id", client)
-        if is_grpc_request(request):
-            set_tag("grpc.path", request.path)
-            set_tag("grpc.authority", request.authority or "")
-            set_tag("grpc.content_type", request.get("content-type") or "")
-            timeout = request.get("grpc-timeout")
-            if timeout is not None:
-                set_tag("grpc.timeout", timeout)
+        if peer is not None and peer[0]:
+            out["peer.address"] = peer[0]
+        if h.get("x-client-trace-id"):
+            out["guid:x-client-trace-id"] = h["x-client-trace-id"]
+        if "content-type" in h and is_grpc_request(request):
+            span.set_tag("grpc.path", request.path)
+            span.set_tag("grpc.authority", request.authority or "")
+            span.set_tag("grpc.content_type", h["content-type"])
+            span.set_tag("grpc.timeout", h.get("grpc-timeout", ""))
     for name, value in tags:
-        set_tag(name, value(request, info))
-    set_tag("component", "proxy")
+        span.set_tag(name, value(request, info))
+    out["component"] = "proxy"
     if info.upstream_cluster:
-        set_tag("upstream_cluster", info.upstream_cluster)
-        set_tag("upstream_cluster.name", info.upstream_cluster)
+        out["upstream_cluster"] = out["upstream_cluster.name"] = info.upstream_cluster
     code = info.response_code
-    set_tag("http.status_code", str(code or 0))
-    set_tag("response_size", str(info.bytes_sent))
-    set_tag("request_size", str(info.bytes_received))
-    set_tag("response_flags", info.flags_short())
+    out["http.status_code"] = str(code or 0)
+    out["response_size"] = str(info.bytes_sent)
+    out["request_size"] = str(info.bytes_received)
+    out["response_flags"] = info.flags_short()
     if not code or 500 <= code < 600:
-        set_tag("error", "true")
-    if response is not None:
+        out["error"] = "true"
+    if verbose:
+        annotate_verbose(span, info)
+    if response is not None and "grpc-status" in response:
         _grpc_response_tags(span, response)
     if trailers is not None:
         _grpc_response_tags(span, trailers)

@@ -30,7 +30,8 @@ TRACED = frozenset({Reason.Sampling, Reason.ServiceForced, Reason.ClientForced})
 """The reasons whose requests are traced (``TracerUtility::shouldTraceRequest``)."""
 
 _REASON_OF = {"a": Reason.ServiceForced, "9": Reason.Sampling, "b": Reason.ClientForced}
-_CHAR_OF = {Reason.ServiceForced: "a", Reason.ClientForced: "b", Reason.Sampling: "9", Reason.NotTraceable: "4"}
+_CHAR_OF = {"ServiceForced": "a", "ClientForced": "b", "Sampling": "9", "NotTraceable": "4"}
+"""By ``Reason.value``: a str key hashes in C, an Enum member's ``__hash__`` is Python code."""
 _HEX = frozenset("0123456789abcdefABCDEF")
 _SPACE = " \t\n\v\f\r"
 
@@ -84,7 +85,10 @@ class UuidRequestId:
         when absent, shorter, or not a number."""
         if rid is None or len(rid) < 8:
             return None
-        return strtoull16(rid[:8])
+        head = rid[:8]
+        if _HEX.issuperset(head):
+            return int(head, 16)  # (a UUID's: the common case)
+        return strtoull16(head)
 
     def reason(self, rid: str | None) -> Reason:
         """The status packed in the id (``getTraceReason``)."""
@@ -95,7 +99,7 @@ class UuidRequestId:
     def with_reason(self, rid: str, reason: Reason) -> str:
         """``rid`` with ``reason`` packed in (``setTraceReason``; unchanged when not packing or
         not a UUID's length)."""
-        char = _CHAR_OF.get(reason)
+        char = _CHAR_OF.get(reason.value)
         if not self.pack_trace_reason or len(rid) != UUID_LENGTH or char is None:
             return rid
         return rid[:TRACE_BYTE_POSITION] + char + rid[TRACE_BYTE_POSITION + 1 :]

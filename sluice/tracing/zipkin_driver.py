@@ -94,26 +94,30 @@ class ZipkinDriver:
             cfg.trace_id_128bit,
             shared,
             reporter.report,
-            lambda: int(clock.wall() * 1_000_000),
-            lambda: int(clock.monotonic() * 1_000_000),
+            clock,
         )
         return cls(tracer, reporter, node_id)
 
     def start_span(self, headers: RequestHeaders, start_wall: float, traced: bool, egress: bool) -> Span | None:
         """``Driver::startSpan`` (named after the authority until a decorator renames it), then
         the tracer's ``node_id`` tag; None for B3 headers that do not parse (a null span)."""
-        sampled = b3.extract_sampled(headers)
-        decision = traced if sampled is None else sampled
+        found = b3.scan(headers)
         name = headers.authority or ""
         timestamp = int(start_wall * 1_000_000)
-        try:
-            ctx = b3.extract_context(headers, decision)
-        except b3.ExtractorError:
-            return None
-        if ctx is None:
-            span = self.tracer.start_root(egress, name, timestamp, decision)
+        if not found:  # (the usual request at the edge: a root span)
+            span = self.tracer.start_root(egress, name, timestamp, traced)
         else:
-            span = self.tracer.start_child(egress, name, timestamp, ctx)
-        span.single_header = b3.B3 in headers
-        span.set_tag("node_id", self.node_id)
+            sampled = b3.extract_sampled(found)
+            decision = traced if sampled is None else sampled
+            try:
+                ctx = b3.extract_context(found, decision)
+            except b3.ExtractorError:
+                return None
+            if ctx is None:
+                span = self.tracer.start_root(egress, name, timestamp, decision)
+            else:
+                span = self.tracer.start_child(egress, name, timestamp, ctx)
+            span.single_header = b3.B3 in found
+        if self.node_id:
+            span.tags["node_id"] = self.node_id
         return span

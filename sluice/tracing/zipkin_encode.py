@@ -21,11 +21,6 @@ from sluice.tracing.b3 import hex64, trace_id_hex
 from sluice.tracing.zipkin_span import SERVER, Span
 
 
-def endpoint(service_name: str, address: str) -> dict[str, Any]:
-    key = "ipv6" if ":" in address else "ipv4"
-    return {"serviceName": service_name, key: address, "port": 0}
-
-
 def span_json(span: Span, shared_span_context: bool) -> dict[str, Any]:
     tracer = span.tracer
     out: dict[str, Any] = {
@@ -33,7 +28,7 @@ def span_json(span: Span, shared_span_context: bool) -> dict[str, Any]:
         "id": hex64(span.id),
         "kind": span.kind,
         "timestamp": span.timestamp,
-        "localEndpoint": endpoint(tracer.service_name, tracer.address),
+        "localEndpoint": tracer.endpoint_json,
     }
     if span.parent_id:
         out["parentId"] = hex64(span.parent_id)

@@ -49,6 +49,7 @@ class _Report:
         if self.ended:
             return
         self.ended = True
+        self.req = None  # (the request points back here: no cycle left for the collector)
         if self.timer is not None:
             self.timer.cancel()
         r = self.reporter

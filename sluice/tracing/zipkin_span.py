@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from sluice.tracing import b3
 
 if TYPE_CHECKING:
+    from sluice.clock import TimeSource
     from sluice.http.headers import RequestHeaders
 
 CLIENT = "CLIENT"
@@ -41,7 +42,7 @@ class Span:
         self.kind = kind
         self.timestamp = timestamp
         """The start (µs since the epoch): the stream's start time, as Envoy's span."""
-        self._mono_start = tracer.monotonic_us()
+        self._mono_start = tracer.clock.monotonic()
         self.duration = 0
         self.end_annotation: tuple[int, str] | None = None
         """(µs, ``cr``/``ss``) once finished."""
@@ -70,8 +71,9 @@ class Span:
         """``Span::finish``: the ``cr``/``ss`` annotation at the system time, the duration from
         the monotonic clock, then the span to the reporter when sampled."""
         tracer = self.tracer
-        self.end_annotation = (tracer.system_us(), "cr" if self.kind == CLIENT else "ss")
-        self.duration = tracer.monotonic_us() - self._mono_start
+        clock = tracer.clock
+        self.end_annotation = (int(clock.wall() * 1_000_000), "cr" if self.kind == CLIENT else "ss")
+        self.duration = int((clock.monotonic() - self._mono_start) * 1_000_000)
         if self.sampled:
             tracer.report(self)
 
@@ -79,7 +81,9 @@ class Span:
 class ZipkinTracer:
     """Starts spans for one Zipkin provider (service name ``node.cluster``, the host's address)."""
 
-    __slots__ = ("service_name", "address", "rng", "trace_id_128bit", "shared_span_context", "report", "system_us", "monotonic_us")
+    __slots__ = (
+        "service_name", "address", "rng", "trace_id_128bit", "shared_span_context", "report", "clock", "endpoint_json",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -89,8 +93,7 @@ class ZipkinTracer:
         trace_id_128bit: bool,
         shared_span_context: bool,
         report: Callable[[Span], None],
-        system_us: Callable[[], int],
-        monotonic_us: Callable[[], int],
+        clock: TimeSource,
     ) -> None:
         self.service_name = service_name
         self.address = address
@@ -98,8 +101,10 @@ class ZipkinTracer:
         self.trace_id_128bit = trace_id_128bit
         self.shared_span_context = shared_span_context
         self.report = report
-        self.system_us = system_us
-        self.monotonic_us = monotonic_us
+        self.clock = clock
+        key = "ipv6" if ":" in address else "ipv4"
+        self.endpoint_json: dict[str, object] = {"serviceName": service_name, key: address, "port": 0}
+        """The spans' ``localEndpoint`` (one dict for all: the JSON encoder only reads it)."""
 
     def _random64(self) -> int:
         # (Envoy's ids come from its random generator, never 0: a 0 id means "unset")
