@@ -456,8 +456,7 @@ class Server:
         if not t.HasField("provider"):
             return  # (Envoy's null tracer: the decision only)
         tracing.verbose = t.verbose
-        if t.spawn_upstream_span.value:
-            raise UnsupportedError(f"{path}.spawn_upstream_span: upstream spans (spawn_upstream_span) are not implemented yet")
+        tracing.spawn_upstream = t.spawn_upstream_span.value
         if not t.provider.typed_config.type_url.endswith("/envoy.config.trace.v3.ZipkinConfig"):
             raise UnsupportedError(f"{path}.provider: tracer '{t.provider.name}' is not implemented yet")
         key = t.provider.SerializeToString(deterministic=True)

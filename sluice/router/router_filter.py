@@ -12,10 +12,8 @@ Retries (``retry.py`` decides, the router acts): a route with a ``retry_policy``
 request with ``x-envoy-retry-on``) gets a :class:`RetryState`; each response head and each reset
 before the response started asks ``should_retry``; a granted retry drops the attempt, waits the
 back-off and starts a new :class:`UpstreamRequest` with the request body kept for replay (up to
-1 MiB, else retries are abandoned: ``retry_or_shadow_abandoned``). Nothing is retried once the
-response started downstream, and the route timeout keeps running across attempts (retries never
-outlive it). A per-try timeout (``per_try_timeout``, smaller than the route timeout) and a
-per-try idle timeout run from the moment an attempt's request is fully on a connection.
+1 MiB, else ``retry_or_shadow_abandoned``). Nothing is retried once the response started, and the
+route timeout runs across attempts. Per-try (idle) timeouts run once an attempt's request is sent.
 """
 
 from __future__ import annotations
@@ -33,6 +31,7 @@ from sluice.router.retry import RetryState, RetryStatus, retry_resource
 from sluice.router.rewrite import redirect_location, rewrite_path_and_host
 from sluice.router.shadow import start_shadow
 from sluice.router.upstream_request import UpstreamRequest
+from sluice.tracing.decision import upstream_span
 
 if TYPE_CHECKING:
     from sluice.http.filter_manager import ActiveStreamFilter as ActiveStream
@@ -74,33 +73,11 @@ class RouterConfig:
 
 class Router:
     __slots__ = (
-        "config",
-        "cb",
-        "route",
-        "weighted",
-        "upstream",
-        "shadows",
-        "timer",
-        "_timeout",
-        "_response_started",
-        "_finished",
-        "cluster",
-        "retry",
-        "attempt_count",
-        "_per_try",
-        "_per_try_idle",
-        "_per_try_timer",
-        "_idle_timer",
-        "_backoff_timer",
-        "_last_upstream_activity",
-        "_complete_time",
-        "_request_end",
-        "_body",
-        "_body_len",
-        "_trailers",
-        "_watermarks",
-        "alt_stats",
-    )
+        "config", "cb", "route", "weighted", "upstream", "shadows", "timer", "_timeout", "_response_started",
+        "_finished", "cluster", "retry", "attempt_count", "_per_try", "_per_try_idle", "_per_try_timer",
+        "_idle_timer", "_backoff_timer", "_last_upstream_activity", "_complete_time", "_request_end", "_body",
+        "_body_len", "_trailers", "_watermarks", "alt_stats",
+    )  # fmt: skip
 
     def __init__(self, config: RouterConfig, stream: ActiveStream) -> None:
         self.config = config
@@ -236,10 +213,10 @@ class Router:
                             cb.call_later(self._timeout, s.cancel)
         if logs.router_debug:
             debug_log.route_decision(cb, host.address, headers)
-        if (span := cb.active_span) is not None:  # (after the shadows' copies, as Envoy's onPoolReady)
-            span.inject(headers)
+        child = upstream_span(cb, cluster.name, headers, 1)  # (after the shadows' copies, as Envoy's onPoolReady)
         # The first attempt sends the downstream headers as finalised here; a retry its own copy.
         up = UpstreamRequest(self, cluster, host, headers, end_stream, False, cb.tunnel is not None, info.protocol)
+        up.span = child
         self.upstream = up
         info.upstream_timing = up
         if self.retry is not None:
@@ -437,9 +414,11 @@ class Router:
         body = self._body
         trailers = self._trailers
         end = self._request_end
+        child = upstream_span(self.cb, cluster.name, headers, self.attempt_count)
         up = UpstreamRequest(
             self, cluster, host, headers, end and not body and trailers is None, False, False, self.cb.stream_info.protocol
         )
+        up.span = child
         self.upstream = up
         self.cb.stream_info.upstream_timing = up
         assert self.retry is not None
@@ -492,6 +471,7 @@ class Router:
                 # Envoy's chargeBasicResponseStat in the ``retry.`` scope.
                 for c in req.cluster.stats.retry_code_stats(code):
                     c.value += 1
+                req.span_canceled = True
                 if not end_stream or not self._request_end:
                     # (A response that ended before the request did leaves a connection
                     # still expecting the body: it cannot be reused either.)

@@ -18,8 +18,10 @@ from sluice.clock import REAL
 from sluice.http import debug_log
 from sluice.http.headers import HeaderMap, RequestHeaders, ResponseHeaders
 from sluice.http.stream_info import UpstreamTiming
+from sluice.tracing.http_span import finalize_upstream_span
 
 if TYPE_CHECKING:
+    from sluice.tracing.zipkin_span import Span
     from sluice.upstream.cluster import Cluster
     from sluice.upstream.conn_pool import HostPool, UpstreamStream
     from sluice.upstream.host import Host
@@ -62,6 +64,9 @@ class UpstreamRequest(UpstreamTiming):
         "ready_hook",
         "upgrade",
         "grpc_deferred",
+        "span",
+        "status",
+        "span_canceled",
     )
 
     def __init__(
@@ -104,6 +109,11 @@ class UpstreamRequest(UpstreamTiming):
         self.ready_hook: Callable[[UpstreamRequest], None] | None = None
         """Called once the request head is written to a connection (the router's per-try timers)."""
         self.upgrade = upgrade
+        self.span: Span | None = None
+        """This attempt's own span (``spawn_upstream_span``), finished with the attempt."""
+        self.status = 0
+        self.span_canceled = False
+        """The router gave the attempt up (a reset, or a retry after its answer): its span says so."""
         self.grpc_deferred = False
         """A gRPC response's success is known only from its trailers (Envoy's
         grpcRqSuccessDeferred): set by :func:`upstream_outcome.charge`."""
@@ -155,6 +165,8 @@ class UpstreamRequest(UpstreamTiming):
         if self.done:
             return
         self.done = True
+        if self.span is not None:
+            self._finish_span()
         self.transport_failure = transport_failure
         self.owner.on_upstream_reset(self, reason, True)
 
@@ -204,10 +216,18 @@ class UpstreamRequest(UpstreamTiming):
             entries = [e for e in entries if e[0] not in ("content-length", "transfer-encoding")]
             end_stream = True
         self.response_started = True
+        self.status = status
         self.first_rx = now = REAL.monotonic()
         if end_stream:
             self.last_rx = now
+            # (the span waits for the router: a retry on this answer marks it canceled)
+            span, self.span = self.span, None
             self._complete()
+            self.owner.on_upstream_headers(self, ResponseHeaders(status, entries), end_stream)
+            if span is not None:
+                self.span = span
+                self._finish_span()
+            return
         self.owner.on_upstream_headers(self, ResponseHeaders(status, entries), end_stream)
 
     def on_response_data(self, data: bytes, end_stream: bool) -> None:
@@ -249,6 +269,16 @@ class UpstreamRequest(UpstreamTiming):
         if self._counted:
             self.cluster.stats.upstream_rq_active.dec()
             self.host.stats.rq_active -= 1
+        if self.span is not None:
+            self._finish_span()
+
+    def _finish_span(self) -> None:
+        span = self.span
+        assert span is not None
+        self.span = None
+        if self.span_canceled:
+            span.tags["canceled"] = "true"
+        finalize_upstream_span(span, self.protocol, self.host.address, self.cluster.name, self.status)
 
     # -- cancellation -------------------------------------------------------------------
     def abandon(self) -> None:
@@ -263,6 +293,7 @@ class UpstreamRequest(UpstreamTiming):
         reused; an HTTP/2 stream is reset."""
         if self.done and self.conn is None:
             return
+        self.span_canceled = True
         was_done = self.done
         self._complete()
         if self.conn is not None:

@@ -18,6 +18,7 @@ from sluice.tracing.request_id import Reason, UuidRequestId
 
 if TYPE_CHECKING:
     from sluice.http.active_stream import ActiveStream
+    from sluice.http.filter_manager import ActiveStreamFilter
     from sluice.http.headers import RequestHeaders, ResponseHeaders
     from sluice.http.stream_info import StreamInfo
     from sluice.runtime import Runtime
@@ -69,7 +70,7 @@ class TracingConfig:
     """An HCM's tracing: its sampling, request-id extension and direction, and its provider's
     driver (None: Envoy's null tracer, the decision without spans)."""
 
-    __slots__ = ("sampling", "request_id", "egress", "driver", "max_path_tag_length", "custom_tags", "verbose")
+    __slots__ = ("sampling", "request_id", "egress", "driver", "max_path_tag_length", "custom_tags", "verbose", "spawn_upstream")
 
     def __init__(self, sampling: Sampling, request_id: UuidRequestId, egress: bool = False) -> None:
         self.sampling = sampling
@@ -82,6 +83,9 @@ class TracingConfig:
         self.custom_tags: list[tuple[str, CustomTag]] = []
         self.verbose = False
         """``verbose``: the stream's moments logged on its span."""
+        self.spawn_upstream = False
+        """``spawn_upstream_span`` (or the router's ``start_child_span``): each upstream request
+        gets its own CLIENT span, and the stream's span is a SERVER span whatever the direction."""
 
 
 DECORATOR_HEADER = "x-envoy-decorator-operation"
@@ -187,7 +191,8 @@ def trace_request(stream: ActiveStream, headers: RequestHeaders) -> str | None:
     span = None
     if tracing.driver is not None:
         traced = reason is Reason.Sampling or reason is Reason.ClientForced or reason is Reason.ServiceForced  # (TRACED)
-        span = stream.span = tracing.driver.start_span(headers, info.start_wall, traced, tracing.egress)
+        egress = tracing.egress and not tracing.spawn_upstream
+        span = stream.span = tracing.driver.start_span(headers, info.start_wall, traced, egress)
     return decorate_request(headers, tracing, route.decorator if route else None, span)
 
 
@@ -216,3 +221,21 @@ def decorate_response(headers: ResponseHeaders, cfg: TracingConfig, operation: s
         headers.set(DECORATOR_HEADER, operation)
     elif cfg.egress:
         headers.remove(DECORATOR_HEADER)
+
+
+def upstream_span(cb: ActiveStreamFilter, cluster: str, headers: RequestHeaders, attempt: int) -> Span | None:
+    """An upstream request of a traced stream is about to start: its context goes into
+    ``headers`` — its own span's (returned, for the request to finish) when each upstream
+    request gets one, else the stream's."""
+    span = cb.active_span
+    tracing = cb.config.tracing
+    if span is None or tracing is None:
+        return None
+    if not tracing.spawn_upstream:
+        span.inject(headers)
+        return None
+    child = span.spawn_child(f"router {cluster} egress")
+    if attempt > 1:
+        child.tags["retry.count"] = str(attempt - 1)
+    child.inject(headers)
+    return child

@@ -152,3 +152,18 @@ def finalize_downstream_span(
     if trailers is not None:
         _grpc_response_tags(span, trailers)
     span.finish()
+
+
+def finalize_upstream_span(span: Span, protocol: str | None, host: str, cluster: str, status: int) -> None:
+    """An upstream request's span as Envoy's ``finalizeUpstreamSpan`` tags it (checked against
+    Envoy 1.40): the upstream's protocol, address (also ``peer.address``) and status."""
+    out = span.tags
+    out["http.protocol"] = protocol or "-"
+    out["upstream_address"] = out["peer.address"] = host
+    out["component"] = "proxy"
+    out["response_flags"] = "-"
+    out["upstream_cluster"] = out["upstream_cluster.name"] = cluster
+    out["http.status_code"] = str(status)
+    if not status or 500 <= status < 600:
+        out["error"] = "true"
+    span.finish()

@@ -67,6 +67,19 @@ class Span:
     def inject(self, headers: RequestHeaders) -> None:
         b3.inject(headers, self.trace_id_high, self.trace_id, self.id, self.parent_id, self.sampled, self.single_header)
 
+    def spawn_child(self, name: str) -> Span:
+        """An upstream request's own CLIENT span (``spawnChild``; ``spawn_upstream_span`` or the
+        router's ``start_child_span``): a new id whose parent is this span, started now."""
+        tracer = self.tracer
+        child = Span(tracer, name, CLIENT, int(tracer.clock.wall() * 1_000_000))
+        child.id = tracer._random64()
+        child.parent_id = self.id
+        child.trace_id = self.trace_id
+        child.trace_id_high = self.trace_id_high
+        child.sampled = self.sampled
+        child.single_header = self.single_header
+        return child
+
     def finish(self) -> None:
         """``Span::finish``: the ``cr``/``ss`` annotation at the system time, the duration from
         the monotonic clock, then the span to the reporter when sampled."""

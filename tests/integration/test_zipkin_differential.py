@@ -62,6 +62,8 @@ LISTENERS: dict[str, dict[str, str]] = {
     "noshare": {"zipkin": "                shared_span_context: false\n", "direction": "INBOUND"},
     "proto": {"version": "HTTP_PROTO", "endpoint": "/api/v2/spans-proto"},
     "verbose": {"extra": "            verbose: true\n"},
+    "spawn": {"extra": "            spawn_upstream_span: true\n"},
+    "spawn_egress": {"extra": "            spawn_upstream_span: true\n", "direction": "OUTBOUND"},
     "dead": {"cluster": "deadzipkin"},
 }
 
@@ -80,6 +82,7 @@ LISTENER = """
               domains: ["*"]
               routes:
               - {{match: {{prefix: /decorated}}, route: {{cluster: app}}, decorator: {{operation: checkAvailability}}}}
+              - {{match: {{prefix: /retry}}, route: {{cluster: app, retry_policy: {{retry_on: 5xx, num_retries: 1}}}}}}
               - {{match: {{prefix: /}}, route: {{cluster: app}}}}
           http_filters:
           - name: envoy.filters.http.router
@@ -135,6 +138,7 @@ REQUESTS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("GET", "/decorated/a/very/long/path?q=1", [("x-envoy-decorator-operation", "fromclient")]),
     ("GET", "/decorated", []),
     ("GET", "/status/503", [("user-agent", "probe/1")]),
+    ("GET", "/retry/status/503", []),
     ("POST", "/", [("content-type", "text/plain")]),
 ]
 

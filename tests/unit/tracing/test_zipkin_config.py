@@ -91,7 +91,6 @@ def test_refused_provider_configs_name_the_field(fields: str, message: str) -> N
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ("            spawn_upstream_span: true\n", "tracing.spawn_upstream_span: upstream spans"),
         ("            custom_tags: [{tag: m, metadata: {kind: {request: {}}, metadata_key: {key: k, path: [{key: p}]}}}]\n",
          "custom_tags\\[0\\].metadata: field 'metadata' is not implemented yet"),
     ],
