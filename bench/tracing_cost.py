@@ -5,7 +5,7 @@ config with its ``tracing`` block removed, measured as ``access_log_cost.py`` me
 
     python bench/tracing_cost.py [--rounds 40] [--batch 2000]     # in-process, Python CPU
     python bench/tracing_cost.py --instructions                   # callgrind, deterministic
-    python bench/tracing_cost.py --wire [--wire-rounds 6]         # two processes under wrk
+    python bench/tracing_cost.py --wire [--wire-rounds 6] [--envoy]   # two processes under wrk
 
 In-process (``hotpath.py``) the collector's connection is a fake one answered 202; on the wire
 the collector is the same nginx as the upstream (``/api/v2/spans`` answers 202), so the POSTs'
@@ -52,11 +52,14 @@ def main() -> None:
     p.add_argument("--wire-rounds", type=int, default=6)
     p.add_argument("--instructions", action="store_true")
     p.add_argument("--duration", type=float, default=4.0)
+    p.add_argument("--envoy", action="store_true", help="--wire: also the real Envoy on both configs, for its own ratio")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="sluice-tracing-bench-") as d:
         traced, plain = configs(Path(d))
         if args.wire:
             access_log_cost.wire(traced, plain, Path(d), args.wire_rounds, args.duration, NAMES, "100 % sampling", 1.15)
+            if args.envoy:
+                access_log_cost.wire(traced, plain, Path(d), args.wire_rounds, args.duration, NAMES, "100 % sampling", 1.15, envoy=True)
             return
         if args.instructions:
             access_log_cost.instructions(traced, plain, Path(d), NAMES, "100 % sampling", 1.15)

@@ -13,6 +13,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from sluice.runtime import DENOMINATORS
+from sluice.tracing import b3
 from sluice.tracing.http_span import finalize_downstream_span
 from sluice.tracing.request_id import Reason, UuidRequestId
 
@@ -89,10 +90,25 @@ class TracingConfig:
 
 
 DECORATOR_HEADER = "x-envoy-decorator-operation"
+_SCANNED = frozenset({"x-request-id", "x-client-trace-id", "x-envoy-force-trace", DECORATOR_HEADER, *b3.NAMES})
+
+
+def scan(headers: RequestHeaders) -> dict[str, str]:
+    """The request headers the decision, the decorator and B3 read, each name's first value,
+    in one pass."""
+    found: dict[str, str] = {}
+    for k, v in headers.entries:
+        if k in _SCANNED and k not in found:
+            found[k] = v
+    return found
 
 
 def decorate_request(
-    headers: RequestHeaders, cfg: TracingConfig, decorator: tuple[str, bool] | None, span: Span | None = None
+    headers: RequestHeaders,
+    cfg: TracingConfig,
+    decorator: tuple[str, bool] | None,
+    span: Span | None = None,
+    found: dict[str, str] | None = None,
 ) -> str | None:
     """The route ``decorator``'s effect on the request (``traceRequest``): the span takes the
     decorator's operation as its name; egress sends the operation upstream when it propagates;
@@ -106,7 +122,7 @@ def decorate_request(
         if operation is not None:
             headers.set(DECORATOR_HEADER, operation)
         return None
-    override = headers.get(DECORATOR_HEADER)
+    override = headers.get(DECORATOR_HEADER) if found is None else found.get(DECORATOR_HEADER)
     if override is not None:
         headers.remove(DECORATOR_HEADER)
         if override:
@@ -123,13 +139,17 @@ def decide(
     runtime: Runtime,
     rng: random.Random,
     info: StreamInfo | None = None,
+    found: dict[str, str] | None = None,
 ) -> Reason:
     """The trace reason for a request, its x-request-id updated (``mutateTracingRequestHeader``;
-    and ``info.request_id``, which %STREAM_ID% prints, when it has one)."""
+    and ``info.request_id``, which %STREAM_ID% prints, when it has one). ``found``: the
+    request's tracing headers from :func:`scan`, when the caller has them."""
     ext = cfg.request_id
     if not ext.use_for_sampling:
         return Reason.Sampling
-    rid = headers.get("x-request-id")
+    if found is None:
+        found = scan(headers)
+    rid = found.get("x-request-id")
     value = ext.integer(rid)
     if rid is None or value is None:
         return Reason.NotTraceable
@@ -137,11 +157,9 @@ def decide(
     s = route_sampling or cfg.sampling
     reason = ext.reason(rid)  # (a request already traced keeps its status)
     if reason is Reason.NotTraceable:
-        if headers.get("x-client-trace-id") is not None and runtime.feature_enabled(
-            "tracing.client_enabled", *s.client, rng.getrandbits(64)
-        ):
+        if "x-client-trace-id" in found and runtime.feature_enabled("tracing.client_enabled", *s.client, rng.getrandbits(64)):
             reason = Reason.ClientForced
-        elif headers.get("x-envoy-force-trace") is not None:
+        elif "x-envoy-force-trace" in found:
             reason = Reason.ServiceForced
         elif runtime.feature_enabled("tracing.random_sampling", *s.random, result):
             reason = Reason.Sampling
@@ -184,7 +202,8 @@ def trace_request(stream: ActiveStream, headers: RequestHeaders) -> str | None:
     assert cfg.tracing is not None and cfg.runtime is not None and cfg.tracing_stats is not None
     route = stream.route
     info = stream.stream_info
-    reason = decide(headers, cfg.tracing, route.tracing if route else None, cfg.runtime, cfg.rng, info)
+    found = scan(headers)
+    reason = decide(headers, cfg.tracing, route.tracing if route else None, cfg.runtime, cfg.rng, info, found)
     info.trace_reason = reason
     charge(reason, cfg.tracing_stats)
     tracing = cfg.tracing
@@ -192,8 +211,8 @@ def trace_request(stream: ActiveStream, headers: RequestHeaders) -> str | None:
     if tracing.driver is not None:
         traced = reason is Reason.Sampling or reason is Reason.ClientForced or reason is Reason.ServiceForced  # (TRACED)
         egress = tracing.egress and not tracing.spawn_upstream
-        span = stream.span = tracing.driver.start_span(headers, info.start_wall, traced, egress)
-    return decorate_request(headers, tracing, route.decorator if route else None, span)
+        span = stream.span = tracing.driver.start_span(headers, info.start_wall, traced, egress, found)
+    return decorate_request(headers, tracing, route.decorator if route else None, span, found)
 
 
 def finish_span(stream: ActiveStream) -> None:

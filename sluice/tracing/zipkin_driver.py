@@ -98,13 +98,18 @@ class ZipkinDriver:
         )
         return cls(tracer, reporter, node_id)
 
-    def start_span(self, headers: RequestHeaders, start_wall: float, traced: bool, egress: bool) -> Span | None:
+    def start_span(
+        self, headers: RequestHeaders, start_wall: float, traced: bool, egress: bool, found: dict[str, str] | None = None
+    ) -> Span | None:
         """``Driver::startSpan`` (named after the authority until a decorator renames it), then
-        the tracer's ``node_id`` tag; None for B3 headers that do not parse (a null span)."""
-        found = b3.scan(headers)
+        the tracer's ``node_id`` tag; None for B3 headers that do not parse (a null span).
+        ``found``: the request's first values of (at least) the B3 headers."""
+        if found is None:
+            found = b3.scan(headers)
         name = headers.authority or ""
         timestamp = int(start_wall * 1_000_000)
-        if not found:  # (the usual request at the edge: a root span)
+        if not (b3.B3 in found or b3.TRACE_ID in found or b3.SPAN_ID in found or b3.SAMPLED in found):
+            # (the usual request at the edge: a root span; a parent id alone says nothing)
             span = self.tracer.start_root(egress, name, timestamp, traced)
         else:
             sampled = b3.extract_sampled(found)

@@ -187,13 +187,14 @@ class ZipkinReporter:
         if timeout > 0:
             headers.add("x-envoy-expected-rq-timeout-ms", str(timeout))
         req = UpstreamRequest(report, cluster, host, headers, False, True)
+        # The body is given before the connection: head and body go in one write (still
+        # chunked, as Envoy's async client sends them), not two.
+        req.send_data(body, True)
         report.req = req
         self.in_flight.add(report)
         if timeout > 0 and self._call_later is not None:
             report.timer = self._call_later(timeout / 1000, report.on_timeout)
         req.start()
-        if not report.ended:
-            req.send_data(body, True)
 
     def snapshot(self) -> dict[str, Any]:
         return {"buffered": len(self.buffer), "in_flight": len(self.in_flight)}

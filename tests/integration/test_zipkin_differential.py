@@ -5,7 +5,7 @@ Each proxy has five listeners with an ``envoy.tracers.zipkin`` provider, routing
 ``ingress`` (shared span context, custom tags of every kind Sluice implements, a path tag
 cut at 12 characters), ``egress`` (``traffic_direction: OUTBOUND``), ``ingress128``
 (``trace_id_128bit``), ``noshare`` (``shared_span_context: false``) and ``proto``
-(``HTTP_PROTO``, decoded here with the zipkin.proto3 schema). ``tracing.zipkin.min_flush_spans``
+(``HTTP_PROTO``, decoded here with the zipkin.proto3 schema; ``collector_hostname``). ``tracing.zipkin.min_flush_spans``
 is 1, so each finished, sampled span is POSTed on its own.
 
 Per request, compared after masking: the B3 and request-id headers the app received (in their
@@ -60,7 +60,7 @@ LISTENERS: dict[str, dict[str, str]] = {
     "egress": {"direction": "OUTBOUND"},
     "ingress128": {"zipkin": "                trace_id_128bit: true\n"},
     "noshare": {"zipkin": "                shared_span_context: false\n", "direction": "INBOUND"},
-    "proto": {"version": "HTTP_PROTO", "endpoint": "/api/v2/spans-proto"},
+    "proto": {"version": "HTTP_PROTO", "endpoint": "/api/v2/spans-proto", "zipkin": "                collector_hostname: collector.example\n"},
     "verbose": {"extra": "            verbose: true\n"},
     "spawn": {"extra": "            spawn_upstream_span: true\n"},
     "spawn_egress": {"extra": "            spawn_upstream_span: true\n", "direction": "OUTBOUND"},
