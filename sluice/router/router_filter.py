@@ -489,7 +489,7 @@ class Router:
         if self._request_end:
             # Envoy adds it only once the downstream request is complete (an upstream that
             # answers an upload early gets none).
-            headers.add("x-envoy-upstream-service-time", str(int((now - self._complete_time) * 1000)))
+            headers.set("x-envoy-upstream-service-time", str(int((now - self._complete_time) * 1000)))  # (replaces an upstream's)
         self._finalize_response(headers)
         if end_stream:
             self._upstream_done(req)

@@ -142,6 +142,7 @@ class Mesh:
             "status": resp.status,
             "body": resp.text,
             "answers_trace_id": resp.header("x-b3-traceid") is not None,
+            "response_headers": [k.lower() for k, _v in resp.headers],
             "spans": [_span_view(s, t0, t1) for s in spans],
             "stats": {n: {k: v - before[n].get(k, 0) for k, v in after[n].items() if v != before[n].get(k, 0)} for n in SIDECARS},
         }
@@ -202,6 +203,7 @@ def test_each_scenario_gives_envoys_spans_and_counters(meshes: dict[str, Mesh]) 
         assert got["envoy"]["status"] == 200, (name, got["envoy"])
         if got["sluice"] != got["envoy"]:
             diff = [(e, s) for e, s in zip(got["envoy"]["spans"], got["sluice"]["spans"], strict=False) if e != s]
-            pytest.fail(f"{name}: {json.dumps(diff, indent=1)[:3000]}\n{got['envoy']['stats']}\n{got['sluice']['stats']}")
+            other = {k: (got["envoy"][k], got["sluice"][k]) for k in got["envoy"] if k != "spans" and got["envoy"][k] != got["sluice"][k]}
+            pytest.fail(f"{name}: {json.dumps(diff, indent=1)[:3000]}\n{other}")
         total += len(got["envoy"]["spans"])
     assert total >= 25  # (6 spans per plain request: the comparison is about real trees)
