@@ -14,6 +14,7 @@ response headers or trailers, ``error: true`` for a 5xx (or no response) or a gR
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,7 @@ CustomTag = Callable[["RequestHeaders | None", "StreamInfo"], str]
 
 def custom_tags(tags: Any, path: str) -> list[tuple[str, CustomTag]]:
     """The HCM's ``tracing.custom_tags``: ``literal``, ``environment`` (read once, as Envoy reads
-    it when the config loads) and ``request_header``; ``metadata`` is named as missing."""
+    it when the config loads), ``request_header`` and ``metadata``."""
     out: list[tuple[str, CustomTag]] = []
     for i, t in enumerate(tags):
         kind = t.WhichOneof("type")
@@ -53,9 +54,60 @@ def custom_tags(tags: Any, path: str) -> list[tuple[str, CustomTag]]:
                 return default if value is None else value
 
             out.append((t.tag, header))
+        elif kind == "metadata":
+            out.append((t.tag, _metadata_tag(t.metadata, f"{path}[{i}].metadata")))
         else:
             raise UnsupportedError(f"{path}[{i}].{kind}: a {kind} custom tag is not implemented yet")
     return out
+
+
+_METADATA_OF: dict[str, Callable[[StreamInfo], dict[str, dict[str, object]] | None]] = {
+    "request": lambda i: i.dynamic_metadata,
+    "cluster": lambda i: i.cluster_metadata,
+    "host": lambda i: i.upstream_host_metadata,
+}
+
+
+def _metadata_tag(m: Any, path: str) -> CustomTag:
+    """A ``metadata`` custom tag (``MetadataCustomTag``): the value at ``metadata_key`` of the
+    request's dynamic metadata, the cluster's or the upstream host's; a string as it is, a bool
+    ``true``/``false``, a number as absl prints a double (6 significant digits), a list or an
+    object as compact JSON; the default when absent. (Route metadata is not kept: refused.)"""
+    kind = m.kind.WhichOneof("kind") or "request"
+    get = _METADATA_OF.get(kind)
+    if get is None:
+        raise UnsupportedError(f"{path}.kind.{kind}: {kind} metadata is not kept by Sluice: a custom tag on it is not implemented yet")
+    namespace = m.metadata_key.key
+    keys = [p.key for p in m.metadata_key.path]
+    default: str = m.default_value
+
+    def value(_h: RequestHeaders | None, info: StreamInfo) -> str:
+        v: object = (get(info) or {}).get(namespace)
+        for k in keys:
+            v = v.get(k) if isinstance(v, dict) else None
+        if v is None:
+            return default
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return f"{v:g}"
+        if isinstance(v, str):
+            return v
+        text: str = json.dumps(_integral(v), separators=(",", ":"))
+        return text
+
+    return value
+
+
+def _integral(v: Any) -> Any:
+    """Protobuf's JSON prints a whole double without ``.0``."""
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if isinstance(v, dict):
+        return {k: _integral(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_integral(x) for x in v]
+    return v
 
 
 def _grpc_response_tags(span: Span, headers: HeaderMap) -> None:

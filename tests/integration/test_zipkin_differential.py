@@ -2,7 +2,8 @@
 
 Each proxy has five listeners with an ``envoy.tracers.zipkin`` provider, routing to an echo app
 (which answers with the headers it received) and posting spans to a recording collector:
-``ingress`` (shared span context, custom tags of every kind Sluice implements, a path tag
+``ingress`` (shared span context, custom tags of every kind Sluice implements — metadata of
+the host (every JSON kind), of the request and of the cluster (none: the default) —, a path tag
 cut at 12 characters), ``egress`` (``traffic_direction: OUTBOUND``), ``ingress128``
 (``trace_id_128bit``), ``noshare`` (``shared_span_context: false``) and ``proto``
 (``HTTP_PROTO``, decoded here with the zipkin.proto3 schema; ``collector_hostname``). ``tracing.zipkin.min_flush_spans``
@@ -54,6 +55,15 @@ CUSTOM = """            max_path_tag_length: 12
             - {tag: env_missing, environment: {name: SLUICE_TEST_NO_SUCH_VAR, default_value: env-default}}
             - {tag: hdr, request_header: {name: x-tag-me, default_value: none}}
             - {tag: hdr_nodefault, request_header: {name: x-tag-me}}
+            - {tag: md_str, metadata: {kind: {host: {}}, metadata_key: {key: ns, path: [{key: s}]}}}
+            - {tag: md_num, metadata: {kind: {host: {}}, metadata_key: {key: ns, path: [{key: num}]}}}
+            - {tag: md_big, metadata: {kind: {host: {}}, metadata_key: {key: ns, path: [{key: big}]}}}
+            - {tag: md_bool, metadata: {kind: {host: {}}, metadata_key: {key: ns, path: [{key: flag}]}}}
+            - {tag: md_obj, metadata: {kind: {host: {}}, metadata_key: {key: ns, path: [{key: obj}]}}}
+            - {tag: md_list, metadata: {kind: {host: {}}, metadata_key: {key: ns, path: [{key: lst}]}}}
+            - {tag: md_missing, metadata: {kind: {cluster: {}}, metadata_key: {key: ns, path: [{key: nope}]}, default_value: dflt}}
+            - {tag: md_host, metadata: {kind: {host: {}}, metadata_key: {key: ns, path: [{key: h}]}}}
+            - {tag: md_request, metadata: {kind: {request: {}}, metadata_key: {key: ns, path: [{key: s}]}, default_value: none}}
 """
 LISTENERS: dict[str, dict[str, str]] = {
     "ingress": {"extra": CUSTOM},
@@ -101,7 +111,15 @@ static_resources:
   listeners:
 {listeners}
   clusters:
-  - {{name: app, connect_timeout: 1s, type: STATIC, load_assignment: {{cluster_name: app, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {app}}}}}}}}}]}}]}}}}
+  - name: app
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: app
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {app}}}}}}}
+          metadata: {{filter_metadata: {{ns: {{h: host-one, s: text, num: 1.5, big: 1234567, flag: true, obj: {{x: 1, z: [a, 2]}}, lst: [1, two]}}}}}}
   - {{name: zipkin, connect_timeout: 1s, type: STATIC, load_assignment: {{cluster_name: zipkin, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {collector}}}}}}}}}]}}]}}}}
   - {{name: deadzipkin, connect_timeout: 1s, type: STATIC, load_assignment: {{cluster_name: deadzipkin, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {dead}}}}}}}}}]}}]}}}}
 """
@@ -257,7 +275,11 @@ class Proxy:
         view = {
             "status": resp.status,
             "upstream": [(k, v) for k, v in upstream if k in TRACE_HEADERS],
-            "spans": [_span_view(s, t0, t1) for r in posts for s in decode_spans(r)],
+            # (POSTs may overlap on two connections: their order of arrival is not the proxy's)
+            "spans": sorted(
+                (_span_view(s, t0, t1) for r in posts for s in decode_spans(r)),
+                key=lambda v: (v["kind"], v.get("name", ""), v.get("tags", {}).get("retry.count", "")),
+            ),
             "posts": [(r.method, r.path, [(k.lower(), v) for k, v in r.headers]) for r in posts],
             # (the flush timer ticks every 5 s whatever the requests: its own test counts it)
             "stats": {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0) and "tracing." in k and "timer" not in k},
@@ -287,6 +309,9 @@ def _span_view(span: dict[str, Any], t0: int, t1: int) -> dict[str, Any]:
     """A span with its times replaced by checks (a start within the exchange, a duration that
     fits, annotations after the start)."""
     s = dict(span)
+    if "tags" in s:
+        # (an object-valued metadata tag is protobuf JSON: its key order is not stable, in Envoy either)
+        s["tags"] = {k: json.dumps(json.loads(v), sort_keys=True) if v.startswith("{") else v for k, v in s["tags"].items()}
     start = int(s.pop("timestamp"))
     duration = int(s.pop("duration", 0))
     s["times_ok"] = t0 - 1_000_000 <= start <= t1 and 0 <= duration <= t1 - start + 1_000_000

@@ -91,8 +91,8 @@ def test_refused_provider_configs_name_the_field(fields: str, message: str) -> N
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ("            custom_tags: [{tag: m, metadata: {kind: {request: {}}, metadata_key: {key: k, path: [{key: p}]}}}]\n",
-         "custom_tags\\[0\\].metadata: field 'metadata' is not implemented yet"),
+        ("            custom_tags: [{tag: m, metadata: {kind: {route: {}}, metadata_key: {key: k, path: [{key: p}]}}}]\n",
+         "custom_tags\\[0\\].metadata.kind.route: route metadata is not kept by Sluice"),
     ],
 )  # fmt: skip
 def test_span_options_not_implemented_are_named(extra: str, message: str) -> None:
