@@ -131,10 +131,20 @@ def test_validate_part1_seed_configs_unchanged() -> None:
         assert "OK" in r.stdout
 
 
-def test_validate_names_unimplemented_features() -> None:
+def test_validate_names_unimplemented_features(tmp_path: Path) -> None:
     r = run_cli("--mode", "validate", "-c", str(SEED / "zipkin-tracing" / "front_envoy" / "envoy-config.yaml"))
+    assert r.returncode == 0 and "OK" in r.stdout, r.stderr  # (the Zipkin tracer is implemented)
+    config = (SEED / "zipkin-tracing" / "front_envoy" / "envoy-config.yaml").read_text(encoding="utf-8")
+    config = config.replace("envoy.tracers.zipkin", "envoy.tracers.opentelemetry").replace(
+        "envoy.config.trace.v3.ZipkinConfig", "envoy.config.trace.v3.OpenTelemetryConfig"
+    )
+    for field in ("collector_cluster: zipkin", 'collector_endpoint: "/api/v2/spans"', "collector_endpoint_version: HTTP_JSON"):
+        config = config.replace(field, "")
+    path = tmp_path / "otel.yaml"
+    path.write_text(config, encoding="utf-8")
+    r = run_cli("--mode", "validate", "-c", str(path))
     assert r.returncode == 1
-    assert ".tracing.provider: tracing (envoy.tracers.zipkin) is not implemented yet" in r.stderr
+    assert ".tracing.provider: tracer 'envoy.tracers.opentelemetry' is not implemented yet" in r.stderr, r.stderr
 
 
 def test_validate_fault_injection_configs() -> None:
