@@ -532,5 +532,5 @@ register("prom/statsd-exporter:*", _statsd_exporter, first=False)
 register("prom/prometheus:*", _prometheus, first=False)
 register("grafana/grafana*", _grafana, first=False)
 
-# The Elastic stack's stand-ins register themselves (a module of their own, for size).
-from sluice.lab import images_elastic  # noqa: E402, F401
+# The Elastic stack's and the tracing back ends' stand-ins register themselves (modules of their own, for size).
+from sluice.lab import images_elastic, images_tracing  # noqa: E402, F401
