@@ -22,6 +22,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -173,32 +174,41 @@ def near(value: float | None, expected: float, slack: float = 0.0) -> bool:
 
 
 def run_timeout_cases(proxy: Proxy) -> None:
-    """Each behaviour once; every assertion holds for Envoy and Sluice alike."""
+    """Each behaviour once, each on its own connection and all at once (they only wait on
+    timers: run one after the other they took 12 s); every assertion holds for Envoy and
+    Sluice alike."""
     slack = proxy.close_slack
-    # request_headers_timeout
-    ex = converse(proxy.port, [(0, b"GET /hostname HTTP/1.1\r\nHost: x\r\n")], 3)
+    conversations = {
+        "headers": [(0, b"GET /hostname HTTP/1.1\r\nHost: x\r\n")],  # request_headers_timeout
+        "body": [(0, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")],  # request_timeout
+        "duration": [(0, b"GET /delay/3000 HTTP/1.1\r\nHost: x\r\n\r\n")],  # max_stream_duration
+        "idle": [],  # no request at all
+        "idle_after": [(0, GET)],
+        "draining": [(0, GET), (0.65, GET)],
+        "busy": [(0, b"GET /delay/800 HTTP/1.1\r\nHost: x\r\n\r\n")],  # idle time does not run during a request
+    }
+    with ThreadPoolExecutor(len(conversations)) as pool:
+        jobs = {name: pool.submit(converse, proxy.port, steps, 3) for name, steps in conversations.items()}
+        got = {name: job.result() for name, job in jobs.items()}
+    ex = got["headers"]
     assert ex.text == response("HTTP/1.1 408 Request Timeout", "request header timeout", close=True), ex
     assert near(ex.first, 0.3) and near(ex.eof, 0.3, slack), ex
-    # request_timeout (headers in time, body not)
-    ex = converse(proxy.port, [(0, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")], 3)
+    ex = got["body"]  # (headers in time, body not)
     assert ex.text == response("HTTP/1.1 408 Request Timeout", "request timeout", close=True), ex
     assert near(ex.first, 0.6) and near(ex.eof, 0.6, slack), ex
     # a request completed in time is not timed out by request_timeout; max_stream_duration answers 504
-    ex = converse(proxy.port, [(0, b"GET /delay/3000 HTTP/1.1\r\nHost: x\r\n\r\n")], 3)
+    ex = got["duration"]
     assert ex.text == response("HTTP/1.1 504 Gateway Timeout", "downstream duration timeout", close=False), ex
     assert near(ex.first, 1.0) and near(ex.eof, 1.8, slack), ex  # kept open, then idle + drain
-    # idle: no request at all → closed at once
-    ex = converse(proxy.port, [], 3)
+    ex = got["idle"]  # closed at once
     assert ex.text == "" and near(ex.eof, 0.5), ex
     # idle after a request → drain_timeout, then closed; a request while draining gets connection: close
-    ex = converse(proxy.port, [(0, GET)], 3)
+    ex = got["idle_after"]
     assert ex.text.startswith(response("HTTP/1.1 200 OK", BODY, close=False, upstream=True)), ex
     assert near(ex.eof, 0.8, slack), ex
-    ex = converse(proxy.port, [(0, GET), (0.65, GET)], 3)
-    first, second = ex.text.split(BODY)[:2]
-    assert "connection: close" not in first and "connection: close\r\n" in second, ex
-    # the idle time does not run during a request (0.8 s upstream delay > 0.5 s idle)
-    ex = converse(proxy.port, [(0, b"GET /delay/800 HTTP/1.1\r\nHost: x\r\n\r\n")], 3)
+    first, second = got["draining"].text.split(BODY)[:2]
+    assert "connection: close" not in first and "connection: close\r\n" in second, got["draining"]
+    ex = got["busy"]  # (0.8 s upstream delay > 0.5 s idle)
     assert ex.status_line == "HTTP/1.1 200 OK" and near(ex.first, 0.8) and near(ex.eof, 1.6, slack), ex
     assert proxy.stat("downstream_rq_header_timeout") == 1
     assert proxy.stat("downstream_rq_timeout") == 1
