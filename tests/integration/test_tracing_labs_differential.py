@@ -1,5 +1,5 @@
-"""Differential: the course's tracing labs (zipkin-tracing, and jaeger-tracing with
-``shared_span_context: false``) as whole meshes — front proxy, service-a's sidecar with its two
+"""Differential: the course's tracing labs (zipkin-tracing, jaeger-tracing with
+``shared_span_context: false``, and zipkin-tracing with ``trace_id_128bit: true``) as whole meshes — front proxy, service-a's sidecar with its two
 egress listeners, service-b's (with its fault filter) and service-c's — once with four real
 Envoy 1.40 processes and once with four Sluice processes, each mesh with its own copies of the
 labs' Go services (``sluice.lab.apps.mesh_service``, byte-exact stand-ins) and its own
@@ -66,7 +66,14 @@ class Mesh:
         self.loop = loop
         self.collector = Collector(f"collector-{kind}")
         loop.run(self.collector.start("127.0.0.1", 0))
+        wide = lab.endswith("-128")  # (the zipkin lab with trace_id_128bit: true in every provider)
+        lab = lab.removesuffix("-128")
         seeds = {n: yaml.safe_load((LABS / lab / d / "envoy-config.yaml").read_text()) for n, d in CONFIGS.items()}
+        if wide:
+            for seed in seeds.values():
+                for lst in seed["static_resources"]["listeners"]:
+                    hcm = lst["filter_chains"][0]["filters"][0]["typed_config"]
+                    hcm["tracing"]["provider"]["typed_config"]["trace_id_128bit"] = True
         self.ports = {n: [free_port() for _ in seeds[n]["static_resources"]["listeners"]] for n in SIDECARS}
         b_app, c_app = self._app("hello-b", {}), self._app("hello-c", {})
         a_app = self._app("tracing-a", {"localhost:8788": ("127.0.0.1", self.ports["a"][1]), "localhost:8791": ("127.0.0.1", self.ports["a"][2])})
@@ -182,7 +189,7 @@ def _mask_ids(text: str, headers: list[tuple[str, str]]) -> dict[str, Any]:
     return masked
 
 
-@pytest.fixture(scope="module", params=["zipkin-tracing", "jaeger-tracing"])
+@pytest.fixture(scope="module", params=["zipkin-tracing", "jaeger-tracing", "zipkin-tracing-128"])
 def meshes(request: pytest.FixtureRequest, loop: LoopThread) -> Iterator[dict[str, Mesh]]:
     built: dict[str, Mesh] = {}
     try:
