@@ -165,7 +165,7 @@ def inject(
     """Write a span's context into the upstream request (``injectContext``). Each header is
     removed and added again, so it moves to the end, as Envoy's ``setCopy`` of a header that is
     not one of its inline headers does (seen in the order the upstream receives them)."""
-    trace = trace_id_hex(high, trace_id)
+    trace = f"{high:016x}{trace_id:016x}" if high else f"{trace_id:016x}"
     flag = "1" if sampled else "0"
     entries = headers.entries
     present = False
@@ -176,9 +176,9 @@ def inject(
     if not single and not present:
         # (the usual request: nothing to replace)
         entries.append([TRACE_ID, trace])
-        entries.append([SPAN_ID, hex64(span_id)])
+        entries.append([SPAN_ID, f"{span_id:016x}"])
         if parent_id:
-            entries.append([PARENT_SPAN_ID, hex64(parent_id)])
+            entries.append([PARENT_SPAN_ID, f"{parent_id:016x}"])
         entries.append([SAMPLED, flag])
         return
     if single:

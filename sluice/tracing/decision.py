@@ -116,7 +116,7 @@ def decorate_request(
     span and overrides the decorator) and removes the header. The operation the response
     should carry (ingress, propagating, not overridden), or None."""
     if span is not None and decorator is not None and decorator[0]:
-        span.set_operation(decorator[0])
+        span.name = decorator[0]
     operation = decorator[0] if decorator is not None and decorator[1] else None
     if cfg.egress:
         if operation is not None:
@@ -239,7 +239,10 @@ def decorate_response(headers: ResponseHeaders, cfg: TracingConfig, operation: s
     if operation is not None:
         headers.set(DECORATOR_HEADER, operation)
     elif cfg.egress:
-        headers.remove(DECORATOR_HEADER)
+        for e in headers.entries:
+            if e[0] == DECORATOR_HEADER:  # (rarely there: look before rebuilding the list)
+                headers.remove(DECORATOR_HEADER)
+                break
 
 
 def upstream_span(cb: ActiveStreamFilter, cluster: str, headers: RequestHeaders, attempt: int) -> Span | None:

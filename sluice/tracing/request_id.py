@@ -99,7 +99,7 @@ class UuidRequestId:
     def with_reason(self, rid: str, reason: Reason) -> str:
         """``rid`` with ``reason`` packed in (``setTraceReason``; unchanged when not packing or
         not a UUID's length)."""
-        char = _CHAR_OF.get(reason.value)
+        char = _CHAR_OF.get(reason._value_)  # (the attribute: ``.value`` is a Python-level property)
         if not self.pack_trace_reason or len(rid) != UUID_LENGTH or char is None:
             return rid
         return rid[:TRACE_BYTE_POSITION] + char + rid[TRACE_BYTE_POSITION + 1 :]

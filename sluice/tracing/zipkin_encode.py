@@ -17,21 +17,21 @@ from typing import Any
 
 import orjson
 
-from sluice.tracing.b3 import hex64, trace_id_hex
 from sluice.tracing.zipkin_span import SERVER, Span
 
 
 def span_json(span: Span, shared_span_context: bool) -> dict[str, Any]:
     tracer = span.tracer
+    high = span.trace_id_high
     out: dict[str, Any] = {
-        "traceId": trace_id_hex(span.trace_id_high, span.trace_id),
-        "id": hex64(span.id),
+        "traceId": f"{high:016x}{span.trace_id:016x}" if high else f"{span.trace_id:016x}",
+        "id": f"{span.id:016x}",
         "kind": span.kind,
         "timestamp": span.timestamp,
         "localEndpoint": tracer.endpoint_json,
     }
     if span.parent_id:
-        out["parentId"] = hex64(span.parent_id)
+        out["parentId"] = f"{span.parent_id:016x}"
     if span.name:
         out["name"] = span.name
     if shared_span_context and span.kind == SERVER:

@@ -126,7 +126,7 @@ class ZipkinTracer:
     def start_root(self, egress: bool, name: str, timestamp: int, sampled: bool) -> Span:
         """A span with no caller: its id is the trace id (the low half of a 128-bit one)."""
         span = Span(self, name, CLIENT if egress else SERVER, timestamp)
-        span.id = span.trace_id = self._random64()
+        span.id = span.trace_id = self.rng.getrandbits(64) or 1  # (_random64, inlined)
         if self.trace_id_128bit:
             span.trace_id_high = self._random64()
         span.sampled = sampled
