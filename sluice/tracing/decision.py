@@ -210,8 +210,9 @@ def trace_request(stream: ActiveStream, headers: RequestHeaders) -> str | None:
     span = None
     if tracing.driver is not None:
         traced = reason is Reason.Sampling or reason is Reason.ClientForced or reason is Reason.ServiceForced  # (TRACED)
-        egress = tracing.egress and not tracing.spawn_upstream
-        span = stream.span = tracing.driver.start_span(headers, info.start_wall, traced, egress, found)
+        driver = tracing.driver
+        egress = tracing.egress and not tracing.spawn_upstream and not driver.split_spans
+        span = stream.span = driver.start_span(headers, info.start_wall, traced, egress, found)
     return decorate_request(headers, tracing, route.decorator if route else None, span, found)
 
 

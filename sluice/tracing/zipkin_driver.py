@@ -7,9 +7,8 @@ lab's service-a sends the spans of its three listeners in one POST.
 
 Supported: ``collector_cluster``, ``collector_endpoint``, ``collector_endpoint_version``
 ``HTTP_JSON`` and ``HTTP_PROTO``, ``collector_hostname``, ``trace_id_128bit``,
-``shared_span_context``. ``GRPC`` (which Envoy 1.40 itself does not survive),
-``collector_service``, ``split_spans_for_request`` and ``trace_context_option`` are named as
-not implemented.
+``shared_span_context``, ``split_spans_for_request``. ``GRPC`` (which Envoy 1.40 itself does
+not survive), ``collector_service`` and ``trace_context_option`` are named as not implemented.
 """
 
 from __future__ import annotations
@@ -44,10 +43,14 @@ _DEPRECATED_VERSION = (
 class ZipkinDriver:
     """One Zipkin provider: its tracer (ids, spans) and its reporter (buffer, POSTs)."""
 
-    def __init__(self, tracer: ZipkinTracer, reporter: ZipkinReporter, node_id: str) -> None:
+    def __init__(self, tracer: ZipkinTracer, reporter: ZipkinReporter, node_id: str, split_spans: bool = False) -> None:
         self.tracer = tracer
         self.reporter = reporter
         self.node_id = node_id
+        self.split_spans = split_spans
+        """``split_spans_for_request``: the stream's span is a SERVER span whatever the
+        listener's direction (checked with Envoy 1.40: no upstream span comes with it; those
+        are ``spawn_upstream_span``'s)."""
 
     @classmethod
     def from_proto(
@@ -96,7 +99,7 @@ class ZipkinDriver:
             reporter.report,
             clock,
         )
-        return cls(tracer, reporter, node_id)
+        return cls(tracer, reporter, node_id, cfg.split_spans_for_request)
 
     def start_span(
         self, headers: RequestHeaders, start_wall: float, traced: bool, egress: bool, found: dict[str, str] | None = None

@@ -74,6 +74,7 @@ LISTENERS: dict[str, dict[str, str]] = {
     "verbose": {"extra": "            verbose: true\n"},
     "spawn": {"extra": "            spawn_upstream_span: true\n"},
     "spawn_egress": {"extra": "            spawn_upstream_span: true\n", "direction": "OUTBOUND"},
+    "split_egress": {"zipkin": "                split_spans_for_request: true\n", "direction": "OUTBOUND"},
     "dead": {"cluster": "deadzipkin"},
 }
 
