@@ -6,9 +6,10 @@ manager caches them by config), so one buffer and one flush timer serve them all
 lab's service-a sends the spans of its three listeners in one POST.
 
 Supported: ``collector_cluster``, ``collector_endpoint``, ``collector_endpoint_version``
-``HTTP_JSON`` and ``HTTP_PROTO``, ``collector_hostname``, ``trace_id_128bit``,
-``shared_span_context``, ``split_spans_for_request``. ``GRPC`` (which Envoy 1.40 itself does
-not survive), ``collector_service`` and ``trace_context_option`` are named as not implemented.
+``HTTP_JSON`` and ``HTTP_PROTO``, ``collector_hostname``, ``collector_service`` (its
+``http_uri`` and ``request_headers_to_add``), ``trace_id_128bit``, ``shared_span_context``,
+``split_spans_for_request``. ``GRPC`` (which Envoy 1.40 itself does not survive) and
+``trace_context_option`` (W3C) are named as not implemented.
 """
 
 from __future__ import annotations
@@ -40,6 +41,19 @@ _DEPRECATED_VERSION = (
 )
 
 
+def _parse_uri(uri: str) -> tuple[str, str]:
+    """(host, path) of ``collector_service.http_uri.uri`` as Envoy's ``parseUri`` splits it: no
+    scheme, all path; no path, ``/``."""
+    scheme = uri.find("://")
+    if scheme < 0:
+        return "", uri
+    rest = uri[scheme + 3 :]
+    slash = rest.find("/")
+    if slash < 0:
+        return rest, "/"
+    return rest[:slash], rest[slash:]
+
+
 class ZipkinDriver:
     """One Zipkin provider: its tracer (ids, spans) and its reporter (buffer, POSTs)."""
 
@@ -67,28 +81,30 @@ class ZipkinDriver:
         service_cluster: str,
         local_ip: str,
     ) -> ZipkinDriver:
-        if cfg.HasField("collector_service"):
-            raise UnsupportedError(f"{path}.collector_service: collector_service (an HttpService) is not implemented yet")
         version = cfg.collector_endpoint_version
         if version == 0:
             raise ConfigError(f"{path}.collector_endpoint_version: {_DEPRECATED_VERSION}")
         if version == GRPC:
             raise UnsupportedError(f"{path}.collector_endpoint_version: GRPC is not implemented (HTTP_JSON and HTTP_PROTO are)")
-        if not cfg.collector_cluster or not cfg.collector_endpoint:
-            raise ConfigError(f"{path}: collector_cluster and collector_endpoint must be specified when not using collector_service")
-        if get_cluster(cfg.collector_cluster) is None:
-            raise ConfigError(f"{path}.collector_cluster: envoy.tracers.zipkin: unknown cluster '{cfg.collector_cluster}'")
+        extra_headers: list[tuple[str, str]] = []
+        if cfg.HasField("collector_service"):
+            # (preferred over the legacy fields: the cluster, host and path from its http_uri,
+            # its request_headers_to_add on every POST, as Envoy's Driver reads them)
+            service = cfg.collector_service
+            cluster, field = service.http_uri.cluster, "collector_service.http_uri.cluster"
+            hostname, endpoint = _parse_uri(service.http_uri.uri)
+            hostname = hostname or cluster
+            extra_headers = [(o.header.key.lower(), o.header.value) for o in service.request_headers_to_add]
+        else:
+            if not cfg.collector_cluster or not cfg.collector_endpoint:
+                raise ConfigError(f"{path}: collector_cluster and collector_endpoint must be specified when not using collector_service")
+            cluster, field = cfg.collector_cluster, "collector_cluster"
+            hostname, endpoint = cfg.collector_hostname or cfg.collector_cluster, cfg.collector_endpoint
+        if get_cluster(cluster) is None:
+            raise ConfigError(f"{path}.{field}: envoy.tracers.zipkin: unknown cluster '{cluster}'")
         shared = cfg.shared_span_context.value if cfg.HasField("shared_span_context") else True
         reporter = ZipkinReporter(
-            cfg.collector_cluster,
-            get_cluster,
-            cfg.collector_hostname or cfg.collector_cluster,
-            cfg.collector_endpoint,
-            version == HTTP_PROTO,
-            shared,
-            runtime,
-            stats,
-            local_ip,
+            cluster, get_cluster, hostname, endpoint, version == HTTP_PROTO, shared, runtime, stats, local_ip, extra_headers
         )
         tracer = ZipkinTracer(
             service_cluster,

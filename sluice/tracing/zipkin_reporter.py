@@ -104,6 +104,7 @@ class ZipkinReporter:
         runtime: Runtime,
         stats: ZipkinTracerStats,
         local_ip: str,
+        extra_headers: list[tuple[str, str]] | None = None,
     ) -> None:
         self.cluster_name = cluster_name
         self.get_cluster = get_cluster
@@ -114,6 +115,8 @@ class ZipkinReporter:
         self.runtime = runtime
         self.stats = stats
         self.local_ip = local_ip
+        self.extra_headers = extra_headers or []
+        """``collector_service.request_headers_to_add``: set on every POST (replacing ours)."""
         self.buffer: list[Span] = []
         self.in_flight: set[_Report] = set()
         self._timer: Any = None
@@ -182,6 +185,11 @@ class ZipkinReporter:
         timeout = self.runtime.get_integer("tracing.zipkin.request_timeout", 5000)
         headers = RequestHeaders("POST", self.endpoint, self.hostname)
         headers.add("content-type", "application/x-protobuf" if self.proto else "application/json")
+        for name, value in self.extra_headers:
+            # Envoy's setCopy: the old value out, the new one at the end (seen in the order)
+            headers.remove(name)
+            headers.add(name, value)
+        # (what Envoy's async client and router add to the reporter's message)
         headers.add("x-envoy-internal", "true")
         headers.add("x-forwarded-for", self.local_ip)
         if timeout > 0:

@@ -75,6 +75,11 @@ LISTENERS: dict[str, dict[str, str]] = {
     "spawn": {"extra": "            spawn_upstream_span: true\n"},
     "spawn_egress": {"extra": "            spawn_upstream_span: true\n", "direction": "OUTBOUND"},
     "split_egress": {"zipkin": "                split_spans_for_request: true\n", "direction": "OUTBOUND"},
+    "service": {"zipkin": (
+        "                collector_service:\n"
+        "                  http_uri: {uri: 'http://zipkin.example:9411/api/v2/spans-svc', cluster: zipkin, timeout: 1s}\n"
+        "                  request_headers_to_add: [{header: {key: X-Api-Key, value: k1}}, {header: {key: content-type, value: application/json; charset=utf-8}}]\n"
+    )},
     "dead": {"cluster": "deadzipkin"},
 }
 
