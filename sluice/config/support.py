@@ -121,7 +121,7 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
     "envoy.config.trace.v3.Tracing.Http": {"name", "typed_config"},
     "envoy.config.trace.v3.ZipkinConfig": {"collector_cluster", "collector_endpoint", "trace_id_128bit",
                                            "shared_span_context", "collector_endpoint_version", "collector_hostname",
-                                           "split_spans_for_request", "collector_service"},
+                                           "split_spans_for_request", "collector_service", "trace_context_option"},
     "envoy.config.core.v3.HttpService": {"http_uri", "request_headers_to_add"},
     "envoy.config.core.v3.HttpUri": {"uri", "cluster", "timeout"},
     "envoy.type.tracing.v3.CustomTag": {"tag", "literal", "environment", "request_header", "metadata"},

@@ -198,3 +198,29 @@ def _replace(headers: RequestHeaders, name: str, value: str) -> None:
             headers.remove(name)
             break
     headers.entries.append([name, value])
+
+
+TRACEPARENT = "traceparent"
+
+
+def from_traceparent(value: str) -> SpanContext | None:
+    """The W3C ``traceparent`` (``version-traceid-parentid-flags``) as a context, for
+    ``USE_B3_WITH_W3C_PROPAGATION`` when the request has no B3 headers; None when it does not
+    parse (Envoy then starts a root span, as without one)."""
+    parts = value.split("-")
+    # (Envoy 1.40 takes exactly the 55 characters of version 00's layout: a longer future
+    # version's header is not read)
+    if len(value) != 55 or len(parts) != 4 or parts[0].lower() == "ff":
+        return None
+    version, trace, parent, flags = parts
+    if len(trace) != 32 or len(parent) != 16 or len(flags) != 2 or not _HEX.issuperset(version + trace + parent + flags):
+        return None
+    if not int(trace, 16) or not int(parent, 16):
+        return None
+    return SpanContext(int(trace[:16], 16), int(trace[16:], 16), int(parent, 16), 0, bool(int(flags, 16) & 1))
+
+
+def inject_traceparent(headers: RequestHeaders, high: int, trace_id: int, span_id: int, sampled: bool) -> None:
+    """The span's context as ``traceparent`` too (the W3C propagation option): the trace id as
+    32 digits (a 64-bit one zero-padded), ``-01`` when sampled."""
+    _replace(headers, TRACEPARENT, f"00-{high:016x}{trace_id:016x}-{span_id:016x}-{'01' if sampled else '00'}")

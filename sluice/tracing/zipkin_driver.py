@@ -8,8 +8,9 @@ lab's service-a sends the spans of its three listeners in one POST.
 Supported: ``collector_cluster``, ``collector_endpoint``, ``collector_endpoint_version``
 ``HTTP_JSON`` and ``HTTP_PROTO``, ``collector_hostname``, ``collector_service`` (its
 ``http_uri`` and ``request_headers_to_add``), ``trace_id_128bit``, ``shared_span_context``,
-``split_spans_for_request``. ``GRPC`` (which Envoy 1.40 itself does not survive) and
-``trace_context_option`` (W3C) are named as not implemented.
+``split_spans_for_request``, ``trace_context_option`` (``USE_B3_WITH_W3C_PROPAGATION``: a
+``traceparent`` read when there is no B3, and sent along). ``GRPC`` (which Envoy 1.40 itself does
+not survive) is named as not implemented.
 """
 
 from __future__ import annotations
@@ -57,8 +58,13 @@ def _parse_uri(uri: str) -> tuple[str, str]:
 class ZipkinDriver:
     """One Zipkin provider: its tracer (ids, spans) and its reporter (buffer, POSTs)."""
 
-    def __init__(self, tracer: ZipkinTracer, reporter: ZipkinReporter, node_id: str, split_spans: bool = False) -> None:
+    def __init__(
+        self, tracer: ZipkinTracer, reporter: ZipkinReporter, node_id: str, split_spans: bool = False, w3c: bool = False
+    ) -> None:
         self.tracer = tracer
+        self.w3c = w3c
+        """``trace_context_option: USE_B3_WITH_W3C_PROPAGATION``: a request without B3 headers
+        joins its ``traceparent``'s trace, and ``traceparent`` is sent along with B3."""
         self.reporter = reporter
         self.node_id = node_id
         self.split_spans = split_spans
@@ -115,7 +121,7 @@ class ZipkinDriver:
             reporter.report,
             clock,
         )
-        return cls(tracer, reporter, node_id, cfg.split_spans_for_request)
+        return cls(tracer, reporter, node_id, cfg.split_spans_for_request, cfg.trace_context_option == 1)
 
     def start_span(
         self, headers: RequestHeaders, start_wall: float, traced: bool, egress: bool, found: dict[str, str] | None = None
@@ -129,7 +135,12 @@ class ZipkinDriver:
         timestamp = int(start_wall * 1_000_000)
         if not (b3.B3 in found or b3.TRACE_ID in found or b3.SPAN_ID in found or b3.SAMPLED in found):
             # (the usual request at the edge: a root span; a parent id alone says nothing)
-            span = self.tracer.start_root(egress, name, timestamp, traced)
+            parent = headers.get(b3.TRACEPARENT) if self.w3c else None
+            ctx = b3.from_traceparent(parent) if parent is not None else None
+            if ctx is not None:
+                span = self.tracer.start_child(egress, name, timestamp, ctx)
+            else:
+                span = self.tracer.start_root(egress, name, timestamp, traced)
         else:
             sampled = b3.extract_sampled(found)
             decision = traced if sampled is None else sampled
@@ -142,6 +153,7 @@ class ZipkinDriver:
             else:
                 span = self.tracer.start_child(egress, name, timestamp, ctx)
             span.single_header = b3.B3 in found
+        span.w3c = self.w3c
         if self.node_id:
             span.tags["node_id"] = self.node_id
         return span

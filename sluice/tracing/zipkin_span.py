@@ -29,7 +29,7 @@ class Span:
 
     __slots__ = (
         "tracer", "trace_id_high", "trace_id", "id", "parent_id", "name", "kind", "timestamp", "_mono_start",
-        "duration", "end_annotation", "tags", "logs", "sampled", "single_header",
+        "duration", "end_annotation", "tags", "logs", "sampled", "single_header", "w3c",
     )  # fmt: skip
 
     def __init__(self, tracer: ZipkinTracer, name: str, kind: str, timestamp: int) -> None:
@@ -51,6 +51,8 @@ class Span:
         self.sampled = True
         self.single_header = False
         """The caller sent a ``b3`` header: the span is propagated as one too."""
+        self.w3c = False
+        """``USE_B3_WITH_W3C_PROPAGATION``: ``traceparent`` is sent along."""
 
     def set_tag(self, name: str, value: str) -> None:
         # Envoy's Zipkin span drops a tag with an empty name or value (the ``zone`` of a node
@@ -66,6 +68,8 @@ class Span:
 
     def inject(self, headers: RequestHeaders) -> None:
         b3.inject(headers, self.trace_id_high, self.trace_id, self.id, self.parent_id, self.sampled, self.single_header)
+        if self.w3c:
+            b3.inject_traceparent(headers, self.trace_id_high, self.trace_id, self.id, self.sampled)
 
     def spawn_child(self, name: str) -> Span:
         """An upstream request's own CLIENT span (``spawnChild``; ``spawn_upstream_span`` or the
@@ -78,6 +82,7 @@ class Span:
         child.trace_id_high = self.trace_id_high
         child.sampled = self.sampled
         child.single_header = self.single_header
+        child.w3c = self.w3c
         return child
 
     def finish(self) -> None:

@@ -75,6 +75,8 @@ LISTENERS: dict[str, dict[str, str]] = {
     "spawn": {"extra": "            spawn_upstream_span: true\n"},
     "spawn_egress": {"extra": "            spawn_upstream_span: true\n", "direction": "OUTBOUND"},
     "split_egress": {"zipkin": "                split_spans_for_request: true\n", "direction": "OUTBOUND"},
+    "w3c": {"zipkin": "                trace_context_option: USE_B3_WITH_W3C_PROPAGATION\n"},
+    "w3c_egress": {"zipkin": "                trace_context_option: USE_B3_WITH_W3C_PROPAGATION\n", "direction": "OUTBOUND"},
     "service": {"zipkin": (
         "                collector_service:\n"
         "                  http_uri: {uri: 'http://zipkin.example:9411/api/v2/spans-svc', cluster: zipkin, timeout: 1s}\n"
@@ -163,12 +165,22 @@ REQUESTS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("GET", "/decorated", []),
     ("GET", "/status/503", [("user-agent", "probe/1")]),
     ("GET", "/retry/status/503", []),
+    ("GET", "/", [("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), ("tracestate", "congo=t61rcWkgMzE")]),
+    ("GET", "/", [("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00")]),
+    ("GET", "/", [("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), ("x-b3-traceid", "a0b1c2d3e4f50617"),
+                  ("x-b3-spanid", "1122334455667788")]),
+    ("GET", "/", [("traceparent", "garbage")]),
+    ("GET", "/", [("traceparent", "00-00000000000000000000000000000000-b7ad6b7169203331-01")]),
+    ("GET", "/", [("traceparent", "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra")]),
+    ("GET", "/", [("traceparent", "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]),
+    ("GET", "/", [("traceparent", "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01")]),
+    ("GET", "/", [("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), ("b3", "a0b1c2d3e4f50617-1122334455667788-1")]),
     ("POST", "/", [("content-type", "text/plain")]),
 ]
 
 HEX_ID = re.compile(r"\b(?:[0-9a-f]{32}|[0-9a-f]{16})\b")
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-([0-9a-f])[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}")
-TRACE_HEADERS = ("b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-request-id")
+TRACE_HEADERS = ("b3", "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-request-id", "traceparent", "tracestate")
 
 
 def _zipkin_proto_schema() -> Any:

@@ -78,7 +78,6 @@ def test_a_good_provider_makes_one_driver_with_its_stats() -> None:
         (GOOD.replace("                collector_endpoint_version: HTTP_JSON\n", ""),
          "Using the default now-deprecated value DEPRECATED_AND_UNAVAILABLE_DO_NOT_USE"),
         (GOOD.replace("HTTP_JSON", "GRPC"), "collector_endpoint_version: GRPC is not implemented"),
-        (GOOD + "                trace_context_option: USE_B3_WITH_W3C_PROPAGATION\n", "trace_context_option: .*not implemented"),
     ],
 )  # fmt: skip
 def test_refused_provider_configs_name_the_field(fields: str, message: str) -> None:
