@@ -10,6 +10,9 @@ one span store, as the tracing labs run them:
   ``/zipkin/config.json``;
 - ``jaeger_model.py``, ``jaeger_api.py``: Jaeger's translation of Zipkin spans, its adjusters,
   its UI JSON, its Zipkin collector and ``/api`` query API;
+- ``ui.py`` and ``static/``: the pages — Zipkin's search, trace timeline and dependencies under
+  ``/zipkin/`` (Lens's span merging and tree, ported) and Jaeger's search and trace timeline on
+  the query port, one timeline module for both;
 - ``http.py``: the HTTP/1.1 server (httptools, the store on one thread);
 - ``app.py``: flags, environment, listeners, SIGTERM.
 

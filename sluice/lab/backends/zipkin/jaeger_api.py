@@ -29,6 +29,7 @@ from sluice.lab.backends.zipkin.http import Request, Response
 from sluice.lab.backends.zipkin.jaeger_model import JSpan, adjust, canonical_trace_id, dedupe_span_ids, go_json, to_jaeger, trace_json
 from sluice.lab.backends.zipkin.model import KINDS, Annotation, Span, endpoint, from_stored, parse_ip, write_span
 from sluice.lab.backends.zipkin.store import Row, Store
+from sluice.lab.backends.zipkin.ui import JAEGER as JAEGER_UI
 
 TEXT = "text/plain; charset=utf-8"
 _ID16 = re.compile(r"[a-z0-9]{16}")
@@ -220,6 +221,9 @@ class JaegerQuery:
         form = {k: v for k, v in parse_qs(req.query, keep_blank_values=True).items()}
         first = {k: v[0] for k, v in form.items()}
         path = req.path
+        page = JAEGER_UI.serve(req)  # the UI: /static/… and the app for every non-/api path
+        if page is not None:
+            return page
         if req.method not in ("GET", "HEAD"):
             # gorilla/mux: a registered route with another method is 405 (empty body), else 404
             if path in ("/api/services", "/api/operations", "/api/traces", "/api/dependencies") or re.fullmatch(

@@ -25,6 +25,7 @@ from sluice.lab.backends.zipkin.linker import DependencyLinker, write_links
 from sluice.lab.backends.zipkin.model import Span, SpanError, from_stored, normalize_trace_id, write_span
 from sluice.lab.backends.zipkin.query import BadRequest, QueryRequest, parse_annotation_query
 from sluice.lab.backends.zipkin.store import Row, Store
+from sluice.lab.backends.zipkin.ui import ZIPKIN as ZIPKIN_UI
 
 ANY_TEXT = "text/*"
 JSON = "application/json"
@@ -143,6 +144,9 @@ class ZipkinApi:
                 return Response(302, b"", None, [("location", "/zipkin/")])
             handlers = self.routes.get(req.path)
             if handlers is None:
+                page = ZIPKIN_UI.serve(req)  # Lens: /zipkin/static/… and the app for its client-side routes
+                if page is not None:
+                    return page
                 return Response(404, b"404 Not Found", "text/plain; charset=utf-8")
             handler = handlers.get(method)
             if handler is None:
