@@ -3,7 +3,8 @@
 - ``zipkin-tracing`` (5.15–5.20): ``curl`` the front proxy; within the proxies' 5 s flush the
   Zipkin stand-in (``openzipkin/zipkin:2`` on 9411) holds one trace per request: the front's
   CLIENT span, service-a's SERVER span sharing its id, and the two ``checkStock``
-  CLIENT/SERVER pairs towards service-b and service-c — what the course's Zipkin UI shows.
+  CLIENT/SERVER pairs towards service-b and service-c — and the Zipkin UI's trace page, in
+  headless Chromium, draws that live trace's timeline.
 - ``jaeger-tracing`` (5.21–5.24): the same mesh with ``shared_span_context: false`` posting to
   Jaeger all-in-one's Zipkin-compatible collector (``COLLECTOR_ZIPKIN_HOST_PORT=9411``); the
   query API on 16686 returns the trace with every SERVER span under its caller's CLIENT span.
@@ -80,10 +81,40 @@ def test_zipkin_lab_shows_one_trace_of_six_spans_per_request(make_lab: Any, tmp_
     assert all(s["parentId"] == front["id"] for s in checks)
     assert {s["id"] for s in checks if s["kind"] == "SERVER"} == {s["id"] for s in checks if s["kind"] == "CLIENT"}
     assert front["tags"]["http.url"].startswith("http://") and front["tags"]["upstream_cluster"] == "service_a"
-    # The course's pages: service and span names, the trace by id.
+    # The course's pages: service and span names, the trace by id — and the trace page, in a
+    # real browser, drawing this live trace: three rows (the shared span, two checkStock pairs).
     assert {"front-envoy", "service-a", "service-b", "service-c"} <= set(fetch(f"{zipkin}/api/v2/services"))
     assert len(fetch(f"{zipkin}/api/v2/trace/{front['traceId']}")) == len(trace)
+    rows = _trace_rows_in_chromium(f"{zipkin}/zipkin/traces/{front['traceId']}", tmp_path)
+    assert [(r["name"], r["depth"]) for r in rows] == [("checkavailability", 1), ("checkstock", 2), ("checkstock", 2)], rows
+    assert all(r["width"] > 0 for r in rows) and rows[1]["left"] >= rows[0]["left"]
     assert lab.down().returncode == 0
+
+
+def _trace_rows_in_chromium(url: str, tmp_path: Path) -> list[dict[str, Any]]:
+    from test_tracing_ui import CHROMIUM_FLAGS, ROWS_JS, browser_paths
+
+    chromium, chromedriver = browser_paths()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
+    try:
+        driver.set_page_load_timeout(15)
+        driver.get(url)
+
+        def drawn() -> list[dict[str, Any]] | None:
+            found = driver.execute_script(ROWS_JS)
+            return list(found) if found else None
+
+        rows: list[dict[str, Any]] = wait_for("the trace's timeline", drawn, timeout=10)
+        return rows
+    finally:
+        driver.quit()
 
 
 def test_jaeger_lab_shows_the_trace_with_server_spans_of_their_own(make_lab: Any, tmp_path: Path) -> None:
