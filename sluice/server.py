@@ -634,7 +634,9 @@ class Server:
             self._flush_handle.cancel()
             self._flush_handle = None
         # Divergence from Envoy (which exits with its span buffer): buffered spans go out, and
-        # the collector gets up to 1 s to take them.
+        # the collector gets up to 1 s to take them. (One loop turn first: the connections just
+        # closed end their streams, and so their spans, from connection_lost.)
+        await asyncio.sleep(0)
         for driver in self.tracers.values():
             driver.reporter.stop_timer()
             driver.reporter.flush()

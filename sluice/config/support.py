@@ -115,7 +115,6 @@ SUPPORTED_FIELDS: Final[Mapping[str, frozenset[str]]] = {name: frozenset(fields)
            "stream_error_on_invalid_http_message", "http2_protocol_options", "access_log", "access_log_options",
            # tracing: the decision and the Zipkin tracer (sluice/tracing/)
            "tracing", "request_id_extension", "always_set_request_id_in_response"},
-    # (verbose and spawn_upstream_span are refused by the server when there is a provider)
     _HCM + ".Tracing": {"client_sampling", "random_sampling", "overall_sampling", "verbose", "max_path_tag_length",
                         "spawn_upstream_span", "custom_tags", "provider"},
     "envoy.config.trace.v3.Tracing.Http": {"name", "typed_config"},

@@ -605,9 +605,11 @@ class ActiveStream(FilterManager):
             # Envoy logs when the stream is destroyed (AccessLogType DownstreamEnd), before
             # the filters go.
             self.log_access(AccessLogType.DownstreamEnd)
-        if self.span is not None:
-            tracing_decision.finish_span(self)
         self.destroy_filters()
+        if self.span is not None:
+            # (after the filters, as Envoy's stream destructor: an upstream span the router
+            # ends on its way out is reported before this one)
+            tracing_decision.finish_span(self)
         if self.tunnel is not None:
             self.tunnel.on_destroy()
         server = cfg.server

@@ -493,6 +493,7 @@ class Router:
         self._finalize_response(headers)
         if end_stream:
             self._upstream_done(req)
+            req.release_span()  # (the attempt's span before the stream's, as in Envoy)
         self.cb.encode_headers(headers, end_stream)
 
     def on_upstream_informational(self, req: UpstreamRequest, code: int) -> None:

@@ -220,13 +220,13 @@ class UpstreamRequest(UpstreamTiming):
         self.first_rx = now = REAL.monotonic()
         if end_stream:
             self.last_rx = now
-            # (the span waits for the router: a retry on this answer marks it canceled)
+            # (the span waits for the router's decision — a retry on this answer marks it
+            # canceled — and the router ends it before it answers downstream: release_span)
             span, self.span = self.span, None
             self._complete()
+            self.span = span
             self.owner.on_upstream_headers(self, ResponseHeaders(status, entries), end_stream)
-            if span is not None:
-                self.span = span
-                self._finish_span()
+            self.release_span()
             return
         self.owner.on_upstream_headers(self, ResponseHeaders(status, entries), end_stream)
 
@@ -270,6 +270,11 @@ class UpstreamRequest(UpstreamTiming):
             self.cluster.stats.upstream_rq_active.dec()
             self.host.stats.rq_active -= 1
         if self.span is not None:
+            self._finish_span()
+
+    def release_span(self) -> None:
+        """A span held past the attempt's end (an answer that ended with its head) ends now."""
+        if self.span is not None and self.done:
             self._finish_span()
 
     def _finish_span(self) -> None:

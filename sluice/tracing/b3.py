@@ -155,10 +155,6 @@ def hex64(value: int) -> str:
     return f"{value:016x}"
 
 
-def trace_id_hex(high: int, low: int) -> str:
-    return f"{high:016x}{low:016x}" if high else f"{low:016x}"
-
-
 def inject(
     headers: RequestHeaders, high: int, trace_id: int, span_id: int, parent_id: int, sampled: bool, single: bool
 ) -> None:

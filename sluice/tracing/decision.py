@@ -85,7 +85,7 @@ class TracingConfig:
         self.verbose = False
         """``verbose``: the stream's moments logged on its span."""
         self.spawn_upstream = False
-        """``spawn_upstream_span`` (or the router's ``start_child_span``): each upstream request
+        """``spawn_upstream_span``: each upstream request
         gets its own CLIENT span, and the stream's span is a SERVER span whatever the direction."""
 
 

@@ -90,24 +90,34 @@ def _metadata_tag(m: Any, path: str) -> CustomTag:
         if isinstance(v, bool):
             return "true" if v else "false"
         if isinstance(v, (int, float)):
-            return f"{v:g}"
+            return f"{v:g}"  # (absl::StrCat of a double: 6 significant digits)
         if isinstance(v, str):
             return v
-        text: str = json.dumps(_integral(v), separators=(",", ":"))
-        return text
+        return _protobuf_json(v)
 
     return value
 
 
-def _integral(v: Any) -> Any:
-    """Protobuf's JSON prints a whole double without ``.0``."""
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
+def _dtoa(v: float) -> str:
+    """A double as protobuf's JSON prints it (``SimpleDtoa``: 15 significant digits, 17 when 15
+    do not round-trip): ``1``, ``1.5``, ``1e+20``."""
+    text = f"{v:.15g}"
+    return text if float(text) == v else f"{v:.17g}"
+
+
+def _protobuf_json(v: object) -> str:
+    """A Struct/list metadata value as protobuf's compact JSON (UTF-8, doubles as :func:`_dtoa`)."""
     if isinstance(v, dict):
-        return {k: _integral(x) for k, x in v.items()}
+        return "{" + ",".join(f"{json.dumps(k, ensure_ascii=False)}:{_protobuf_json(x)}" for k, x in v.items()) + "}"
     if isinstance(v, list):
-        return [_integral(x) for x in v]
-    return v
+        return "[" + ",".join(_protobuf_json(x) for x in v) + "]"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return _dtoa(float(v))
+    if v is None:
+        return "null"
+    return json.dumps(v, ensure_ascii=False)
 
 
 def _grpc_response_tags(span: Span, headers: HeaderMap) -> None:

@@ -11,9 +11,10 @@ status ``reports_dropped`` — so does a timeout, a refused connection or a rese
 answer, which Envoy's async client turns into its router's 504 or 503 — and a reset after the
 answer began ``reports_failed``.
 
-The collector never holds up traffic: the buffer holds at most ``min_flush_spans`` spans
-(a full buffer drops the span, as Envoy's), and the POSTs in flight are bounded by the
-collector cluster's circuit breakers (an overflow fails the report).
+The collector never holds up traffic: the buffer holds at most as many spans as
+``min_flush_spans`` said when the reporter was made (Envoy's ``SpanBuffer`` reserves that once
+and drops a span when full), and the POSTs in flight are bounded by the collector cluster's
+circuit breakers (an overflow is the async client's 503: a report dropped).
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ class ZipkinReporter:
         self.extra_headers = extra_headers or []
         """``collector_service.request_headers_to_add``: set on every POST (replacing ours)."""
         self.buffer: list[Span] = []
+        self.capacity = runtime.get_integer("tracing.zipkin.min_flush_spans", 5)
+        """The buffer's size, fixed when made (a later runtime change moves the flush point only)."""
+        self.stopped = False
         self.in_flight: set[_Report] = set()
         self._timer: Any = None
         self._call_later: Callable[[float, Callable[[], None]], Any] | None = None
@@ -146,8 +150,10 @@ class ZipkinReporter:
             self._timer = None
 
     def stop(self) -> None:
-        """Shutdown: the timer off, POSTs still in flight abandoned (counted as failed)."""
+        """Shutdown: the timer off, nothing sent any more, POSTs still in flight abandoned
+        (counted as failed)."""
         self.stop_timer()
+        self.stopped = True
         for report in list(self.in_flight):
             if report.req is not None:
                 report.req.cancel()
@@ -155,9 +161,9 @@ class ZipkinReporter:
 
     def report(self, span: Span) -> None:
         """A finished, sampled span (``reportSpan``)."""
-        min_flush = self._min_flush()
-        if len(self.buffer) >= max(min_flush, 1):
+        if self.stopped or len(self.buffer) >= self.capacity:
             return  # (SpanBuffer::addSpan: the buffer is full; Envoy drops the span silently)
+        min_flush = self._min_flush()
         self.buffer.append(span)
         if len(self.buffer) == min_flush:
             self.flush()
@@ -165,7 +171,7 @@ class ZipkinReporter:
     def flush(self) -> None:
         """``flushSpans``: POST what is buffered."""
         spans = self.buffer
-        if not spans:
+        if not spans or self.stopped:
             return
         self.buffer = []
         self.stats.spans_sent.inc(len(spans))
@@ -203,6 +209,3 @@ class ZipkinReporter:
         if timeout > 0 and self._call_later is not None:
             report.timer = self._call_later(timeout / 1000, report.on_timeout)
         req.start()
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"buffered": len(self.buffer), "in_flight": len(self.in_flight)}

@@ -72,8 +72,8 @@ class Span:
             b3.inject_traceparent(headers, self.trace_id_high, self.trace_id, self.id, self.sampled)
 
     def spawn_child(self, name: str) -> Span:
-        """An upstream request's own CLIENT span (``spawnChild``; ``spawn_upstream_span`` or the
-        router's ``start_child_span``): a new id whose parent is this span, started now."""
+        """An upstream request's own CLIENT span (``spawnChild``, for ``spawn_upstream_span``): a
+        new id whose parent is this span, started now."""
         tracer = self.tracer
         child = Span(tracer, name, CLIENT, int(tracer.clock.wall() * 1_000_000))
         child.id = tracer._random64()
