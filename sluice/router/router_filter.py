@@ -206,7 +206,7 @@ class Router:
             if policy.fraction is None or policy.fraction.enabled(cfg.runtime, cfg.rng.getrandbits(64)):
                 shadow_cluster = cfg.cluster_manager.get(policy.cluster)
                 if shadow_cluster is not None:
-                    s = start_shadow(shadow_cluster, headers, end_stream, cfg.local_ip, info.protocol)
+                    s = start_shadow(shadow_cluster, headers, end_stream, cfg.local_ip, info.protocol, cb.active_span)
                     if s is not None:
                         self.shadows.append(s)
                         if self._timeout > 0:

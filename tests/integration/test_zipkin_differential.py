@@ -101,6 +101,7 @@ LISTENER = """
               routes:
               - {{match: {{prefix: /decorated}}, route: {{cluster: app}}, decorator: {{operation: checkAvailability}}}}
               - {{match: {{prefix: /retry}}, route: {{cluster: app, retry_policy: {{retry_on: 5xx, num_retries: 1}}}}}}
+              - {{match: {{prefix: /mirror}}, route: {{cluster: app, request_mirror_policies: [{{cluster: app}}]}}}}
               - {{match: {{prefix: /}}, route: {{cluster: app}}}}
           http_filters:
           - name: envoy.filters.http.router
@@ -165,6 +166,8 @@ REQUESTS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("GET", "/decorated", []),
     ("GET", "/status/503", [("user-agent", "probe/1")]),
     ("GET", "/retry/status/503", []),
+    ("GET", "/mirror", []),
+    ("GET", "/mirror", [("b3", f"{T128}-e457b5a2e4d86bd1-1")]),
     ("GET", "/", [("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), ("tracestate", "congo=t61rcWkgMzE")]),
     ("GET", "/", [("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00")]),
     ("GET", "/", [("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), ("x-b3-traceid", "a0b1c2d3e4f50617"),
@@ -267,7 +270,7 @@ class Proxy:
         self.proc = ProxyProcess(kind, yaml.safe_load(config)).start()
 
     def tracing_stats(self) -> dict[str, int]:
-        return {k: v for k, v in self.proc.stats().items() if "tracing." in k or k.endswith("downstream_rq_active")}
+        return {k: v for k, v in self.proc.stats().items() if "tracing." in k or k.endswith(("downstream_rq_active", "upstream_rq_active"))}
 
     def exchange(self, listener: str, method: str, path: str, headers: list[tuple[str, str]]) -> dict[str, Any]:
         before = self.tracing_stats()
@@ -275,7 +278,10 @@ class Proxy:
         t0 = int(time.time() * 1e6)
         resp = http(self.ports[listener], method, path, headers=headers, body=b"hello" if method == "POST" else b"")
         # The span is finished when the stream is destroyed, just after the response.
-        assert wait_until(lambda: self.tracing_stats()[f"http.{listener}.downstream_rq_active"] == 0)
+        # (and a mirror's, which may end after the stream)
+        assert wait_until(lambda: (lambda st: st[f"http.{listener}.downstream_rq_active"] == 0 and st["cluster.app.upstream_rq_active"] == 0)(
+            self.tracing_stats()
+        ))
         after = self.tracing_stats()
         sent = after.get("tracing.zipkin.spans_sent", 0) - before.get("tracing.zipkin.spans_sent", 0)
         assert wait_until(lambda: sum(len(decode_spans(r)) for r in self.collector.requests[seen:]) >= sent, timeout=5)
