@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import http
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ import httptools
 MAX_REQUEST_LENGTH = 10 * 1024 * 1024
 MAX_QUEUED = 32
 IDLE_TIMEOUT = 600.0
+DRAIN_SECONDS = 0.005
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
 
@@ -67,6 +67,46 @@ class HttpServer:
         self.max_request_length = max_request_length
         self.server_header = server_header
         self.connections: set[_Connection] = set()
+        self._pending: collections.deque[tuple[_Connection, Request]] = collections.deque()
+        self._draining = False
+
+    # Requests go to the store's thread in batches: each hand-off (executor queue, then
+    # call_soon_threadsafe back) costs two thread wake-ups and GIL hand-overs — measured at about
+    # 250 µs of CPU per request, more than storing 5 spans. One job runs every request waiting
+    # (at most one per connection, which keeps answers in order) and hands the answers back at once;
+    # it stops taking more after DRAIN_SECONDS so a long search does not hold back earlier answers.
+
+    def _dispatch(self, conn: _Connection, req: Request) -> None:
+        self._pending.append((conn, req))
+        if not self._draining:
+            self._draining = True
+            fut = asyncio.get_running_loop().run_in_executor(self.executor, self._drain)
+            fut.add_done_callback(self._drained)
+
+    def _drain(self) -> list[tuple[_Connection, Request, Response | BaseException]]:
+        """On the store's thread: run waiting requests (deque pops are atomic under the GIL)."""
+        out: list[tuple[_Connection, Request, Response | BaseException]] = []
+        started = time.monotonic()
+        while self._pending and time.monotonic() - started < DRAIN_SECONDS:
+            conn, req = self._pending.popleft()
+            try:
+                out.append((conn, req, self.handler(req)))
+            except BaseException as exc:  # as the executor's future would carry it
+                out.append((conn, req, exc))
+        return out
+
+    def _drained(self, fut: asyncio.Future[list[tuple[_Connection, Request, Response | BaseException]]]) -> None:
+        self._draining = False
+        exc = fut.exception()
+        if exc is not None:  # the job itself failed (the handler's errors are in the list): the loop logs it
+            raise exc
+        for conn, req, result in fut.result():
+            conn._done(req, result)
+        if self._pending:
+            # what arrived after the job's last look (appends happen only on this thread)
+            self._draining = True
+            again = asyncio.get_running_loop().run_in_executor(self.executor, self._drain)
+            again.add_done_callback(self._drained)
 
     async def listen(self, host: str, port: int) -> asyncio.Server:
         loop = asyncio.get_running_loop()
@@ -94,7 +134,7 @@ def render_head(status: int, headers: list[tuple[str, str]], length: int, keep_a
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("server", "parser", "transport", "url", "headers", "body", "size", "queue", "busy", "closing", "idle",
-                 "paused", "peer")
+                 "paused", "peer", "keep")
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
@@ -110,6 +150,8 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.idle: asyncio.TimerHandle | None = None
         self.peer = ""
+        self.keep = True
+        """Keep-alive of the request being handled."""
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -191,16 +233,15 @@ class _Connection(asyncio.Protocol):
         if self.busy or not self.queue or self.transport is None:
             return
         self.busy = True
-        req, keep = self.queue.popleft()
-        fut = asyncio.get_running_loop().run_in_executor(self.server.executor, self.server.handler, req)
-        fut.add_done_callback(functools.partial(self._done, req=req, keep=keep))
+        req, self.keep = self.queue.popleft()
+        self.server._dispatch(self, req)
 
-    def _done(self, fut: asyncio.Future[Response], *, req: Request, keep: bool) -> None:
+    def _done(self, req: Request, result: Response | BaseException) -> None:
         self.busy = False
         if self.transport is None:
             return
-        exc = fut.exception()
-        resp = text(500, f"{type(exc).__name__}: {exc}") if exc is not None else fut.result()
+        keep = self.keep
+        resp = text(500, f"{type(result).__name__}: {result}") if isinstance(result, BaseException) else result
         headers = list(resp.headers)
         if resp.content_type is not None:
             headers.insert(0, ("content-type", resp.content_type))

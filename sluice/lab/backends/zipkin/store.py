@@ -3,7 +3,8 @@ select on, behind the narrow interface the two query APIs use (a real Zipkin sto
 Jaeger's could stand behind the same calls).
 
 The indexes follow what zipkin2's ``InMemoryStorage`` keeps: spans by low 64 bits of the trace
-id, by timestamp (milliseconds, as its ``TraceIdTimestamp``), by local service; the service →
+id, by timestamp (milliseconds, as its ``TraceIdTimestamp``), by local service (in memory, see
+below; the former ``spans_by_service`` index is dropped, one B-tree less per insert); the service →
 span name / remote service name lists (``names``); the values of ``AUTOCOMPLETE_KEYS`` tags.
 Spans are kept in arrival order (``rowid``), which is the order a trace's spans are answered in.
 
@@ -13,12 +14,20 @@ the lab runs. ``MEM_MAX_SPANS`` (500000) is honoured: the oldest trace goes firs
 
 One connection, used only from the server's single store thread (``check_same_thread`` off
 because that thread is the executor's, not the one that opened it).
+
+The trace-level index the searches walk (each trace's first and last span millisecond, the
+traces each service took part in) is kept in memory as well, rebuilt from the file on open: a
+search answers *every* trace id of the lookback, newest first (the query APIs page through that
+list), and producing 100 000 of them through SQL — a group-by over the spans, or even a covering
+index scan with a per-trace service probe — took 100-500 ms, where a bisect and a set filter
+over Python lists take a few. SQLite stays the record; this only orders and filters ids.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -34,7 +43,7 @@ CREATE TABLE IF NOT EXISTS spans (
 );
 CREATE INDEX IF NOT EXISTS spans_by_trace ON spans(trace_low);
 CREATE INDEX IF NOT EXISTS spans_by_time ON spans(ts_ms, trace_low);
-CREATE INDEX IF NOT EXISTS spans_by_service ON spans(service, trace_low);
+DROP INDEX IF EXISTS spans_by_service;
 CREATE TABLE IF NOT EXISTS names (
   service TEXT NOT NULL,
   kind TEXT NOT NULL,
@@ -80,6 +89,55 @@ class Store:
             self.db.execute("INSERT INTO meta VALUES ('product', ?)", (product,))
         elif row[0] != product:
             raise ValueError(f"{path} holds {row[0]} spans, not {product}'s")
+        self._load_index()
+
+    def _load_index(self) -> None:
+        """The in-memory side, from the file (on open, and after a rolled-back write)."""
+        # The span count, kept here because this connection is the file's only writer: count(*)
+        # walks a whole index, and MEM_MAX_SPANS is checked on every POST.
+        (count,) = self.db.execute("SELECT count(*) FROM spans").fetchone()
+        self._count: int = count
+        self._bounds: dict[str, tuple[int, int]] = {}
+        """low trace id → (first, last) span timestamp in ms."""
+        for low, first, last in self.db.execute("SELECT trace_low, min(ts_ms), max(ts_ms) FROM spans GROUP BY trace_low"):
+            self._bounds[low] = (first, last)
+        self._by_last = sorted((last, low) for low, (_, last) in self._bounds.items())
+        """``(last, low)`` ascending: the order searches answer in, reversed."""
+        self._spread = max((last - first for first, last in self._bounds.values()), default=0)
+        """An upper bound of ``last - first`` over the traces (never lowered on eviction)."""
+        self._members: dict[str, set[str]] = {}
+        """local service → the low trace ids it has spans in."""
+        for service, low in self.db.execute("SELECT DISTINCT service, trace_low FROM spans WHERE service IS NOT NULL"):
+            self._members.setdefault(service, set()).add(low)
+
+    def _index(self, rows: Sequence[Row], evicted: Iterable[str]) -> None:
+        """Apply a committed write to the in-memory side."""
+        if evicted:
+            for low in evicted:
+                _, last = self._bounds.pop(low)
+                del self._by_last[bisect_left(self._by_last, (last, low))]
+            for members in self._members.values():
+                members.difference_update(evicted)
+            for service in [s for s, members in self._members.items() if not members]:
+                del self._members[service]
+        bounds, by_last = self._bounds, self._by_last
+        for r in rows:
+            low, ts_ms = _low(r.trace_id), r.timestamp // 1000
+            old = bounds.get(low)
+            if old is None:
+                bounds[low] = (ts_ms, ts_ms)
+                insort(by_last, (ts_ms, low))  # spans mostly arrive in time order: near the end, a short move
+            else:
+                first, last = old
+                if ts_ms > last:
+                    del by_last[bisect_left(by_last, (last, low))]
+                    insort(by_last, (ts_ms, low))
+                    last = ts_ms
+                first = min(first, ts_ms)
+                bounds[low] = (first, last)
+                self._spread = max(self._spread, last - first)
+            if r.service is not None:
+                self._members.setdefault(r.service, set()).add(low)
 
     def close(self) -> None:
         self.db.close()
@@ -91,9 +149,10 @@ class Store:
             return
         db = self.db
         db.execute("BEGIN")
+        evicted: list[str] = []
         try:
             if self.max_spans:
-                self._evict(len(rows))
+                evicted = self._evict(len(rows))
             db.executemany(
                 "INSERT INTO spans(trace_low, trace_id, ts, ts_ms, service, json) VALUES (?,?,?,?,?,?)",
                 [(_low(r.trace_id), r.trace_id, r.timestamp, r.timestamp // 1000, r.service, r.json) for r in rows],
@@ -106,14 +165,17 @@ class Store:
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
+            self._load_index()
             raise
+        self._count += len(rows)
+        self._index(rows, evicted)
 
-    def _evict(self, incoming: int) -> None:
+    def _evict(self, incoming: int) -> list[str]:
         """``InMemoryStorage.evictToRecoverSpans``: drop whole traces, the one holding the
         oldest span timestamp first, until the new spans fit; services left with no trace lose
-        their name lists."""
-        (count,) = self.db.execute("SELECT count(*) FROM spans").fetchone()
-        excess = count + incoming - self.max_spans
+        their name lists. The evicted low ids, for ``_index`` once committed."""
+        excess = self._count + incoming - self.max_spans
+        evicted: list[str] = []
         evicted_services: set[str] = set()
         while excess > 0:
             oldest = self.db.execute("SELECT trace_low FROM spans ORDER BY ts_ms, trace_low LIMIT 1").fetchone()
@@ -121,10 +183,16 @@ class Store:
                 break
             services = self.db.execute("SELECT DISTINCT service FROM spans WHERE trace_low=?", oldest).fetchall()
             evicted_services.update(s for (s,) in services if s is not None)
-            excess -= self.db.execute("DELETE FROM spans WHERE trace_low=?", oldest).rowcount
+            deleted = self.db.execute("DELETE FROM spans WHERE trace_low=?", oldest).rowcount
+            excess -= deleted
+            self._count -= deleted
+            evicted.append(oldest[0])
+        gone = set(evicted)
         for service in evicted_services:
-            if self.db.execute("SELECT 1 FROM spans WHERE service=? LIMIT 1", (service,)).fetchone() is None:
+            # (any() stops at the first trace left, where a set difference would copy them all)
+            if not any(low not in gone for low in self._members.get(service, ())):
                 self.db.execute("DELETE FROM names WHERE service=?", (service,))
+        return evicted
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -147,20 +215,41 @@ class Store:
     def trace_ids_by_time(self, begin_ms: int, end_ms: int, service: str | None = None) -> list[str]:
         """Low trace ids with a span timestamp in ``[begin_ms, end_ms]``, newest first by that
         timestamp, then by id descending (``TIMESTAMP_DESCENDING``); with ``service``, only the
-        traces that service took part in (any of its spans, at any time)."""
-        if service is None:
-            sql = "SELECT trace_low, max(ts_ms) m FROM spans WHERE ts_ms BETWEEN ? AND ? GROUP BY trace_low ORDER BY m DESC, trace_low DESC"
-            args: tuple[object, ...] = (begin_ms, end_ms)
-        else:
-            sql = (
-                "SELECT trace_low, max(ts_ms) m FROM spans WHERE ts_ms BETWEEN ? AND ? AND trace_low IN "
-                "(SELECT trace_low FROM spans WHERE service=?) GROUP BY trace_low ORDER BY m DESC, trace_low DESC"
-            )
-            args = (begin_ms, end_ms, service)
-        return [low for low, _ in self.db.execute(sql, args)]
+        traces that service took part in (any of its spans, at any time).
+
+        The timestamp a trace is ordered by is its last one *inside* the window: the trace's last
+        span when that is in it (the bisected slice of ``_by_last``), else, for the few traces
+        that straddle ``end_ms`` (last span after it, first at or before it), asked of SQLite."""
+        members: set[str] | None = None
+        if service is not None:
+            members = self._members.get(service)
+            if not members:
+                return []
+        by_last = self._by_last
+        lo = bisect_left(by_last, (begin_ms,))
+        hi = bisect_right(by_last, (end_ms, "\U0010ffff"))
+        # Straddling traces end within _spread of end_ms.
+        straddle_hi = bisect_right(by_last, (end_ms + self._spread, "\U0010ffff"), lo=hi) if self._spread else hi
+        extra: list[tuple[int, str]] = []
+        for _, low in by_last[hi:straddle_hi]:
+            if self._bounds[low][0] <= end_ms and (members is None or low in members):
+                (m,) = self.db.execute("SELECT max(ts_ms) FROM spans WHERE trace_low=? AND ts_ms BETWEEN ? AND ?",
+                                       (low, begin_ms, end_ms)).fetchone()
+                if m is not None:
+                    extra.append((m, low))
+        window = by_last[lo:hi]
+        if extra:
+            # Rare (an endTs in the past, cutting through traces): merge by (timestamp, id) descending.
+            keyed = window if members is None else [e for e in window if e[1] in members]
+            return [low for _, low in sorted(keyed + extra, reverse=True)]
+        window.reverse()
+        if members is None:
+            return [low for _, low in window]
+        return [low for _, low in window if low in members]
 
     def services(self) -> list[str]:
-        return [s for (s,) in self.db.execute("SELECT DISTINCT service FROM spans WHERE service IS NOT NULL ORDER BY service")]
+        # Python's code-point order is SQLite's BINARY (UTF-8 byte) order.
+        return sorted(self._members)
 
     def names(self, service: str, kind: str) -> list[str]:
         return [v for (v,) in self.db.execute("SELECT value FROM names WHERE service=? AND kind=? ORDER BY value", (service, kind))]
@@ -176,8 +265,7 @@ class Store:
         return [v for (v,) in self.db.execute("SELECT value FROM autocomplete WHERE key=? ORDER BY value", (key,))]
 
     def span_count(self) -> int:
-        (n,) = self.db.execute("SELECT count(*) FROM spans").fetchone()
-        return int(n)
+        return self._count
 
 
 def _low(trace_id: str) -> str:
