@@ -12,6 +12,7 @@ ensure_apt_package /usr/bin/chromedriver chromium-driver "the browser tests"
 ensure_apt_package /usr/share/fonts/truetype/liberation fonts-liberation "the browser tests (a font to draw text with)"
 ensure_apt_package /usr/bin/curl curl "the HTTP/2 tests"
 ensure_apt_package /usr/bin/h2load nghttp2-client "the HTTP/2 tests and benchmark"
+ensure_apt_package /usr/bin/openssl openssl "the TLS tests"
 command -v node >/dev/null 2>&1 || ensure_apt_package /usr/bin/node nodejs "the dashboard script's unit tests"
 ensure_prometheus  # the lab tests run the real Prometheus
 echo "test: ruff check sluice tests"
