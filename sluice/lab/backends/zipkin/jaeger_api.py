@@ -65,19 +65,23 @@ def _validate(doc: Any) -> list[Span]:
     then the conversion's id parsing. Names keep their case (Jaeger does not lowercase)."""
     if not isinstance(doc, list):
         raise _Invalid("json: cannot unmarshal object into Go value of type models.ListOfSpans")
+    # encoding/json reports the first type mismatch of the whole document (it decodes on after
+    # one), before the model's Validate runs.
+    for raw in doc:
+        if raw is not None and not isinstance(raw, dict):
+            raise _Invalid(f"json: cannot unmarshal {_json_kind(raw)} into Go value of type models.Span")
+        mismatch = _go_mismatch(raw, _SPAN_FIELDS, "Span", "") if raw else None
+        if mismatch:
+            raise _Invalid(mismatch)
     spans = []
     for raw in doc:
         if raw is None:
             continue
-        if not isinstance(raw, dict):
-            raise _Invalid("json: cannot unmarshal non-object into Go value of type models.Span")
         problems: list[str] = []
         trace_id, span_id, parent = raw.get("traceId"), raw.get("id"), raw.get("parentId") or ""
         for name, value, lo, hi, pattern in (("id", span_id, 16, 16, _ID16), ("traceId", trace_id, 16, 32, _ID32)):
             if value is None:
                 problems.append(f"{name} in body is required")
-            elif not isinstance(value, str):
-                raise _Invalid(f"json: cannot unmarshal {type(value).__name__} into Go struct field Span.{name} of type string")
             elif len(value) < lo:
                 problems.append(f"{name} in body should be at least {lo} chars long")
             elif len(value) > hi:
@@ -115,6 +119,77 @@ def _validate(doc: Any) -> list[Span]:
     return spans
 
 
+# The swagger model's Go types (``swagger-gen/models``: span.go, endpoint.go, annotation.go).
+_ENDPOINT_FIELDS = {"serviceName": "string", "ipv4": "strfmt.IPv4", "ipv6": "strfmt.IPv6", "port": "int64"}
+_ANNOTATION_FIELDS = {"timestamp": "int64", "value": "string"}
+_SPAN_FIELDS = {
+    "traceId": "string", "id": "string", "parentId": "string", "name": "string", "kind": "string",
+    "timestamp": "int64", "duration": "int64", "debug": "bool", "shared": "bool",
+    "localEndpoint": "models.Endpoint", "remoteEndpoint": "models.Endpoint",
+    "annotations": "[]*models.Annotation", "tags": "models.Tags",
+}  # fmt: skip
+_STRUCTS = {"models.Endpoint": ("Endpoint", _ENDPOINT_FIELDS)}
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON kind encoding/json names in an UnmarshalTypeError."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _go_mismatch(obj: dict[str, Any], fields: dict[str, str], struct: str, stack: str) -> str | None:
+    """encoding/json's first ``UnmarshalTypeError`` decoding ``obj`` into ``struct``: ``Go struct
+    field <innermost struct>.<field path> of type <type>``; null leaves any field unset; unknown
+    fields are ignored. (Deliberate difference: Go matches field names case-insensitively; this
+    only exactly. A non-integral number is quoted as orjson read it, e.g. ``1000.0`` for ``1e3``.)"""
+    for key, value in obj.items():
+        gotype = fields.get(key)
+        if gotype is None or value is None:
+            continue
+        path = f"{stack}{key}"
+        where = f"into Go struct field {struct}.{path} of type"
+        if gotype == "int64":
+            if type(value) is float:
+                return f"json: cannot unmarshal number {value!r} {where} int64"
+            if type(value) is not int:
+                return f"json: cannot unmarshal {_json_kind(value)} {where} int64"
+        elif gotype == "bool":
+            if type(value) is not bool:
+                return f"json: cannot unmarshal {_json_kind(value)} {where} bool"
+        elif gotype in _STRUCTS:
+            inner, inner_fields = _STRUCTS[gotype]
+            if not isinstance(value, dict):
+                return f"json: cannot unmarshal {_json_kind(value)} {where} {gotype}"
+            found = _go_mismatch(value, inner_fields, inner, path + ".")
+            if found:
+                return found
+        elif gotype == "models.Tags":
+            if not isinstance(value, dict):
+                return f"json: cannot unmarshal {_json_kind(value)} {where} models.Tags"
+            for tag in value.values():
+                if tag is not None and not isinstance(tag, str):
+                    return f"json: cannot unmarshal {_json_kind(tag)} {where} string"
+        elif gotype == "[]*models.Annotation":
+            if not isinstance(value, list):
+                return f"json: cannot unmarshal {_json_kind(value)} {where} {gotype}"
+            for item in value:
+                if item is None:
+                    continue
+                if not isinstance(item, dict):
+                    return f"json: cannot unmarshal {_json_kind(item)} {where} models.Annotation"
+                found = _go_mismatch(item, _ANNOTATION_FIELDS, "Annotation", path + ".")
+                if found:
+                    return found
+        elif not isinstance(value, str):  # string and the strfmt string types
+            return f"json: cannot unmarshal {_json_kind(value)} {where} {gotype}"
+    return None
+
+
 def _span(raw: dict[str, Any]) -> Span:
     def ep(d: Any) -> Any:
         if not isinstance(d, dict):
@@ -125,8 +200,9 @@ def _span(raw: dict[str, Any]) -> Span:
         trace_id=canonical_trace_id(raw["traceId"]), id=raw["id"], parent_id=raw.get("parentId") or None, kind=raw.get("kind") or None,
         name=raw.get("name") or None, timestamp=int(raw.get("timestamp") or 0), duration=int(raw.get("duration") or 0),
         local=ep(raw.get("localEndpoint")), remote=ep(raw.get("remoteEndpoint")),
-        annotations=[Annotation(int(a.get("timestamp") or 0), str(a.get("value") or "")) for a in raw.get("annotations") or ()],
-        tags={str(k): str(v) for k, v in sorted((raw.get("tags") or {}).items())}, debug=True if raw.get("debug") else None,
+        annotations=[Annotation(int(a.get("timestamp") or 0), str(a.get("value") or "")) for a in raw.get("annotations") or () if a],
+        # (a null tag value decodes to Go's zero string)
+        tags={str(k): v or "" for k, v in sorted((raw.get("tags") or {}).items())}, debug=True if raw.get("debug") else None,
     )
 
 
