@@ -92,6 +92,7 @@ def handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> tuple[ssl.SSLOb
     raise AssertionError(f"handshake did not finish: {done}")
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")  # the old client, on purpose
 def test_defaults_as_envoy(pki: dict[str, str]) -> None:
     ctx = server_context(_tls(pki), PATH)
     srv, cli = handshake(ctx, _client())
