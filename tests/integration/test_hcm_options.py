@@ -76,6 +76,12 @@ def _raw(*lines: str, body: str = "") -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n" + body).encode("latin-1")
 
 
+PAUSE = b"\x00pause\x00"
+"""In a case's bytes: the client sends what comes before, waits PAUSE_S, then the rest (so what
+the proxies forward before a late refusal does not depend on when their upstream connects)."""
+PAUSE_S = 0.2
+
+
 # (name, listener, raw request)
 CASES: list[tuple[str, str, bytes]] = [
     ("http10-refused-by-default", "defaults", _raw("GET /a HTTP/1.0", "Host: x")),
@@ -126,7 +132,7 @@ CASES: list[tuple[str, str, bytes]] = [
     ("trailers-on-underscore-rejected", "trailers_underscores", _raw("POST /a HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\nx_t: a\r\n\r\n")),
     ("trailers-on-count-own-budget", "trailers_underscores", _raw("POST /a HTTP/1.1", "Host: x", *[f"h{i}: v" for i in range(8)], "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\n" + "".join(f"t{i}: v\r\n" for i in range(10)) + "\r\n")),
     ("trailers-on-count-over", "trailers_underscores", _raw("POST /a HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\n" + "".join(f"t{i}: v\r\n" for i in range(11)) + "\r\n")),
-    ("trailers-off-too-long", "defaults", _raw("POST /a HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", body="2\r\nhi\r\n0\r\nx-t: " + "t" * 70000 + "\r\n\r\n")),
+    ("trailers-off-too-long", "defaults", _raw("POST /a HTTP/1.1", "Host: x", "Transfer-Encoding: chunked", body="2\r\nhi\r\n\x00pause\x000\r\nx-t: " + "t" * 70000 + "\r\n\r\n")),
     ("trailers-response-default", "defaults", _raw("GET /trailers HTTP/1.1", "Host: x")),
 ]  # fmt: skip
 
@@ -232,7 +238,11 @@ def exchange(port: int, data: bytes) -> tuple[str, bool]:
     """Send ``data``; the normalised answer, and whether the proxy closed the connection."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         with contextlib.suppress(OSError):
-            s.sendall(data)
+            parts = data.split(PAUSE)
+            for i, part in enumerate(parts):
+                if i:
+                    time.sleep(PAUSE_S)
+                s.sendall(part)
         out = b""
         closed = half_closed = False
         # Up to 1 s for the first byte; once bytes came, 0.15 s of quiet ends the answer (a
