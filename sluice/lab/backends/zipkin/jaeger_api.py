@@ -146,48 +146,56 @@ def _go_mismatch(obj: dict[str, Any], fields: dict[str, str], struct: str, stack
     """encoding/json's first ``UnmarshalTypeError`` decoding ``obj`` into ``struct``: ``Go struct
     field <innermost struct>.<field path> of type <type>``; null leaves any field unset; unknown
     fields are ignored. (Deliberate difference: Go matches field names case-insensitively; this
-    only exactly. A non-integral number is quoted as orjson read it, e.g. ``1000.0`` for ``1e3``.)"""
+    only exactly. A non-integral number is quoted as orjson read it, e.g. ``1000.0`` for ``1e3``.)
+    Runs on every span the collector takes: the message is built only for a mismatch."""
     for key, value in obj.items():
         gotype = fields.get(key)
         if gotype is None or value is None:
             continue
-        path = f"{stack}{key}"
-        where = f"into Go struct field {struct}.{path} of type"
+        bad: Any = _NO_MISMATCH  # the value encoding/json names, and the Go type it wanted
+        want = gotype
         if gotype == "int64":
-            if type(value) is float:
-                return f"json: cannot unmarshal number {value!r} {where} int64"
             if type(value) is not int:
-                return f"json: cannot unmarshal {_json_kind(value)} {where} int64"
+                bad = value
         elif gotype == "bool":
             if type(value) is not bool:
-                return f"json: cannot unmarshal {_json_kind(value)} {where} bool"
+                bad = value
         elif gotype in _STRUCTS:
-            inner, inner_fields = _STRUCTS[gotype]
             if not isinstance(value, dict):
-                return f"json: cannot unmarshal {_json_kind(value)} {where} {gotype}"
-            found = _go_mismatch(value, inner_fields, inner, path + ".")
-            if found:
-                return found
-        elif gotype == "models.Tags":
-            if not isinstance(value, dict):
-                return f"json: cannot unmarshal {_json_kind(value)} {where} models.Tags"
-            for tag in value.values():
-                if tag is not None and not isinstance(tag, str):
-                    return f"json: cannot unmarshal {_json_kind(tag)} {where} string"
-        elif gotype == "[]*models.Annotation":
-            if not isinstance(value, list):
-                return f"json: cannot unmarshal {_json_kind(value)} {where} {gotype}"
-            for item in value:
-                if item is None:
-                    continue
-                if not isinstance(item, dict):
-                    return f"json: cannot unmarshal {_json_kind(item)} {where} models.Annotation"
-                found = _go_mismatch(item, _ANNOTATION_FIELDS, "Annotation", path + ".")
+                bad = value
+            else:
+                inner, inner_fields = _STRUCTS[gotype]
+                found = _go_mismatch(value, inner_fields, inner, f"{stack}{key}.")
                 if found:
                     return found
-        elif not isinstance(value, str):  # string and the strfmt string types
-            return f"json: cannot unmarshal {_json_kind(value)} {where} {gotype}"
+        elif gotype == "models.Tags":
+            if not isinstance(value, dict):
+                bad = value
+            else:
+                bad = next((t for t in value.values() if t is not None and type(t) is not str), _NO_MISMATCH)
+                want = "string"
+        elif gotype == "[]*models.Annotation":
+            if not isinstance(value, list):
+                bad = value
+            else:
+                for item in value:
+                    if item is None:
+                        continue
+                    if not isinstance(item, dict):
+                        bad, want = item, "models.Annotation"
+                        break
+                    found = _go_mismatch(item, _ANNOTATION_FIELDS, "Annotation", f"{stack}{key}.")
+                    if found:
+                        return found
+        elif type(value) is not str:  # string and the strfmt string types
+            bad = value
+        if bad is not _NO_MISMATCH:
+            kind = f"number {bad!r}" if want == "int64" and type(bad) is float else _json_kind(bad)
+            return f"json: cannot unmarshal {kind} into Go struct field {struct}.{stack}{key} of type {want}"
     return None
+
+
+_NO_MISMATCH = object()
 
 
 def _span(raw: dict[str, Any]) -> Span:
